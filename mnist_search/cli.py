@@ -1,0 +1,311 @@
+"""The command line: optimize, train, experiments. Errors become one line and exit status 2 here,
+at the edge; the modules below raise ordinary exceptions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Find the best small CNN for MNIST under a hard parameter budget.")
+log = logging.getLogger("mnist_search")
+
+DataDir = Annotated[Optional[Path], typer.Option(
+    help="Folder with the four MNIST IDX files (.gz or raw); default: $MNIST_SEARCH_DATA, the "
+         "cache, then download.", show_default=False)]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+Epochs = Annotated[int, typer.Option(help="Training epochs per candidate.")]
+TrainSubset = Annotated[Optional[int], typer.Option(
+    help="Train on only the first N training images (quick runs); default: all 55,000.",
+    show_default=False)]
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _setup_logging() -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def _device(name: str):
+    from .device import DeviceError, resolve_device
+
+    try:
+        return resolve_device(name)
+    except DeviceError as e:
+        fail(str(e))
+
+
+def _check_common(epochs: int, train_subset: int | None, val_size: int) -> None:
+    if epochs < 1:
+        fail(f"--epochs {epochs}: must be at least 1")
+    if not 0 < val_size < 60000:
+        fail(f"--val-size {val_size}: must be between 1 and 59,999")
+    if train_subset is not None and not 0 < train_subset <= 60000 - val_size:
+        fail(f"--train-subset {train_subset}: must be between 1 and {60000 - val_size:,} "
+             f"(60,000 training images minus the {val_size:,} held out for validation)")
+
+
+def _load(data_dir: Path | None, device, val_size: int, train_subset: int | None):
+    from .data import DataError, load_mnist, make_splits
+
+    try:
+        data = load_mnist(data_dir)
+    except DataError as e:
+        fail(str(e))
+    return make_splits(data, device, val_size=val_size, train_subset=train_subset)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}%"
+
+
+# --- optimize ------------------------------------------------------------------------------------
+
+@app.command()
+def optimize(
+    budget: Annotated[int, typer.Option(help="Hard cap on trainable parameters.")] = 25000,
+    n_trials: Annotated[Optional[int], typer.Option(
+        help="Stop after this many trials (this run).", show_default=False)] = None,
+    timeout: Annotated[Optional[float], typer.Option(
+        help="Stop after this many seconds; default 900 when --n-trials is not given.",
+        show_default=False)] = None,
+    epochs: Epochs = 1,
+    study_name: Annotated[Optional[str], typer.Option(
+        help="Study name; default budget-<BUDGET>. The same name resumes the study.",
+        show_default=False)] = None,
+    storage: Annotated[Optional[str], typer.Option(
+        help="Optuna storage URL; default sqlite:///studies/<study-name>.db.",
+        show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Seed for sampler and training; fixes the trials of a one-process CPU study.",
+        show_default=False)] = None,
+    device: Device = "auto",
+    data_dir: DataDir = None,
+    train_subset: TrainSubset = None,
+    val_size: Annotated[int, typer.Option(help="Training images held out for validation.")] = 5000,
+    pruner: Annotated[str, typer.Option(help="median, hyperband or none.")] = "median",
+    top: Annotated[int, typer.Option(help="Rows in the final table.")] = 10,
+) -> None:
+    """Search architectures and training settings under --budget parameters."""
+    from .space import smallest_net, smallest_params
+    from .spec import describe
+    from .study import (PRUNERS, Protocol, StudyError, check_storage_url, default_storage,
+                        make_objective, open_storage, open_study)
+
+    _setup_logging()
+    if budget <= 0:
+        fail(f"--budget {budget}: must be a positive number of parameters")
+    if budget < smallest_params():
+        fail(f"--budget {budget:,} is below the smallest net in the search space "
+             f"({smallest_params():,} parameters: {describe(smallest_net())})")
+    _check_common(epochs, train_subset, val_size)
+    if n_trials is not None and n_trials < 1:
+        fail(f"--n-trials {n_trials}: must be at least 1")
+    if timeout is not None and timeout <= 0:
+        fail(f"--timeout {timeout}: must be a positive number of seconds")
+    if pruner not in PRUNERS:
+        fail(f"--pruner {pruner!r}; valid: {', '.join(PRUNERS)}")
+    if timeout is None and n_trials is None:
+        timeout = 900.0
+    dev = _device(device)
+    study_name = study_name or f"budget-{budget}"
+    default_url = storage is None
+    url = storage or default_storage(study_name)
+    try:
+        if not default_url:  # the default folder is made below, once the input is known good
+            check_storage_url(url)
+    except StudyError as e:
+        fail(str(e))
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    protocol = Protocol(epochs=epochs, train_subset=train_subset, val_size=val_size)
+
+    splits = _load(data_dir, dev, val_size, train_subset)
+    if default_url:
+        Path("studies").mkdir(exist_ok=True)
+    try:
+        study = open_study(open_storage(url), study_name, budget, protocol, seed=seed,
+                           pruner=pruner)
+    except StudyError as e:
+        fail(str(e))
+
+    limits = " and ".join(x for x in (f"{n_trials} trials" if n_trials else "",
+                                      f"{timeout:.0f} s" if timeout else "") if x)
+    log.info("study %r in %s: budget %s parameters, %d epoch(s) on %s train / %s val images, "
+             "device %s, seed %d; stopping after %s", study_name, url, f"{budget:,}", epochs,
+             f"{len(splits.train):,}", f"{len(splits.val):,}", dev, seed, limits)
+    deadline = time.time() + timeout if timeout else None
+    objective = make_objective(budget, protocol, splits, base_seed=seed, deadline=deadline)
+    progress = _Progress(study)
+    try:
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[progress],
+                       catch=())
+    except KeyboardInterrupt:
+        log.info("interrupted: the running trial is marked failed; run again to resume")
+    _print_summary(study, url, top)
+
+
+class _Progress:
+    """One line per finished trial: what it was, and how the study stands."""
+
+    def __init__(self, study) -> None:
+        self.start = time.time()
+        self.first = len(study.trials)
+
+    def __call__(self, study, trial) -> None:
+        from .study import tally, top_trials
+
+        t = tally(study.get_trials(deepcopy=False))
+        best = top_trials(study, 1)
+        a = trial.user_attrs
+        what = (f"val {trial.value:.2f}%" if trial.value is not None
+                else a.get("pruned_reason", trial.state.name.lower()))
+        standing = (f"best {best[0].value:.2f}% @ {best[0].user_attrs.get('n_params', 0):,}"
+                    if best else "no complete trial yet")
+        log.info("trial %d %s: %s | %s params %s | %.0fs || done %d, pruned %d | %s | %.0fs",
+                 trial.number, trial.state.name, what, f"{a.get('n_params', 0):,}",
+                 a.get("architecture", "?"), a.get("seconds", 0), t.complete, t.pruned,
+                 standing, time.time() - self.start)
+
+
+def _print_summary(study, url: str, top: int) -> None:
+    from .study import tally, top_trials, trial_row
+
+    t = tally(study.get_trials(deepcopy=False))
+    typer.echo(f"\nstudy {study.study_name}: {t.complete} complete, {t.pruned} pruned "
+               f"({t.over_budget} over budget), {t.failed} failed")
+    rows = [trial_row(tr) for tr in top_trials(study, top)]
+    if rows:
+        typer.echo(f"{'trial':>5}  {'params':>7}  {'val acc':>7}  {'test acc':>8}  "
+                   f"{'seconds':>7}  architecture")
+        for r in rows:
+            typer.echo(f"{r['trial']:>5}  {r['n_params']:>7,}  {_pct(r['val_accuracy']):>7}  "
+                       f"{_pct(r['test_accuracy']):>8}  {r['seconds'] or 0:>7.1f}  "
+                       f"{r['architecture']}")
+        typer.echo("(selected on validation accuracy; test accuracy is shown, never used)")
+    typer.echo(f"\nopen it with:  optuna-dashboard {url}")
+
+
+# --- train ---------------------------------------------------------------------------------------
+
+@app.command("train")
+def train_cmd(
+    spec: Annotated[Optional[Path], typer.Option(
+        help="JSON file: a spec, or {\"spec\": ..., \"training\": ...}.", show_default=False)] = None,
+    experiment: Annotated[Optional[int], typer.Option(
+        help="A documented experiment (1-6), under the documented protocol.",
+        show_default=False)] = None,
+    epochs: Epochs = 1,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = 0,
+    device: Device = "auto",
+    data_dir: DataDir = None,
+    train_subset: TrainSubset = None,
+    val_size: Annotated[int, typer.Option(help="Training images held out for validation.")] = 5000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Train one spec (--spec) or one documented experiment (--experiment) and report it."""
+    from .experiments import DOCUMENTED_PROTOCOL, get_experiment
+    from .spec import ArchSpec, SpecError, count_params, describe
+    from .train import Diverged, TrainConfig, train
+
+    _setup_logging()
+    if (spec is None) == (experiment is None):
+        fail("give exactly one of --spec FILE or --experiment N")
+    _check_common(epochs, train_subset, val_size)
+    training: dict[str, Any] = dict(DOCUMENTED_PROTOCOL)
+    if experiment is not None:
+        try:
+            exp = get_experiment(experiment)
+        except KeyError as e:
+            fail(e.args[0])
+        arch, training["batch_size"] = exp.spec, exp.batch_size
+    else:
+        try:
+            raw = json.loads(spec.read_text())
+        except OSError as e:
+            fail(f"--spec {spec}: cannot read it ({e.strerror})")
+        except json.JSONDecodeError as e:
+            fail(f"--spec {spec}: not JSON ({e.msg} at line {e.lineno})")
+        if isinstance(raw, dict) and "spec" in raw:
+            training.update(raw.get("training") or {})
+            raw = raw["spec"]
+        try:
+            arch = ArchSpec.from_dict(raw)
+        except SpecError as e:
+            fail(f"--spec {spec}: {e}")
+    try:
+        cfg = TrainConfig(**{**training, "epochs": epochs, "seed": seed})
+    except (TypeError, ValueError) as e:
+        fail(f"--spec {spec}: bad training settings: {e}")
+    dev = _device(device)
+    splits = _load(data_dir, dev, val_size, train_subset)
+    log.info("training %s (%s parameters) for %d epoch(s) on %s", describe(arch),
+             f"{count_params(arch):,}", epochs, dev)
+    try:
+        r = train(arch, cfg, splits)
+    except Diverged as e:
+        fail(f"training diverged: {e}; try a lower learning rate")
+    out = {"n_params": r.n_params, "architecture": describe(arch), "epochs": epochs,
+           "batch_size": cfg.batch_size, "device": str(dev),
+           "train_accuracy": r.train_accuracy, "val_accuracy": r.val_accuracy,
+           "test_accuracy": r.test_accuracy, "seconds": round(r.seconds, 3),
+           "images_per_second": round(r.images_per_second, 1)}
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    for key, value in out.items():
+        shown = _pct(value) if key.endswith("accuracy") else (
+            f"{value:,}" if isinstance(value, int) else value)
+        typer.echo(f"{key:>18}: {shown}")
+
+
+# --- experiments ---------------------------------------------------------------------------------
+
+@app.command()
+def experiments(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the six documented experiments with their documented and true parameter counts."""
+    from .experiments import documented_experiments
+
+    rows = [e.to_dict() for e in documented_experiments()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(f"{'id':>2}  {'batch':>5}  {'doc params':>16}  {'true params':>11}  "
+               f"{'doc train':>9}  {'doc test':>8}  architecture")
+    for r in rows:
+        mark = "  (!)" if r["count_is_wrong"] else ""
+        typer.echo(f"{r['id']:>2}  {r['batch_size']:>5}  {r['documented_params_text']:>16}  "
+                   f"{r['true_params']:>11,}  {_pct(r['documented_train_accuracy']):>9}  "
+                   f"{_pct(r['documented_test_accuracy']):>8}  {r['architecture']}{mark}")
+    for r in rows:
+        if r["count_is_wrong"]:
+            typer.echo(f"(!) Exp{r['id']}: {r['note']}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Architecture spec: the shape of one candidate net, and its exact parameter count.
+
+A spec is plain data. It can be counted, serialised, compared and rebuilt without Optuna and
+without building a module, so the search can reject an over-budget proposal in microseconds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+HEADS = ("flatten", "gap")
+
+
+class SpecError(ValueError):
+    """A spec that cannot be built (bad value or a feature map that shrinks away)."""
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    out_channels: int
+    kernel: int = 3
+    padding: int = 0
+    pool: bool = False  # 2x2 max-pool after the activation
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    convs: tuple[ConvLayer, ...]
+    batchnorm: bool = False
+    dropout: float = 0.0
+    head: str = "flatten"  # "flatten" the last feature map, or global average pooling ("gap")
+    hidden: tuple[int, ...] = ()  # widths of hidden fully connected layers before the output
+    in_channels: int = 1
+    input_size: int = 28
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        # Accept lists (from JSON) but store tuples so specs stay hashable.
+        object.__setattr__(self, "convs", tuple(
+            c if isinstance(c, ConvLayer) else ConvLayer(**c) for c in self.convs))
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+
+    # --- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["convs"] = [asdict(c) for c in self.convs]
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ArchSpec:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise SpecError(f"unknown spec field(s) {sorted(unknown)}; valid: {sorted(known)}")
+        if "convs" not in d:
+            raise SpecError("spec needs 'convs': a list of {out_channels, kernel, padding, pool}")
+        try:
+            spec = cls(**d)
+        except TypeError as e:
+            raise SpecError(f"bad spec: {e}") from None
+        validate(spec)
+        return spec
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """What one conv block does to the feature map; used for messages and summaries."""
+
+    index: int
+    in_channels: int
+    out_channels: int
+    size_in: int
+    size_out: int  # after the conv and, if any, the pool
+    params: int
+    pooled: bool = field(default=False)
+
+
+def conv_params(c_in: int, c_out: int, kernel: int, batchnorm: bool) -> int:
+    # With BatchNorm the conv bias is redundant (BN's shift replaces it), so it is left out.
+    weight = c_in * c_out * kernel * kernel
+    return weight + (2 * c_out if batchnorm else c_out)
+
+
+def linear_params(n_in: int, n_out: int) -> int:
+    return n_in * n_out + n_out
+
+
+def conv_shapes(spec: ArchSpec) -> list[LayerShape]:
+    """Walk the conv stack; raise SpecError naming the layer where the map would vanish."""
+    if not spec.convs:
+        raise SpecError("spec has no conv layers; at least one is needed")
+    size, c_in, out = spec.input_size, spec.in_channels, []
+    for i, layer in enumerate(spec.convs, start=1):
+        if layer.out_channels < 1:
+            raise SpecError(f"conv layer {i}: out_channels={layer.out_channels}; must be >= 1")
+        if layer.kernel < 1:
+            raise SpecError(f"conv layer {i}: kernel={layer.kernel}; must be >= 1")
+        if layer.padding < 0:
+            raise SpecError(f"conv layer {i}: padding={layer.padding}; must be >= 0")
+        size_in = size
+        size = size + 2 * layer.padding - layer.kernel + 1
+        if size < 1:
+            raise SpecError(
+                f"conv layer {i} ({c_in}→{layer.out_channels}, kernel {layer.kernel}, padding "
+                f"{layer.padding}) gets a {size_in}×{size_in} map and would shrink it below 1×1")
+        if layer.pool:
+            if size < 2:
+                raise SpecError(
+                    f"max-pool after conv layer {i} gets a {size}×{size} map and would shrink "
+                    "it below 1×1")
+            size //= 2
+        out.append(LayerShape(i, c_in, layer.out_channels, size_in, size,
+                              conv_params(c_in, layer.out_channels, layer.kernel, spec.batchnorm),
+                              layer.pool))
+        c_in = layer.out_channels
+    return out
+
+
+def validate(spec: ArchSpec) -> None:
+    if spec.head not in HEADS:
+        raise SpecError(f"head={spec.head!r}; valid: {', '.join(HEADS)}")
+    if not 0.0 <= spec.dropout < 1.0:
+        raise SpecError(f"dropout={spec.dropout}; must be in [0, 1)")
+    for j, h in enumerate(spec.hidden, start=1):
+        if h < 1:
+            raise SpecError(f"hidden layer {j}: width={h}; must be >= 1")
+    conv_shapes(spec)
+
+
+def feature_count(spec: ArchSpec) -> int:
+    """Number of features entering the first fully connected layer."""
+    last = conv_shapes(spec)[-1]
+    return last.out_channels * (last.size_out ** 2 if spec.head == "flatten" else 1)
+
+
+def count_params(spec: ArchSpec) -> int:
+    """Exact trainable parameter count, computed without building the model."""
+    validate(spec)
+    total = sum(s.params for s in conv_shapes(spec))
+    widths = [feature_count(spec), *spec.hidden, spec.num_classes]
+    total += sum(linear_params(a, b) for a, b in zip(widths, widths[1:]))
+    return total
+
+
+def describe(spec: ArchSpec) -> str:
+    """One line a person can read, e.g. ``1→64→32→8 k3 pool@2,3 | fc 200→10``."""
+    chans = "→".join(str(c) for c in [spec.in_channels, *(l.out_channels for l in spec.convs)])
+    kernels = sorted({l.kernel for l in spec.convs})
+    parts = [chans, "k" + "/".join(map(str, kernels))]
+    if any(l.padding for l in spec.convs):
+        parts.append("pad")
+    pools = [str(i) for i, l in enumerate(spec.convs, start=1) if l.pool]
+    if pools:
+        parts.append("pool@" + ",".join(pools))
+    if spec.batchnorm:
+        parts.append("bn")
+    if spec.dropout:
+        parts.append(f"drop{spec.dropout:g}")
+    head = "gap " if spec.head == "gap" else ""
+    fc = "→".join(str(w) for w in [feature_count(spec), *spec.hidden, spec.num_classes])
+    return " ".join(parts) + f" | {head}fc {fc}"
+
+
+def layer_summary(spec: ArchSpec) -> list[tuple[str, int]]:
+    """Per-layer parameter counts in the write-up's style (``Conv2d-1: 640``)."""
+    rows = [(f"Conv2d-{s.index}", s.params) for s in conv_shapes(spec)]
+    widths = [feature_count(spec), *spec.hidden, spec.num_classes]
+    n = len(rows)
+    rows += [(f"Linear-{n + j}", linear_params(a, b))
+             for j, (a, b) in enumerate(zip(widths, widths[1:]), start=1)]
+    return rows

@@ -1,0 +1,218 @@
+"""Objective and study: sample a candidate, enforce the budget, train it, report to the pruner.
+
+A study stores its budget, search-space version and protocol as user attributes, so a later run
+(or another worker) that asks for different ones is refused instead of mixing results.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from .data import Splits
+from .space import SPACE_VERSION, suggest_spec, suggest_training
+from .spec import count_params, describe
+from .train import Diverged, TrainConfig, train
+
+PRUNERS = ("median", "hyperband", "none")
+
+
+class StudyError(ValueError):
+    """A study or storage that cannot be used as asked."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How every candidate of a study is trained and judged (the same for all trials)."""
+
+    epochs: int = 1
+    train_subset: int | None = None
+    val_size: int = 5000
+    split_seed: int = 0
+    # Short runs are judged several times per epoch so the pruner can stop them early.
+    reports_per_epoch: int = 0  # 0: 4 for runs of up to 2 epochs, else 1
+
+    @property
+    def reports(self) -> int:
+        return self.reports_per_epoch or (4 if self.epochs <= 2 else 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- storage -------------------------------------------------------------------------------------
+
+def default_storage(study_name: str) -> str:
+    return f"sqlite:///studies/{study_name}.db"
+
+
+def check_storage_url(url: str) -> None:
+    """Reject a URL that cannot work before anything is created."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StudyError(f"storage URL {url!r} is malformed; expected for example "
+                         "sqlite:///studies/NAME.db or postgresql://USER@HOST/DB") from None
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database
+        if not db or db == ":memory:":
+            raise StudyError(f"storage URL {url!r} names no database file; expected "
+                             "sqlite:///path/to/file.db")
+        parent = Path(db).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise StudyError(f"storage URL {url!r}: folder {parent} does not exist")
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    check_storage_url(url)
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Wait for a lock instead of failing with "database is locked" when workers share a file.
+        kwargs["connect_args"] = {"timeout": 60}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except Exception as e:
+        raise StudyError(f"storage {url!r} is unusable: {str(e).splitlines()[0]}") from None
+
+
+# --- study ---------------------------------------------------------------------------------------
+
+def make_pruner(name: str, protocol: Protocol) -> optuna.pruners.BasePruner:
+    if name == "median":
+        # Compare each trial with the median of earlier ones at the same report step; wait for 5
+        # trials and skip the first report, where every net is still near chance.
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=protocol.epochs * protocol.reports, reduction_factor=3)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise StudyError(f"pruner {name!r}; valid: {', '.join(PRUNERS)}")
+
+
+def open_study(storage: optuna.storages.BaseStorage, study_name: str, budget: int,
+               protocol: Protocol, *, seed: int | None = None,
+               pruner: str = "median") -> optuna.Study:
+    """Create the study, or load it after checking it was made for the same search."""
+    wanted = {"budget": budget, "space_version": SPACE_VERSION, "protocol": protocol.to_dict()}
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    try:
+        storage.get_study_id_from_name(study_name)
+        exists = True
+    except KeyError:
+        exists = False
+    if exists:
+        study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler,
+                                  pruner=make_pruner(pruner, protocol))
+        if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+            raise StudyError(f"study {study_name!r} exists with direction "
+                             f"{study.direction.name}; this tool needs MAXIMIZE (use another "
+                             "--study-name)")
+        stored = study.user_attrs
+        for key, value in wanted.items():
+            if key in stored and stored[key] != value:
+                raise StudyError(f"study {study_name!r} exists with {key}={stored[key]}, not "
+                                 f"{value}; use that {key} or another --study-name")
+        return study
+    study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
+                                sampler=sampler, pruner=make_pruner(pruner, protocol))
+    for key, value in wanted.items():
+        study.set_user_attr(key, value)
+    return study
+
+
+def make_objective(budget: int, protocol: Protocol, splits: Splits, *, base_seed: int = 0,
+                   deadline: float | None = None) -> Callable[[optuna.Trial], float]:
+    """The objective: validation accuracy (%) after the protocol's training."""
+    device = str(splits.train.images.device)
+
+    def objective(trial: optuna.Trial) -> float:
+        start = time.perf_counter()
+        spec = suggest_spec(trial, budget)
+        hp = suggest_training(trial)
+        n = count_params(spec)
+        trial.set_user_attr("n_params", n)
+        trial.set_user_attr("architecture", describe(spec))
+        trial.set_user_attr("spec", spec.to_dict())
+        trial.set_user_attr("epochs", protocol.epochs)
+        trial.set_user_attr("batch_size", hp["batch_size"])
+        trial.set_user_attr("device", device)
+        # Feasible when <= 0; TPE ranks infeasible trials below every feasible one.
+        trial.set_constraint("budget", n - budget)
+        if n > budget:
+            trial.set_user_attr("pruned_reason", f"over budget: {n:,} > {budget:,} parameters")
+            trial.set_user_attr("seconds", time.perf_counter() - start)
+            raise optuna.TrialPruned(f"over budget ({n} > {budget})")
+
+        cfg = TrainConfig(epochs=protocol.epochs, reports_per_epoch=protocol.reports,
+                          seed=base_seed + trial.number, **hp)
+
+        def on_report(step: int, val: float) -> None:
+            trial.report(val, step)
+            if deadline is not None and time.time() > deadline:
+                trial.set_user_attr("pruned_reason", f"stopped at step {step}: time limit")
+                raise optuna.TrialPruned("time limit")
+            if trial.should_prune():
+                trial.set_user_attr("pruned_reason", f"pruned at step {step}: val {val:.2f}%")
+                raise optuna.TrialPruned(f"val {val:.2f}% at step {step}")
+
+        try:
+            result = train(spec, cfg, splits, on_report=on_report)
+        except Diverged as e:
+            trial.set_user_attr("pruned_reason", f"diverged: {e}")
+            raise optuna.TrialPruned(str(e)) from None
+        finally:
+            trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
+        trial.set_user_attr("train_accuracy", result.train_accuracy)
+        trial.set_user_attr("test_accuracy", result.test_accuracy)  # for reports, never selection
+        trial.set_user_attr("images_per_second", round(result.images_per_second, 1))
+        return result.val_accuracy
+
+    return objective
+
+
+# --- results -------------------------------------------------------------------------------------
+
+@dataclass
+class Tally:
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    over_budget: int = 0
+
+
+def tally(trials: list[FrozenTrial]) -> Tally:
+    t = Tally()
+    for tr in trials:
+        if tr.state == TrialState.COMPLETE:
+            t.complete += 1
+        elif tr.state == TrialState.PRUNED:
+            t.pruned += 1
+            if str(tr.user_attrs.get("pruned_reason", "")).startswith("over budget"):
+                t.over_budget += 1
+        elif tr.state == TrialState.FAIL:
+            t.failed += 1
+    return t
+
+
+def top_trials(study: optuna.Study, k: int = 10) -> list[FrozenTrial]:
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)]
+    return sorted(done, key=lambda t: (-t.value, t.user_attrs.get("n_params", 0)))[:k]
+
+
+def trial_row(t: FrozenTrial) -> dict[str, Any]:
+    a = t.user_attrs
+    return {"trial": t.number, "n_params": a.get("n_params"), "architecture": a.get("architecture"),
+            "val_accuracy": t.value, "test_accuracy": a.get("test_accuracy"),
+            "seconds": a.get("seconds"), "batch_size": a.get("batch_size"),
+            "optimizer": t.params.get("optimizer")}

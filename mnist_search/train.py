@@ -1,0 +1,194 @@
+"""Train one spec under one set of training settings. No Optuna here: progress goes to a callback,
+so this runs alone (``mnist-search train``) as well as inside a trial.
+
+The data already sits on the device as normalised tensors; a batch is a slice of a permutation of
+indices made on the device, so an epoch has no DataLoader and no host-device copy.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augment import STRENGTHS, augment
+from .data import Split, Splits
+from .model import build_model, module_params
+from .spec import ArchSpec
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "onecycle")
+EVAL_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 1
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.5  # SGD only
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    augment: str = "none"
+    reports_per_epoch: int = 1  # validation checks per epoch, each one reported to the callback
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"epochs={self.epochs}; must be >= 1"),
+            (self.batch_size >= 1, f"batch_size={self.batch_size}; must be >= 1"),
+            (self.optimizer in OPTIMIZERS,
+             f"optimizer={self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}"),
+            (self.lr > 0, f"lr={self.lr}; must be > 0"),
+            (self.schedule in SCHEDULES,
+             f"schedule={self.schedule!r}; valid: {', '.join(SCHEDULES)}"),
+            (self.augment in STRENGTHS,
+             f"augment={self.augment!r}; valid: {', '.join(STRENGTHS)}"),
+            (self.reports_per_epoch >= 1,
+             f"reports_per_epoch={self.reports_per_epoch}; must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(f"loss became {loss} at report step {step}")
+        self.step, self.loss = step, loss
+
+
+@dataclass
+class TrainResult:
+    n_params: int
+    train_accuracy: float  # running accuracy over the last epoch's (augmented) training batches
+    val_accuracy: float
+    test_accuracy: float | None
+    seconds: float  # wall time of the whole call, evaluation included
+    train_seconds: float  # optimisation steps only
+    images_per_second: float  # training images per second, evaluation excluded
+    history: list[tuple[int, float]] = field(default_factory=list)  # (report step, val acc)
+    model: nn.Module | None = None
+
+
+ReportFn = Callable[[int, float], None]
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, split: Split, batch: int = EVAL_BATCH) -> float:
+    """Accuracy in percent, in large batches."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=split.labels.device)
+    for i in range(0, len(split), batch):
+        out = model(split.images[i:i + batch])
+        correct += (out.argmax(1) == split.labels[i:i + batch]).sum()
+    model.train(was_training)
+    return 100.0 * correct.item() / len(split)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def report_points(steps_per_epoch: int, reports: int) -> list[int]:
+    """Batch indices (0-based, within an epoch) after which validation runs; the last is the end."""
+    reports = min(reports, steps_per_epoch)
+    return sorted({math.ceil(k * steps_per_epoch / reports) - 1 for k in range(1, reports + 1)})
+
+
+def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: ReportFn | None = None,
+          evaluate_test: bool = True, keep_model: bool = False) -> TrainResult:
+    """Train ``spec`` on ``splits.train``; validate ``reports_per_epoch`` times per epoch.
+
+    ``on_report(step, val_accuracy)`` may raise to stop training (a pruner does so); the exception
+    propagates unchanged. Raises Diverged when the loss stops being finite.
+    """
+    start = time.perf_counter()
+    data = splits.train
+    device = data.images.device
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    model = build_model(spec).to(device)
+    opt = make_optimizer(model, cfg)
+    n = len(data)
+    bs = min(cfg.batch_size, n)
+    steps = math.ceil(n / bs)
+    sched = None
+    if cfg.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps, cycle_momentum=False)
+    points = set(report_points(steps, cfg.reports_per_epoch))
+    history: list[tuple[int, float]] = []
+    eval_seconds = 0.0
+    train_acc = 0.0
+    step = 0
+    for epoch in range(cfg.epochs):
+        model.train()
+        perm = torch.randperm(n, device=device, generator=gen)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        loss_sum = torch.zeros((), device=device)
+        for b in range(steps):
+            idx = perm[b * bs:(b + 1) * bs]
+            x, y = data.images[idx], data.labels[idx]
+            if cfg.augment != "none":
+                x = augment(x, cfg.augment, gen)
+            out = model(x)
+            loss = F.nll_loss(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            # Accumulate on the device; reading a value back each step would stall a GPU.
+            correct += (out.detach().argmax(1) == y).sum()
+            loss_sum += loss.detach()
+            if b in points:
+                total = loss_sum.item()
+                if not math.isfinite(total):
+                    raise Diverged(step, total)
+                _sync(device)
+                t0 = time.perf_counter()
+                val = evaluate(model, splits.val)
+                eval_seconds += time.perf_counter() - t0
+                history.append((step, val))
+                if on_report is not None:
+                    on_report(step, val)
+                step += 1
+        train_acc = 100.0 * correct.item() / n
+    test_acc = None
+    if evaluate_test:
+        _sync(device)
+        t0 = time.perf_counter()
+        test_acc = evaluate(model, splits.test)
+        eval_seconds += time.perf_counter() - t0
+    _sync(device)
+    seconds = time.perf_counter() - start
+    train_seconds = max(seconds - eval_seconds, 1e-9)
+    return TrainResult(
+        n_params=module_params(model), train_accuracy=train_acc, val_accuracy=history[-1][1],
+        test_accuracy=test_acc, seconds=seconds, train_seconds=train_seconds,
+        images_per_second=cfg.epochs * n / train_seconds, history=history,
+        model=model if keep_model else None)
