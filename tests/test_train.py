@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from mnist_search.augment import augment, random_affine
+from mnist_search.data import background
+from mnist_search.experiments import get_experiment
+from mnist_search.train import Diverged, TrainConfig, report_points, train
+
+
+def test_training_learns_and_reports(small_splits):
+    seen = []
+    cfg = TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=3e-3, reports_per_epoch=3)
+    r = train(get_experiment(3).spec, cfg, small_splits, on_report=lambda s, v: seen.append((s, v)))
+    assert [s for s, _ in seen] == list(range(6)) and r.history == seen
+    assert r.val_accuracy == seen[-1][1] > 70.0  # 2,000 images, 2 epochs: far above chance (10%)
+    assert r.test_accuracy is not None and r.test_accuracy > 70.0
+    assert r.n_params == 4418 and r.images_per_second > 0
+
+
+def test_same_seed_same_result(small_splits):
+    cfg = TrainConfig(batch_size=128, lr=0.05, augment="small", seed=7)
+    a = train(get_experiment(3).spec, cfg, small_splits)
+    b = train(get_experiment(3).spec, cfg, small_splits)
+    assert a.history == b.history and a.train_accuracy == b.train_accuracy
+
+
+def test_callback_can_stop_training(small_splits):
+    class Stop(Exception):
+        pass
+
+    def stop(step, val):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train(get_experiment(3).spec, TrainConfig(), small_splits, on_report=stop)
+
+
+def test_divergence_is_raised(small_splits):
+    with pytest.raises(Diverged, match="nan|inf"):
+        train(get_experiment(3).spec, TrainConfig(lr=1e8, momentum=0.9), small_splits)
+
+
+def test_report_points():
+    assert report_points(10, 4) == [2, 4, 7, 9]
+    assert report_points(2, 4) == [0, 1]
+
+
+def test_augmentation_keeps_labels_aligned():
+    """Each augmented image stays closest to its own original, so labels stay with their images."""
+    gen = torch.Generator().manual_seed(0)
+    bg = background()
+    imgs = torch.full((10, 1, 28, 28), bg)
+    for i in range(10):  # ten squares of distinct brightness
+        imgs[i, 0, 6:22, 6:22] = bg + 0.3 * (i + 1)
+    out = augment(imgs, "small", gen)
+    assert out.shape == imgs.shape and not torch.equal(out, imgs)
+    # A 2px shift and 10 degree turn keep the centre inside each square: its brightness says
+    # which original each output came from.
+    levels = bg + 0.3 * (torch.arange(10) + 1)
+    centre = out[:, 0, 11:17, 11:17].mean((1, 2))
+    assert torch.equal((centre[:, None] - levels[None]).abs().argmin(1), torch.arange(10))
+    # The border fills with the normalised black value, not with zero (grey).
+    moved = random_affine(imgs, 0.0, 5.0, torch.Generator().manual_seed(1))
+    assert torch.allclose(moved[:, :, 0, 0], torch.full((10, 1), bg), atol=1e-5)
+    assert torch.equal(augment(imgs, "none"), imgs)
