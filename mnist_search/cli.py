@@ -111,6 +111,9 @@ def optimize(
     train_subset: TrainSubset = None,
     val_size: Annotated[int, typer.Option(help="Training images held out for validation.")] = 5000,
     pruner: Annotated[str, typer.Option(help="median, hyperband or none.")] = "median",
+    warm_start: Annotated[Optional[str], typer.Option(
+        help="'documented': queue the write-up's architectures that fit the budget first.",
+        show_default=False)] = None,
     top: Annotated[int, typer.Option(help="Rows in the final table.")] = 10,
 ) -> None:
     """Search architectures and training settings under --budget parameters."""
@@ -132,6 +135,8 @@ def optimize(
         fail(f"--timeout {timeout}: must be a positive number of seconds")
     if pruner not in PRUNERS:
         fail(f"--pruner {pruner!r}; valid: {', '.join(PRUNERS)}")
+    if warm_start not in (None, "documented"):
+        fail(f"--warm-start {warm_start!r}; valid: documented")
     if timeout is None and n_trials is None:
         timeout = 900.0
     dev = _device(device)
@@ -161,8 +166,14 @@ def optimize(
     log.info("study %r in %s: budget %s parameters, %d epoch(s) on %s train / %s val images, "
              "device %s, seed %d; stopping after %s", study_name, url, f"{budget:,}", epochs,
              f"{len(splits.train):,}", f"{len(splits.val):,}", dev, seed, limits)
+    if warm_start:
+        from .replay import warm_start as queue_documented
+
+        for line in queue_documented(study, budget):
+            log.info(line)
     deadline = time.time() + timeout if timeout else None
-    objective = make_objective(budget, protocol, splits, base_seed=seed, deadline=deadline)
+    objective = make_objective(budget, protocol, splits, base_seed=seed, deadline=deadline,
+                               progress=log.info)
     progress = _Progress(study)
     try:
         study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[progress],
@@ -239,7 +250,7 @@ def train_cmd(
     if (spec is None) == (experiment is None):
         fail("give exactly one of --spec FILE or --experiment N")
     _check_common(epochs, train_subset, val_size)
-    training: dict[str, Any] = dict(DOCUMENTED_PROTOCOL)
+    training: dict[str, Any] = {"batch_size": 128, **DOCUMENTED_PROTOCOL}
     if experiment is not None:
         try:
             exp = get_experiment(experiment)
@@ -284,6 +295,108 @@ def train_cmd(
         shown = _pct(value) if key.endswith("accuracy") else (
             f"{value:,}" if isinstance(value, int) else value)
         typer.echo(f"{key:>18}: {shown}")
+
+
+# --- replay --------------------------------------------------------------------------------------
+
+@app.command()
+def replay(
+    experiments_: Annotated[str, typer.Option(
+        "--experiments", help="Comma-separated experiment ids.")] = "1,2,3,4,5,6",
+    seeds: Annotated[int, typer.Option(help="Runs per experiment (seeds 0..K-1).")] = 3,
+    epochs: Epochs = 1,
+    device: Device = "auto",
+    study_name: Annotated[str, typer.Option(help="Study to hold the replayed trials.")] =
+        "documented-experiments",
+    storage: Annotated[Optional[str], typer.Option(
+        help="Optuna storage URL; default sqlite:///studies/<study-name>.db.",
+        show_default=False)] = None,
+    data_dir: DataDir = None,
+    train_subset: TrainSubset = None,
+    val_size: Annotated[int, typer.Option(help="Training images held out for validation.")] = 5000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Re-run the write-up's experiments as fixed trials; show documented vs measured."""
+    from .experiments import DOCUMENTED_PROTOCOL, PROTOCOL_NAME, documented_experiments
+    from .replay import enqueue_replay, findings, summarize, to_json
+    from .study import (Protocol, StudyError, check_storage_url, default_storage,
+                        make_objective, open_storage, open_study)
+
+    _setup_logging()
+    valid = [e.id for e in documented_experiments()]
+    try:
+        ids = sorted({int(x) for x in experiments_.split(",") if x.strip()})
+    except ValueError:
+        ids = []
+    bad = [i for i in ids if i not in valid]
+    if not ids or bad:
+        fail(f"--experiments {experiments_!r}: give ids from "
+             f"{', '.join(map(str, valid))}, comma-separated")
+    if seeds < 1:
+        fail(f"--seeds {seeds}: must be at least 1")
+    _check_common(epochs, train_subset, val_size)
+    dev = _device(device)
+    url = storage or default_storage(study_name)
+    try:
+        if storage is not None:
+            check_storage_url(url)
+    except StudyError as e:
+        fail(str(e))
+    protocol = Protocol(epochs=epochs, train_subset=train_subset, val_size=val_size)
+    splits = _load(data_dir, dev, val_size, train_subset)
+    if storage is None:
+        Path("studies").mkdir(exist_ok=True)
+    try:
+        study = open_study(open_storage(url), study_name, None, protocol, pruner="none")
+    except StudyError as e:
+        fail(str(e))
+    queued, done = enqueue_replay(study, ids, seeds)
+    log.info("replay in %s: %d run(s) to train, %d already done; protocol %s: %s, %d epoch(s)",
+             url, queued, done, PROTOCOL_NAME, DOCUMENTED_PROTOCOL, epochs)
+    if queued:
+        objective = make_objective(None, protocol, splits, progress=log.info)
+        progress = _Progress(study)
+        try:
+            study.optimize(objective, n_trials=queued, callbacks=[progress])
+        except KeyboardInterrupt:
+            log.info("interrupted: finished runs are kept; run again to train the rest")
+    rows = summarize(study, ids)
+    found = findings(rows)
+    if as_json:
+        typer.echo(json.dumps(to_json(rows, found, {"name": PROTOCOL_NAME, "epochs": epochs,
+                                                    "batch_size": "per experiment",
+                                                    **DOCUMENTED_PROTOCOL}), indent=2))
+        return
+    _print_replay(rows, found)
+
+
+def _print_replay(rows, found) -> None:
+    def both(doc, measured) -> str:
+        return f"{_pct(doc):>7} | {str(measured) + '%' if measured else '-':<15}"
+
+    typer.echo(f"\n{'exp':>3}  {'params: documented → true':<30}  {'train acc: doc | measured':<25}"
+               f"  {'test acc: doc | measured':<25}  {'s/epoch':>7}  {'efficiency: doc → true':>22}")
+    for r in rows:
+        params = f"{r['documented_params_text']} → {r['true_params']:,}"
+        if r["count_is_wrong"]:
+            params += " (!)"
+        eff = (f"{r['documented_efficiency']:.2f} → {r['efficiency']:.2f}"
+               if r["documented_efficiency"] else "-")
+        spe = r["seconds_per_epoch"]
+        typer.echo(f"{r['experiment']:>3}  {params:<30}  "
+                   f"{both(r['documented_train_accuracy'], r['train_accuracy'])}  "
+                   f"{both(r['documented_test_accuracy'], r['test_accuracy'])}  "
+                   f"{spe.mean if spe else 0:>7.1f}  {eff:>22}")
+    n = {len(r["seeds"]) for r in rows}
+    typer.echo(f"(measured: mean ± std over {'/'.join(map(str, sorted(n)))} seed(s); efficiency = "
+               "test accuracy / (params/1000), 'true' with the measured accuracy and true count)")
+    for r in rows:
+        if r["count_is_wrong"]:
+            typer.echo(f"(!) Exp{r['experiment']}: {r['note']}")
+    typer.echo("\nfindings of the write-up:")
+    for f in found:
+        verdict = {True: "holds", False: "does not hold", None: "not checked"}[f["holds"]]
+        typer.echo(f"  ({f['id']}) {f['claim']}: {verdict.upper()} — {f['detail']}")
 
 
 # --- experiments ---------------------------------------------------------------------------------

@@ -62,5 +62,7 @@ def get_experiment(exp_id: int) -> Experiment:
 # momentum, batch 512 (Exp1-5) or 128 (Exp6), 28x28 inputs. It does not give the learning rate,
 # momentum, epochs or augmentation. The tool assumes lr 0.01 with momentum 0.9, one epoch, no
 # augmentation, and the usual MNIST normalisation (mean 0.1307, std 0.3081).
-DOCUMENTED_PROTOCOL = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 128,
-                       "schedule": "constant", "augment": "none"}
+PROTOCOL_NAME = "documented-v1"
+# The batch size is each experiment's own.
+DOCUMENTED_PROTOCOL = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "schedule": "constant",
+                       "augment": "none"}

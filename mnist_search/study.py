@@ -18,9 +18,10 @@ from optuna.trial import FrozenTrial, TrialState
 from .data import Splits
 from .space import SPACE_VERSION, suggest_spec, suggest_training
 from .spec import count_params, describe
-from .train import Diverged, TrainConfig, train
+from .train import Diverged, TimeUp, TrainConfig, train
 
 PRUNERS = ("median", "hyperband", "none")
+UNCAPPED = 10**9  # the budget of a study without one
 
 
 class StudyError(ValueError):
@@ -99,10 +100,13 @@ def make_pruner(name: str, protocol: Protocol) -> optuna.pruners.BasePruner:
     raise StudyError(f"pruner {name!r}; valid: {', '.join(PRUNERS)}")
 
 
-def open_study(storage: optuna.storages.BaseStorage, study_name: str, budget: int,
+def open_study(storage: optuna.storages.BaseStorage, study_name: str, budget: int | None,
                protocol: Protocol, *, seed: int | None = None,
                pruner: str = "median") -> optuna.Study:
-    """Create the study, or load it after checking it was made for the same search."""
+    """Create the study, or load it after checking it was made for the same search.
+
+    ``budget`` None means no cap (a study of fixed trials, such as the documented experiments).
+    """
     wanted = {"budget": budget, "space_version": SPACE_VERSION, "protocol": protocol.to_dict()}
     sampler = optuna.samplers.TPESampler(seed=seed)
     try:
@@ -130,14 +134,21 @@ def open_study(storage: optuna.storages.BaseStorage, study_name: str, budget: in
     return study
 
 
-def make_objective(budget: int, protocol: Protocol, splits: Splits, *, base_seed: int = 0,
-                   deadline: float | None = None) -> Callable[[optuna.Trial], float]:
-    """The objective: validation accuracy (%) after the protocol's training."""
+def make_objective(budget: int | None, protocol: Protocol, splits: Splits, *, base_seed: int = 0,
+                   deadline: float | None = None,
+                   progress: Callable[[str], None] | None = None) -> Callable[[optuna.Trial], float]:
+    """The objective: validation accuracy (%) after the protocol's training.
+
+    ``deadline`` (a ``time.time()`` value) stops a trial still training when the search's time is
+    up; it is recorded as pruned with that reason. ``progress`` receives a line per validation.
+    A trial enqueued with a ``seed`` user attribute trains with that seed (seed replicas).
+    """
     device = str(splits.train.images.device)
+    cap = budget if budget is not None else UNCAPPED
 
     def objective(trial: optuna.Trial) -> float:
         start = time.perf_counter()
-        spec = suggest_spec(trial, budget)
+        spec = suggest_spec(trial, cap)
         hp = suggest_training(trial)
         n = count_params(spec)
         trial.set_user_attr("n_params", n)
@@ -147,33 +158,41 @@ def make_objective(budget: int, protocol: Protocol, splits: Splits, *, base_seed
         trial.set_user_attr("batch_size", hp["batch_size"])
         trial.set_user_attr("device", device)
         # Feasible when <= 0; TPE ranks infeasible trials below every feasible one.
-        trial.set_constraint("budget", n - budget)
-        if n > budget:
+        trial.set_constraint("budget", n - cap)
+        if n > cap:
             trial.set_user_attr("pruned_reason", f"over budget: {n:,} > {budget:,} parameters")
             trial.set_user_attr("seconds", time.perf_counter() - start)
             raise optuna.TrialPruned(f"over budget ({n} > {budget})")
 
+        seed = trial.user_attrs.get("seed", base_seed + trial.number)
+        trial.set_user_attr("seed", seed)
         cfg = TrainConfig(epochs=protocol.epochs, reports_per_epoch=protocol.reports,
-                          seed=base_seed + trial.number, **hp)
+                          seed=seed, **hp)
+
+        total_steps = protocol.epochs * protocol.reports
 
         def on_report(step: int, val: float) -> None:
             trial.report(val, step)
-            if deadline is not None and time.time() > deadline:
-                trial.set_user_attr("pruned_reason", f"stopped at step {step}: time limit")
-                raise optuna.TrialPruned("time limit")
+            if progress is not None:
+                progress(f"  trial {trial.number}: {100 * (step + 1) // total_steps}% trained, "
+                         f"val {val:.2f}%")
             if trial.should_prune():
                 trial.set_user_attr("pruned_reason", f"pruned at step {step}: val {val:.2f}%")
                 raise optuna.TrialPruned(f"val {val:.2f}% at step {step}")
 
         try:
-            result = train(spec, cfg, splits, on_report=on_report)
+            result = train(spec, cfg, splits, on_report=on_report, deadline=deadline)
         except Diverged as e:
             trial.set_user_attr("pruned_reason", f"diverged: {e}")
+            raise optuna.TrialPruned(str(e)) from None
+        except TimeUp as e:
+            trial.set_user_attr("pruned_reason", f"stopped: {e}")
             raise optuna.TrialPruned(str(e)) from None
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
         trial.set_user_attr("train_accuracy", result.train_accuracy)
         trial.set_user_attr("test_accuracy", result.test_accuracy)  # for reports, never selection
+        trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
         trial.set_user_attr("images_per_second", round(result.images_per_second, 1))
         return result.val_accuracy
 

@@ -61,6 +61,10 @@ class TrainConfig:
         return asdict(self)
 
 
+class TimeUp(RuntimeError):
+    """Training passed its deadline."""
+
+
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
@@ -120,11 +124,14 @@ def report_points(steps_per_epoch: int, reports: int) -> list[int]:
 
 
 def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: ReportFn | None = None,
-          evaluate_test: bool = True, keep_model: bool = False) -> TrainResult:
+          evaluate_test: bool = True, keep_model: bool = False,
+          deadline: float | None = None) -> TrainResult:
     """Train ``spec`` on ``splits.train``; validate ``reports_per_epoch`` times per epoch.
 
     ``on_report(step, val_accuracy)`` may raise to stop training (a pruner does so); the exception
-    propagates unchanged. Raises Diverged when the loss stops being finite.
+    propagates unchanged. Raises Diverged when the loss stops being finite, and TimeUp once
+    ``time.time()`` passes ``deadline`` (checked every batch, so a slow net cannot overrun a
+    search's time limit by a whole epoch).
     """
     start = time.perf_counter()
     data = splits.train
@@ -151,6 +158,8 @@ def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: Report
         correct = torch.zeros((), dtype=torch.long, device=device)
         loss_sum = torch.zeros((), device=device)
         for b in range(steps):
+            if deadline is not None and time.time() > deadline:
+                raise TimeUp(f"time limit reached at epoch {epoch + 1}, batch {b + 1}/{steps}")
             idx = perm[b * bs:(b + 1) * bs]
             x, y = data.images[idx], data.labels[idx]
             if cfg.augment != "none":

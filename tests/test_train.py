@@ -1,10 +1,12 @@
+import time
+
 import pytest
 import torch
 
 from mnist_search.augment import augment, random_affine
 from mnist_search.data import background
 from mnist_search.experiments import get_experiment
-from mnist_search.train import Diverged, TrainConfig, report_points, train
+from mnist_search.train import Diverged, TimeUp, TrainConfig, report_points, train
 
 
 def test_training_learns_and_reports(small_splits):
@@ -63,3 +65,8 @@ def test_augmentation_keeps_labels_aligned():
     moved = random_affine(imgs, 0.0, 5.0, torch.Generator().manual_seed(1))
     assert torch.allclose(moved[:, :, 0, 0], torch.full((10, 1), bg), atol=1e-5)
     assert torch.equal(augment(imgs, "none"), imgs)
+
+
+def test_deadline_stops_training(small_splits):
+    with pytest.raises(TimeUp, match="epoch 1, batch 1/"):
+        train(get_experiment(3).spec, TrainConfig(), small_splits, deadline=time.time() - 1)
