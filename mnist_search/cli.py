@@ -111,6 +111,8 @@ def optimize(
     train_subset: TrainSubset = None,
     val_size: Annotated[int, typer.Option(help="Training images held out for validation.")] = 5000,
     pruner: Annotated[str, typer.Option(help="median, hyperband or none.")] = "median",
+    artifacts: Annotated[Optional[Path], typer.Option(
+        help="Folder for trained weights; default studies/artifacts.", show_default=False)] = None,
     warm_start: Annotated[Optional[str], typer.Option(
         help="'documented': queue the write-up's architectures that fit the budget first.",
         show_default=False)] = None,
@@ -172,8 +174,10 @@ def optimize(
         for line in queue_documented(study, budget):
             log.info(line)
     deadline = time.time() + timeout if timeout else None
+    from .artifacts import artifact_store
+
     objective = make_objective(budget, protocol, splits, base_seed=seed, deadline=deadline,
-                               progress=log.info)
+                               progress=log.info, artifact_store=artifact_store(artifacts))
     progress = _Progress(study)
     try:
         study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[progress],
@@ -314,6 +318,8 @@ def replay(
     data_dir: DataDir = None,
     train_subset: TrainSubset = None,
     val_size: Annotated[int, typer.Option(help="Training images held out for validation.")] = 5000,
+    artifacts: Annotated[Optional[Path], typer.Option(
+        help="Folder for trained weights; default studies/artifacts.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Re-run the write-up's experiments as fixed trials; show documented vs measured."""
@@ -354,7 +360,10 @@ def replay(
     log.info("replay in %s: %d run(s) to train, %d already done; protocol %s: %s, %d epoch(s)",
              url, queued, done, PROTOCOL_NAME, DOCUMENTED_PROTOCOL, epochs)
     if queued:
-        objective = make_objective(None, protocol, splits, progress=log.info)
+        from .artifacts import artifact_store
+
+        objective = make_objective(None, protocol, splits, progress=log.info,
+                                   artifact_store=artifact_store(artifacts))
         progress = _Progress(study)
         try:
             study.optimize(objective, n_trials=queued, callbacks=[progress])
@@ -422,6 +431,148 @@ def experiments(
     for r in rows:
         if r["count_is_wrong"]:
             typer.echo(f"(!) Exp{r['id']}: {r['note']}")
+
+
+# --- looking at results: report, export, dashboard -----------------------------------------------
+
+StudyName = Annotated[str, typer.Option(help="Study to read.")]
+Storage = Annotated[Optional[str], typer.Option(
+    help="Optuna storage URL; default sqlite:///studies/<study-name>.db.", show_default=False)]
+Artifacts = Annotated[Optional[Path], typer.Option(
+    help="Folder of trained weights; default studies/artifacts.", show_default=False)]
+
+
+def _existing_study(study_name: str, storage: str | None):
+    """Load a study that must exist, without creating a database file for a wrong path."""
+    import optuna
+
+    from .study import StudyError, check_storage_url, default_storage, open_storage
+
+    url = storage or default_storage(study_name)
+    try:
+        check_storage_url(url)
+        if url.startswith("sqlite:///"):
+            db = Path(url[len("sqlite:///"):])
+            if not db.is_file():
+                fail(f"no study database at {db}; run optimize first or pass --storage")
+        st = open_storage(url)
+        return optuna.load_study(study_name=study_name, storage=st), url
+    except StudyError as e:
+        fail(str(e))
+    except KeyError:
+        fail(f"no study named {study_name!r} in {url}")
+
+
+@app.command()
+def report(
+    study_name: StudyName = "budget-25000",
+    storage: Storage = None,
+    replay_study: Annotated[str, typer.Option(
+        help="Study of replayed experiments to place on the plot, if it exists.")] =
+        "documented-experiments",
+    replay_storage: Annotated[Optional[str], typer.Option(
+        help="Its storage URL; default sqlite:///studies/<replay-study>.db.",
+        show_default=False)] = None,
+    out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("report.html"),
+) -> None:
+    """Write one self-contained HTML report of a study (plots need no network)."""
+    import optuna
+
+    from .replay import summarize
+    from .report import write_report
+    from .study import default_storage, open_storage
+
+    _setup_logging()
+    study, _ = _existing_study(study_name, storage)
+    rows = None
+    rurl = replay_storage or default_storage(replay_study)
+    if replay_storage or Path(rurl[len("sqlite:///"):]).is_file():
+        try:
+            rows = summarize(optuna.load_study(study_name=replay_study,
+                                               storage=open_storage(rurl)))
+        except KeyError:
+            log.info("no replay study %r in %s: documented values only", replay_study, rurl)
+    data = write_report(study, out, rows)
+    typer.echo(f"wrote {out} ({len(data['points'])} complete trials, "
+               f"{len(data['front'])} on the Pareto front, "
+               f"{sum(1 for d in data['documented'] if d['measured_test'] is not None)} "
+               "replayed experiments)")
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option(help="Folder to write the model files into.")],
+    trial: Annotated[str, typer.Option(help="Trial number, or 'best'.")] = "best",
+    study_name: StudyName = "budget-25000",
+    storage: Storage = None,
+    artifacts: Artifacts = None,
+    verify: Annotated[bool, typer.Option(
+        help="Evaluate the exported model on the test set and compare with the trial.")] = True,
+    device: Device = "cpu",
+    data_dir: DataDir = None,
+) -> None:
+    """Export a trained trial: state_dict, TorchScript, spec JSON and a per-layer summary."""
+    from .artifacts import ArtifactError, artifact_store, pick_trial
+    from .export import export_trial, verify_export
+
+    _setup_logging()
+    study, _ = _existing_study(study_name, storage)
+    folder = artifacts or Path("studies") / "artifacts"
+    if not folder.is_dir():
+        fail(f"artifact folder {folder} does not exist; pass --artifacts")
+    try:
+        chosen = pick_trial(study, trial)
+        files = export_trial(study, chosen, artifact_store(folder), out)
+    except ArtifactError as e:
+        fail(str(e))
+    for f in files:
+        typer.echo(f"wrote {f}")
+    if verify:
+        dev = _device(device)
+        protocol = study.user_attrs.get("protocol") or {}
+        splits = _load(data_dir, dev, protocol.get("val_size", 5000), 1)
+        got = verify_export(out, splits.test)
+        recorded = chosen.user_attrs.get("test_accuracy")
+        same = recorded is not None and abs(got - recorded) < 1e-9
+        typer.echo(f"exported model: test accuracy {got:.2f}% (trial {chosen.number} recorded "
+                   f"{_pct(recorded)}){'' if same else ' -- MISMATCH'}")
+        if not same:
+            raise typer.Exit(1)
+
+
+@app.command()
+def dashboard(
+    study_name: Annotated[Optional[str], typer.Option(
+        help="Study whose database to open; default budget-25000.", show_default=False)] = None,
+    storage: Storage = None,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    host: Annotated[str, typer.Option(
+        help="Address to bind; anything but 127.0.0.1 exposes the dashboard to the network.")]
+        = "127.0.0.1",
+    artifacts: Artifacts = None,
+) -> None:
+    """Start optuna-dashboard on the study's storage, with its trained weights attached."""
+    from optuna_dashboard import run_server
+
+    from .artifacts import artifact_store
+    from .study import StudyError, default_storage, open_storage
+
+    _setup_logging()
+    if not 0 < port < 65536:
+        fail(f"--port {port}: must be between 1 and 65535")
+    url = storage or default_storage(study_name or "budget-25000")
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        fail(f"no study database at {url[len('sqlite:///'):]}; run optimize first or pass "
+             "--storage")
+    try:
+        st = open_storage(url)
+    except StudyError as e:
+        fail(str(e))
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("warning: binding %s makes the dashboard reachable from the network, "
+                    "without authentication", host)
+    log.info("optuna-dashboard for %s on http://%s:%d/ (Ctrl-C stops it)", url, host, port)
+    run_server(st, host=host, port=port, artifact_store=artifact_store(artifacts))
 
 
 def main() -> None:

@@ -136,12 +136,14 @@ def open_study(storage: optuna.storages.BaseStorage, study_name: str, budget: in
 
 def make_objective(budget: int | None, protocol: Protocol, splits: Splits, *, base_seed: int = 0,
                    deadline: float | None = None,
-                   progress: Callable[[str], None] | None = None) -> Callable[[optuna.Trial], float]:
+                   progress: Callable[[str], None] | None = None,
+                   artifact_store: Any = None) -> Callable[[optuna.Trial], float]:
     """The objective: validation accuracy (%) after the protocol's training.
 
     ``deadline`` (a ``time.time()`` value) stops a trial still training when the search's time is
     up; it is recorded as pruned with that reason. ``progress`` receives a line per validation.
     A trial enqueued with a ``seed`` user attribute trains with that seed (seed replicas).
+    With an ``artifact_store``, each completed trial's weights are stored there.
     """
     device = str(splits.train.images.device)
     cap = budget if budget is not None else UNCAPPED
@@ -181,7 +183,8 @@ def make_objective(budget: int | None, protocol: Protocol, splits: Splits, *, ba
                 raise optuna.TrialPruned(f"val {val:.2f}% at step {step}")
 
         try:
-            result = train(spec, cfg, splits, on_report=on_report, deadline=deadline)
+            result = train(spec, cfg, splits, on_report=on_report, deadline=deadline,
+                           keep_model=artifact_store is not None)
         except Diverged as e:
             trial.set_user_attr("pruned_reason", f"diverged: {e}")
             raise optuna.TrialPruned(str(e)) from None
@@ -194,6 +197,11 @@ def make_objective(budget: int | None, protocol: Protocol, splits: Splits, *, ba
         trial.set_user_attr("test_accuracy", result.test_accuracy)  # for reports, never selection
         trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
         trial.set_user_attr("images_per_second", round(result.images_per_second, 1))
+        trial.set_user_attr("training", cfg.to_dict())
+        if artifact_store is not None:
+            from .artifacts import save_weights
+
+            save_weights(trial, result.model, artifact_store)
         return result.val_accuracy
 
     return objective

@@ -1,0 +1,200 @@
+"""A self-contained HTML report of a study. The figures' data are computed by plain functions
+(tested on their own); drawing them is a separate step."""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from .experiments import documented_experiments
+from .study import tally, top_trials, trial_row
+
+# --- data ------------------------------------------------------------------------------------------
+
+
+def accuracy_points(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every complete trial: parameters, validation and test accuracy."""
+    pts = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.value is None or not math.isfinite(t.value) or "n_params" not in t.user_attrs:
+            continue
+        pts.append({"trial": t.number, "n_params": t.user_attrs["n_params"], "val": t.value,
+                    "test": t.user_attrs.get("test_accuracy"),
+                    "architecture": t.user_attrs.get("architecture", "")})
+    return sorted(pts, key=lambda p: (p["n_params"], -p["val"]))
+
+
+def pareto_front(points: list[dict[str, Any]], key: str = "val") -> list[dict[str, Any]]:
+    """Points no other point beats on both counts (fewer or equal parameters, higher accuracy)."""
+    front, best = [], -math.inf
+    for p in sorted(points, key=lambda p: (p["n_params"], -p[key])):
+        if p[key] > best:
+            front.append(p)
+            best = p[key]
+    return front
+
+
+def documented_points(replay_rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The six experiments at their true counts: documented test accuracy, and measured mean ± std
+    where they were replayed."""
+    measured = {r["experiment"]: r for r in replay_rows or []}
+    out = []
+    for e in documented_experiments():
+        r = measured.get(e.id)
+        test = r["test_accuracy"] if r else None
+        out.append({"experiment": e.id, "n_params": e.true_params,
+                    "documented_test": e.documented.get("test_accuracy"),
+                    "measured_test": test.mean if test else None,
+                    "measured_std": test.std if test else None,
+                    "seeds": len(r["seeds"]) if r else 0, "label": f"Exp{e.id}"})
+    return out
+
+
+def learning_curves(study: optuna.Study) -> list[dict[str, Any]]:
+    """Validation accuracy at each report step, for complete and pruned trials."""
+    curves = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if not t.intermediate_values:
+            continue
+        steps = sorted(t.intermediate_values)
+        curves.append({"trial": t.number, "state": t.state.name, "steps": steps,
+                       "values": [t.intermediate_values[s] for s in steps]})
+    return curves
+
+
+def report_data(study: optuna.Study, replay_rows: list[dict[str, Any]] | None = None,
+                top: int = 15) -> dict[str, Any]:
+    points = accuracy_points(study)
+    t = tally(study.get_trials(deepcopy=False))
+    return {"study": study.study_name, "budget": study.user_attrs.get("budget"),
+            "protocol": study.user_attrs.get("protocol"), "points": points,
+            "front": pareto_front(points), "documented": documented_points(replay_rows),
+            "curves": learning_curves(study), "top": [trial_row(x) for x in top_trials(study, top)],
+            "counts": {"complete": t.complete, "pruned": t.pruned, "failed": t.failed,
+                       "over_budget": t.over_budget}}
+
+
+# --- drawing ---------------------------------------------------------------------------------------
+
+
+def figure_accuracy(data: dict[str, Any]):
+    import plotly.graph_objects as go
+
+    pts, front, docs = data["points"], data["front"], data["documented"]
+    fig = go.Figure()
+    hover = [f"trial {p['trial']}<br>{p['architecture']}" for p in pts]
+    fig.add_scatter(x=[p["n_params"] for p in pts], y=[p["val"] for p in pts], mode="markers",
+                    name="validation accuracy", text=hover, marker={"size": 8})
+    fig.add_scatter(x=[p["n_params"] for p in pts], y=[p["test"] for p in pts], mode="markers",
+                    name="test accuracy (reported, not used)", text=hover,
+                    marker={"size": 6, "symbol": "diamond-open"})
+    fig.add_scatter(x=[p["n_params"] for p in front], y=[p["val"] for p in front],
+                    mode="lines+markers", name="Pareto front (validation)",
+                    line={"shape": "hv", "width": 2}, marker={"size": 11, "symbol": "star"})
+    fig.add_scatter(x=[d["n_params"] for d in docs], y=[d["documented_test"] for d in docs],
+                    mode="markers+text", name="write-up: documented test accuracy",
+                    text=[d["label"] for d in docs], textposition="top center",
+                    marker={"size": 10, "symbol": "x"})
+    rep = [d for d in docs if d["measured_test"] is not None]
+    if rep:
+        fig.add_scatter(x=[d["n_params"] for d in rep], y=[d["measured_test"] for d in rep],
+                        mode="markers", name="write-up nets replayed: test mean ± std",
+                        error_y={"type": "data", "array": [d["measured_std"] for d in rep]},
+                        text=[f"{d['label']}, {d['seeds']} seed(s)" for d in rep],
+                        marker={"size": 9, "symbol": "square"})
+    if data["budget"]:
+        fig.add_vline(x=data["budget"], line_dash="dash", line_color="red",
+                      annotation_text=f"budget {data['budget']:,}")
+    fig.update_xaxes(type="log", title="trainable parameters (log scale)")
+    fig.update_yaxes(title="accuracy (%)")
+    fig.update_layout(title="Accuracy against parameter count", height=560)
+    return fig
+
+
+def figure_curves(data: dict[str, Any]):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    colours = {"COMPLETE": "rgba(31,119,180,0.8)", "PRUNED": "rgba(150,150,150,0.5)"}
+    shown = set()
+    for c in data["curves"]:
+        fig.add_scatter(x=c["steps"], y=c["values"], mode="lines+markers",
+                        line={"color": colours[c["state"]]}, name=c["state"].lower(),
+                        legendgroup=c["state"], showlegend=c["state"] not in shown,
+                        text=f"trial {c['trial']}")
+        shown.add(c["state"])
+    fig.update_xaxes(title="report step (validation checks)")
+    fig.update_yaxes(title="validation accuracy (%)")
+    fig.update_layout(title="Learning curves: complete vs pruned trials", height=450)
+    return fig
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    def pct(v):
+        return "-" if v is None else f"{v:.2f}%"
+
+    head = ("<tr><th>trial</th><th>params</th><th>val acc</th><th>test acc</th><th>seconds</th>"
+            "<th>batch</th><th>optimizer</th><th>architecture</th></tr>")
+    body = "".join(
+        f"<tr><td>{r['trial']}</td><td>{r['n_params']:,}</td><td>{pct(r['val_accuracy'])}</td>"
+        f"<td>{pct(r['test_accuracy'])}</td><td>{(r['seconds'] or 0):.1f}</td>"
+        f"<td>{r['batch_size']}</td><td>{html.escape(str(r['optimizer']))}</td>"
+        f"<td><code>{html.escape(str(r['architecture']))}</code></td></tr>" for r in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def render_html(study: optuna.Study, data: dict[str, Any]) -> str:
+    import plotly.offline
+    from optuna.visualization import plot_optimization_history, plot_param_importances
+
+    figures = [("accuracy", figure_accuracy(data)),
+               ("history", plot_optimization_history(study, target_name="validation accuracy"))]
+    notes = []
+    try:
+        with warnings.catch_warnings():
+            # With few trials per parameter value the estimate is rough; the figure still shows.
+            warnings.simplefilter("ignore", UserWarning)
+            figures.append(("importances", plot_param_importances(study)))
+    except (ValueError, RuntimeError) as e:
+        notes.append(f"parameter importances not drawn: {e}")
+    figures.append(("curves", figure_curves(data)))
+    parts = [f'<div class="fig" id="fig-{name}">'
+             + fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"plot-{name}")
+             + "</div>" for name, fig in figures]
+    c = data["counts"]
+    budget = f"{data['budget']:,}" if data["budget"] else "none"
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>mnist-search: {html.escape(data['study'])}</title>
+<script>{plotly.offline.get_plotlyjs()}</script>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:last-child{{text-align:left}}
+.fig{{margin:1em 0}}</style></head>
+<body><h1>Study {html.escape(data['study'])}</h1>
+<p>Budget {budget} parameters · {c['complete']} complete, {c['pruned']} pruned
+({c['over_budget']} over budget), {c['failed']} failed · protocol
+<code>{html.escape(str(data['protocol']))}</code> · written {when}</p>
+<p>Candidates are selected on validation accuracy; test accuracy is shown for reference only.</p>
+{''.join(parts)}
+<h2>Top trials</h2>{_table(data['top'])}
+{''.join(f'<p><i>{html.escape(n)}</i></p>' for n in notes)}
+</body></html>"""
+
+
+def write_report(study: optuna.Study, out: Path,
+                 replay_rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    data = report_data(study, replay_rows)
+    text = render_html(study, data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)  # never leave a half-written report
+    return data
