@@ -43,9 +43,12 @@ class _Stderr(logging.Handler):
             self.handleError(record)
 
 
-def _setup_logging() -> None:
-    if not any(isinstance(h, _Stderr) for h in log.handlers):
-        log.addHandler(_Stderr())
+def _setup_logging(prefix: str = "") -> None:
+    handlers = [h for h in log.handlers if isinstance(h, _Stderr)]
+    if not handlers:
+        handlers = [_Stderr()]
+        log.addHandler(handlers[0])
+    handlers[0].setFormatter(logging.Formatter(prefix + "%(message)s"))
     log.setLevel(logging.INFO)
     import optuna
 
@@ -117,12 +120,21 @@ def optimize(
         help="'documented': queue the write-up's architectures that fit the budget first.",
         show_default=False)] = None,
     top: Annotated[int, typer.Option(help="Rows in the final table.")] = 10,
+    workers: Annotated[int, typer.Option(
+        help="Worker processes on this machine, all on the same study (GPUs round-robin).")] = 1,
+    heartbeat: Annotated[int, typer.Option(
+        help="Seconds between a running trial's heartbeats; a trial silent for 3 beats is "
+             "failed and retried.")] = 10,
+    rank: Annotated[Optional[int], typer.Option(hidden=True)] = None,
 ) -> None:
-    """Search architectures and training settings under --budget parameters."""
+    """Search architectures and training settings under --budget parameters.
+
+    Start it any number of times, on one machine or many, with the same --storage and
+    --study-name: all processes work on the same study."""
     from .space import smallest_net, smallest_params
     from .spec import describe
-    from .study import (PRUNERS, Protocol, StudyError, check_storage_url, default_storage,
-                        make_objective, open_storage, open_study)
+    from .study import (PRUNERS, Protocol, StudyError, check_reachable, check_storage_url,
+                        default_storage, make_objective, open_storage, open_study)
 
     _setup_logging()
     if budget <= 0:
@@ -139,6 +151,10 @@ def optimize(
         fail(f"--pruner {pruner!r}; valid: {', '.join(PRUNERS)}")
     if warm_start not in (None, "documented"):
         fail(f"--warm-start {warm_start!r}; valid: documented")
+    if workers < 1:
+        fail(f"--workers {workers}: must be at least 1")
+    if heartbeat < 1:
+        fail(f"--heartbeat {heartbeat}: must be at least 1 second")
     if timeout is None and n_trials is None:
         timeout = 900.0
     dev = _device(device)
@@ -148,31 +164,57 @@ def optimize(
     try:
         if not default_url:  # the default folder is made below, once the input is known good
             check_storage_url(url)
+            check_reachable(url)
     except StudyError as e:
         fail(str(e))
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
     protocol = Protocol(epochs=epochs, train_subset=train_subset, val_size=val_size)
+    from .workers import worker_device, worker_seed
 
-    splits = _load(data_dir, dev, val_size, train_subset)
+    if rank is not None:
+        dev = worker_device(device, dev, rank)
+        _setup_logging(f"[worker {rank}] ")
+    splits = _load(data_dir, dev, val_size, train_subset)  # verified before anything is written
     if default_url:
         Path("studies").mkdir(exist_ok=True)
     try:
-        study = open_study(open_storage(url), study_name, budget, protocol, seed=seed,
-                           pruner=pruner)
+        # The study is created here, once, before any worker starts: workers that each created
+        # a fresh SQLite study at the same moment would collide.
+        study = open_study(open_storage(url, heartbeat=heartbeat), study_name, budget, protocol,
+                           seed=seed if rank is None else worker_seed(seed, rank), pruner=pruner)
     except StudyError as e:
         fail(str(e))
+    if warm_start and rank is None:
+        from .replay import warm_start as queue_documented
+
+        for line in queue_documented(study, budget):
+            log.info(line)
+    if workers > 1:
+        from .workers import run_workers
+
+        del splits
+        child = ["optimize", "--budget", budget, "--epochs", epochs, "--study-name", study_name,
+                 "--storage", url, "--seed", seed, "--device", device, "--val-size", val_size,
+                 "--pruner", pruner, "--heartbeat", heartbeat]
+        for flag, value in (("--n-trials", n_trials), ("--timeout", timeout),
+                            ("--data-dir", data_dir), ("--train-subset", train_subset),
+                            ("--artifacts", artifacts)):
+            if value is not None:
+                child += [flag, value]
+        log.info("study %r in %s: starting %d workers", study_name, url, workers)
+        codes = run_workers(child, workers)
+        _print_summary(study, url, top)
+        if any(codes):
+            log.info("worker exit statuses: %s", codes)
+            raise typer.Exit(1)
+        return
 
     limits = " and ".join(x for x in (f"{n_trials} trials" if n_trials else "",
                                       f"{timeout:.0f} s" if timeout else "") if x)
     log.info("study %r in %s: budget %s parameters, %d epoch(s) on %s train / %s val images, "
              "device %s, seed %d; stopping after %s", study_name, url, f"{budget:,}", epochs,
              f"{len(splits.train):,}", f"{len(splits.val):,}", dev, seed, limits)
-    if warm_start:
-        from .replay import warm_start as queue_documented
-
-        for line in queue_documented(study, budget):
-            log.info(line)
     deadline = time.time() + timeout if timeout else None
     from .artifacts import artifact_store
 
@@ -184,7 +226,8 @@ def optimize(
                        catch=())
     except KeyboardInterrupt:
         log.info("interrupted: the running trial is marked failed; run again to resume")
-    _print_summary(study, url, top)
+    if rank is None:
+        _print_summary(study, url, top)
 
 
 class _Progress:
@@ -325,8 +368,8 @@ def replay(
     """Re-run the write-up's experiments as fixed trials; show documented vs measured."""
     from .experiments import DOCUMENTED_PROTOCOL, PROTOCOL_NAME, documented_experiments
     from .replay import enqueue_replay, findings, summarize, to_json
-    from .study import (Protocol, StudyError, check_storage_url, default_storage,
-                        make_objective, open_storage, open_study)
+    from .study import (Protocol, StudyError, check_reachable, check_storage_url,
+                        default_storage, make_objective, open_storage, open_study)
 
     _setup_logging()
     valid = [e.id for e in documented_experiments()]
@@ -346,6 +389,7 @@ def replay(
     try:
         if storage is not None:
             check_storage_url(url)
+            check_reachable(url)
     except StudyError as e:
         fail(str(e))
     protocol = Protocol(epochs=epochs, train_subset=train_subset, val_size=val_size)

@@ -73,14 +73,40 @@ def check_storage_url(url: str) -> None:
             raise StudyError(f"storage URL {url!r}: folder {parent} does not exist")
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
+def check_reachable(url: str) -> None:
+    """Connect once to a database server, writing nothing, so a bad host or password is found
+    before any work starts. (A SQLite file needs no server.)"""
+    if url.startswith("sqlite"):
+        return
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 10}
+                                          if url.startswith("postgresql") else {})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as e:
+        raise StudyError(f"storage {url!r} is unusable: {str(e).splitlines()[0]}") from None
+
+
+def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.RDBStorage:
+    """An RDB storage. With ``heartbeat`` (seconds), a running trial whose process stops beating
+    for three intervals is marked FAIL by the next worker to start a trial, and queued again."""
     check_storage_url(url)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Wait for a lock instead of failing with "database is locked" when workers share a file.
         kwargs["connect_args"] = {"timeout": 60}
+    elif url.startswith("postgresql"):
+        kwargs["connect_args"] = {"connect_timeout": 10}
+    beat: dict[str, Any] = {}
+    if heartbeat:
+        beat = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat,
+                "heartbeat_stale_trial_callback":
+                    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beat)
     except Exception as e:
         raise StudyError(f"storage {url!r} is unusable: {str(e).splitlines()[0]}") from None
 
