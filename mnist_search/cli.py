@@ -23,6 +23,15 @@ DataDir = Annotated[Optional[Path], typer.Option(
          "cache, then download.", show_default=False)]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 Epochs = Annotated[int, typer.Option(help="Training epochs per candidate.")]
+Parallel = Annotated[int, typer.Option(
+    help="Train K same-shape candidates together in one fused step (pays on a GPU).")]
+Amp = Annotated[Optional[bool], typer.Option(
+    "--amp/--no-amp", help="bf16 autocast; default on for CUDA.", show_default=False)]
+ChannelsLast = Annotated[Optional[bool], typer.Option(
+    "--channels-last/--no-channels-last", help="channels_last memory format; default on for CUDA.",
+    show_default=False)]
+Compile = Annotated[bool, typer.Option(
+    "--compile/--no-compile", help="torch.compile each model (pays only for long trials).")]
 TrainSubset = Annotated[Optional[int], typer.Option(
     help="Train on only the first N training images (quick runs); default: all 55,000.",
     show_default=False)]
@@ -125,6 +134,10 @@ def optimize(
     heartbeat: Annotated[int, typer.Option(
         help="Seconds between a running trial's heartbeats; a trial silent for 3 beats is "
              "failed and retried.")] = 10,
+    parallel: Parallel = 1,
+    amp: Amp = None,
+    channels_last: ChannelsLast = None,
+    compile_model: Compile = False,
     rank: Annotated[Optional[int], typer.Option(hidden=True)] = None,
 ) -> None:
     """Search architectures and training settings under --budget parameters.
@@ -155,6 +168,8 @@ def optimize(
         fail(f"--workers {workers}: must be at least 1")
     if heartbeat < 1:
         fail(f"--heartbeat {heartbeat}: must be at least 1 second")
+    if parallel < 1:
+        fail(f"--parallel {parallel}: must be at least 1")
     if timeout is None and n_trials is None:
         timeout = 900.0
     dev = _device(device)
@@ -196,7 +211,12 @@ def optimize(
         del splits
         child = ["optimize", "--budget", budget, "--epochs", epochs, "--study-name", study_name,
                  "--storage", url, "--seed", seed, "--device", device, "--val-size", val_size,
-                 "--pruner", pruner, "--heartbeat", heartbeat]
+                 "--pruner", pruner, "--heartbeat", heartbeat, "--parallel", parallel,
+                 "--compile" if compile_model else "--no-compile"]
+        if amp is not None:
+            child.append("--amp" if amp else "--no-amp")
+        if channels_last is not None:
+            child.append("--channels-last" if channels_last else "--no-channels-last")
         for flag, value in (("--n-trials", n_trials), ("--timeout", timeout),
                             ("--data-dir", data_dir), ("--train-subset", train_subset),
                             ("--artifacts", artifacts)):
@@ -218,12 +238,21 @@ def optimize(
     deadline = time.time() + timeout if timeout else None
     from .artifacts import artifact_store
 
+    from .train import Speed
+
     objective = make_objective(budget, protocol, splits, base_seed=seed, deadline=deadline,
-                               progress=log.info, artifact_store=artifact_store(artifacts))
+                               progress=log.info, artifact_store=artifact_store(artifacts),
+                               speed=Speed(amp, channels_last, None, compile_model))
     progress = _Progress(study)
     try:
-        study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[progress],
-                       catch=())
+        if parallel > 1:
+            from .parallel import run_parallel
+
+            run_parallel(study, objective, parallel, n_trials=n_trials, timeout=timeout,
+                         callbacks=[progress])
+        else:
+            study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[progress],
+                           catch=())
     except KeyboardInterrupt:
         log.info("interrupted: the running trial is marked failed; run again to resume")
     if rank is None:
@@ -286,6 +315,9 @@ def train_cmd(
     data_dir: DataDir = None,
     train_subset: TrainSubset = None,
     val_size: Annotated[int, typer.Option(help="Training images held out for validation.")] = 5000,
+    amp: Amp = None,
+    channels_last: ChannelsLast = None,
+    compile_model: Compile = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Train one spec (--spec) or one documented experiment (--experiment) and report it."""
@@ -326,15 +358,19 @@ def train_cmd(
     splits = _load(data_dir, dev, val_size, train_subset)
     log.info("training %s (%s parameters) for %d epoch(s) on %s", describe(arch),
              f"{count_params(arch):,}", epochs, dev)
+    from .train import Speed
+
+    speed = Speed(amp, channels_last, None, compile_model)
     try:
-        r = train(arch, cfg, splits)
+        r = train(arch, cfg, splits, speed=speed)
     except Diverged as e:
         fail(f"training diverged: {e}; try a lower learning rate")
     out = {"n_params": r.n_params, "architecture": describe(arch), "epochs": epochs,
            "batch_size": cfg.batch_size, "device": str(dev),
            "train_accuracy": r.train_accuracy, "val_accuracy": r.val_accuracy,
            "test_accuracy": r.test_accuracy, "seconds": round(r.seconds, 3),
-           "images_per_second": round(r.images_per_second, 1)}
+           "images_per_second": round(r.images_per_second, 1),
+           "speed": speed.resolve(dev).to_dict()}
     if as_json:
         typer.echo(json.dumps(out))
         return
@@ -363,6 +399,9 @@ def replay(
     val_size: Annotated[int, typer.Option(help="Training images held out for validation.")] = 5000,
     artifacts: Annotated[Optional[Path], typer.Option(
         help="Folder for trained weights; default studies/artifacts.", show_default=False)] = None,
+    parallel: Parallel = 1,
+    amp: Amp = None,
+    channels_last: ChannelsLast = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Re-run the write-up's experiments as fixed trials; show documented vs measured."""
@@ -383,6 +422,8 @@ def replay(
              f"{', '.join(map(str, valid))}, comma-separated")
     if seeds < 1:
         fail(f"--seeds {seeds}: must be at least 1")
+    if parallel < 1:
+        fail(f"--parallel {parallel}: must be at least 1")
     _check_common(epochs, train_subset, val_size)
     dev = _device(device)
     url = storage or default_storage(study_name)
@@ -406,11 +447,18 @@ def replay(
     if queued:
         from .artifacts import artifact_store
 
+        from .parallel import run_parallel
+        from .train import Speed
+
         objective = make_objective(None, protocol, splits, progress=log.info,
-                                   artifact_store=artifact_store(artifacts))
+                                   artifact_store=artifact_store(artifacts),
+                                   speed=Speed(amp, channels_last))
         progress = _Progress(study)
         try:
-            study.optimize(objective, n_trials=queued, callbacks=[progress])
+            if parallel > 1:
+                run_parallel(study, objective, parallel, n_trials=queued, callbacks=[progress])
+            else:
+                study.optimize(objective, n_trials=queued, callbacks=[progress])
         except KeyboardInterrupt:
             log.info("interrupted: finished runs are kept; run again to train the rest")
     rows = summarize(study, ids)

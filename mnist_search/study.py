@@ -18,7 +18,8 @@ from optuna.trial import FrozenTrial, TrialState
 from .data import Splits
 from .space import SPACE_VERSION, suggest_spec, suggest_training
 from .spec import count_params, describe
-from .train import Diverged, TimeUp, TrainConfig, train
+from .spec import ArchSpec
+from .train import Diverged, Speed, TimeUp, TrainConfig, TrainResult, train
 
 PRUNERS = ("median", "hyperband", "none")
 UNCAPPED = 10**9  # the budget of a study without one
@@ -160,77 +161,110 @@ def open_study(storage: optuna.storages.BaseStorage, study_name: str, budget: in
     return study
 
 
-def make_objective(budget: int | None, protocol: Protocol, splits: Splits, *, base_seed: int = 0,
-                   deadline: float | None = None,
-                   progress: Callable[[str], None] | None = None,
-                   artifact_store: Any = None) -> Callable[[optuna.Trial], float]:
+class Objective:
     """The objective: validation accuracy (%) after the protocol's training.
+
+    Split in three steps so that several trials can share one fused training (``parallel.py``):
+    ``prepare`` samples the trial and enforces the budget, ``reporter`` feeds the pruner, and
+    ``finish`` records a result. ``__call__`` runs them for one trial.
 
     ``deadline`` (a ``time.time()`` value) stops a trial still training when the search's time is
     up; it is recorded as pruned with that reason. ``progress`` receives a line per validation.
     A trial enqueued with a ``seed`` user attribute trains with that seed (seed replicas).
     With an ``artifact_store``, each completed trial's weights are stored there.
     """
-    device = str(splits.train.images.device)
-    cap = budget if budget is not None else UNCAPPED
 
-    def objective(trial: optuna.Trial) -> float:
-        start = time.perf_counter()
-        spec = suggest_spec(trial, cap)
+    def __init__(self, budget: int | None, protocol: Protocol, splits: Splits, *,
+                 base_seed: int = 0, deadline: float | None = None,
+                 progress: Callable[[str], None] | None = None, artifact_store: Any = None,
+                 speed: Speed = Speed()):
+        self.budget, self.protocol, self.splits = budget, protocol, splits
+        self.cap = budget if budget is not None else UNCAPPED
+        self.base_seed, self.deadline, self.progress = base_seed, deadline, progress
+        self.artifact_store, self.speed = artifact_store, speed
+        self.device = splits.train.images.device
+
+    def prepare(self, trial: optuna.Trial) -> tuple[ArchSpec, TrainConfig]:
+        trial.set_user_attr("started", time.time())
+        spec = suggest_spec(trial, self.cap)
         hp = suggest_training(trial)
         n = count_params(spec)
         trial.set_user_attr("n_params", n)
         trial.set_user_attr("architecture", describe(spec))
         trial.set_user_attr("spec", spec.to_dict())
-        trial.set_user_attr("epochs", protocol.epochs)
+        trial.set_user_attr("epochs", self.protocol.epochs)
         trial.set_user_attr("batch_size", hp["batch_size"])
-        trial.set_user_attr("device", device)
+        trial.set_user_attr("device", str(self.device))
+        trial.set_user_attr("speed", self.speed.resolve(self.device).to_dict())
         # Feasible when <= 0; TPE ranks infeasible trials below every feasible one.
-        trial.set_constraint("budget", n - cap)
-        if n > cap:
-            trial.set_user_attr("pruned_reason", f"over budget: {n:,} > {budget:,} parameters")
-            trial.set_user_attr("seconds", time.perf_counter() - start)
-            raise optuna.TrialPruned(f"over budget ({n} > {budget})")
-
-        seed = trial.user_attrs.get("seed", base_seed + trial.number)
+        trial.set_constraint("budget", n - self.cap)
+        if n > self.cap:
+            trial.set_user_attr("pruned_reason",
+                                f"over budget: {n:,} > {self.budget:,} parameters")
+            self._seconds(trial)
+            raise optuna.TrialPruned(f"over budget ({n} > {self.budget})")
+        seed = trial.user_attrs.get("seed", self.base_seed + trial.number)
         trial.set_user_attr("seed", seed)
-        cfg = TrainConfig(epochs=protocol.epochs, reports_per_epoch=protocol.reports,
+        cfg = TrainConfig(epochs=self.protocol.epochs, reports_per_epoch=self.protocol.reports,
                           seed=seed, **hp)
+        trial.set_user_attr("training", cfg.to_dict())
+        return spec, cfg
 
-        total_steps = protocol.epochs * protocol.reports
+    def reporter(self, trial: optuna.Trial) -> Callable[[int, float], None]:
+        total_steps = self.protocol.epochs * self.protocol.reports
 
         def on_report(step: int, val: float) -> None:
             trial.report(val, step)
-            if progress is not None:
-                progress(f"  trial {trial.number}: {100 * (step + 1) // total_steps}% trained, "
-                         f"val {val:.2f}%")
+            if self.progress is not None:
+                self.progress(f"  trial {trial.number}: {100 * (step + 1) // total_steps}% "
+                              f"trained, val {val:.2f}%")
             if trial.should_prune():
                 trial.set_user_attr("pruned_reason", f"pruned at step {step}: val {val:.2f}%")
                 raise optuna.TrialPruned(f"val {val:.2f}% at step {step}")
 
-        try:
-            result = train(spec, cfg, splits, on_report=on_report, deadline=deadline,
-                           keep_model=artifact_store is not None)
-        except Diverged as e:
-            trial.set_user_attr("pruned_reason", f"diverged: {e}")
-            raise optuna.TrialPruned(str(e)) from None
-        except TimeUp as e:
-            trial.set_user_attr("pruned_reason", f"stopped: {e}")
-            raise optuna.TrialPruned(str(e)) from None
-        finally:
-            trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
-        trial.set_user_attr("train_accuracy", result.train_accuracy)
-        trial.set_user_attr("test_accuracy", result.test_accuracy)  # for reports, never selection
-        trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
-        trial.set_user_attr("images_per_second", round(result.images_per_second, 1))
-        trial.set_user_attr("training", cfg.to_dict())
-        if artifact_store is not None:
+        return on_report
+
+    def _seconds(self, trial: optuna.Trial) -> None:
+        trial.set_user_attr("seconds", round(time.time() - trial.user_attrs["started"], 3))
+
+    def finish(self, trial: optuna.Trial, outcome: TrainResult | BaseException) -> float:
+        """Record a training's result on the trial, or turn its failure into a pruned trial."""
+        self._seconds(trial)
+        if isinstance(outcome, Diverged):
+            trial.set_user_attr("pruned_reason", f"diverged: {outcome}")
+            raise optuna.TrialPruned(str(outcome))
+        if isinstance(outcome, TimeUp):
+            trial.set_user_attr("pruned_reason", f"stopped: {outcome}")
+            raise optuna.TrialPruned(str(outcome))
+        if isinstance(outcome, BaseException):
+            raise outcome
+        trial.set_user_attr("train_accuracy", outcome.train_accuracy)
+        trial.set_user_attr("test_accuracy", outcome.test_accuracy)  # reports only, never selection
+        trial.set_user_attr("train_seconds", round(outcome.train_seconds, 3))
+        trial.set_user_attr("images_per_second", round(outcome.images_per_second, 1))
+        if self.artifact_store is not None:
             from .artifacts import save_weights
 
-            save_weights(trial, result.model, artifact_store)
-        return result.val_accuracy
+            save_weights(trial, outcome.model, self.artifact_store)
+        return outcome.val_accuracy
 
-    return objective
+    def __call__(self, trial: optuna.Trial) -> float:
+        spec, cfg = self.prepare(trial)
+        try:
+            outcome: TrainResult | BaseException = train(
+                spec, cfg, self.splits, on_report=self.reporter(trial), deadline=self.deadline,
+                keep_model=self.artifact_store is not None, speed=self.speed)
+        except (Diverged, TimeUp) as e:
+            outcome = e
+        except BaseException:
+            self._seconds(trial)
+            raise
+        return self.finish(trial, outcome)
+
+
+def make_objective(budget: int | None, protocol: Protocol, splits: Splits,
+                   **kwargs: Any) -> Objective:
+    return Objective(budget, protocol, splits, **kwargs)
 
 
 # --- results -------------------------------------------------------------------------------------

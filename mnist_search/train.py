@@ -19,6 +19,7 @@ from torch import nn
 from .augment import STRENGTHS, augment
 from .data import Split, Splits
 from .model import build_model, module_params
+from .memory import keep_freed_memory
 from .spec import ArchSpec
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -56,6 +57,30 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How to run, not what to learn: switches that change speed, not the recipe.
+
+    None means "the measured default for the device" (see ``resolve``).
+    """
+
+    amp: bool | None = None  # bf16 autocast of forward and loss
+    channels_last: bool | None = None
+    cudnn_benchmark: bool | None = None
+    compile: bool = False  # torch.compile the model (pays off only for long trials)
+
+    def resolve(self, device: torch.device) -> Speed:
+        cuda = device.type == "cuda"
+        return Speed(amp=cuda if self.amp is None else self.amp and cuda,
+                     channels_last=cuda if self.channels_last is None else self.channels_last,
+                     cudnn_benchmark=(cuda if self.cudnn_benchmark is None
+                                      else self.cudnn_benchmark and cuda),
+                     compile=self.compile)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,7 +150,7 @@ def report_points(steps_per_epoch: int, reports: int) -> list[int]:
 
 def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: ReportFn | None = None,
           evaluate_test: bool = True, keep_model: bool = False,
-          deadline: float | None = None) -> TrainResult:
+          deadline: float | None = None, speed: Speed = Speed()) -> TrainResult:
     """Train ``spec`` on ``splits.train``; validate ``reports_per_epoch`` times per epoch.
 
     ``on_report(step, val_accuracy)`` may raise to stop training (a pruner does so); the exception
@@ -136,10 +161,20 @@ def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: Report
     start = time.perf_counter()
     data = splits.train
     device = data.images.device
+    sp = speed.resolve(device)
+    if device.type == "cpu":
+        keep_freed_memory()
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     model = build_model(spec).to(device)
+    fmt = torch.channels_last if sp.channels_last else torch.contiguous_format
+    if sp.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = bool(sp.cudnn_benchmark)
     opt = make_optimizer(model, cfg)
+    step_model = torch.compile(model) if sp.compile else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(sp.amp))
     n = len(data)
     bs = min(cfg.batch_size, n)
     steps = math.ceil(n / bs)
@@ -164,8 +199,9 @@ def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: Report
             x, y = data.images[idx], data.labels[idx]
             if cfg.augment != "none":
                 x = augment(x, cfg.augment, gen)
-            out = model(x)
-            loss = F.nll_loss(out, y)
+            with autocast:
+                out = step_model(x.contiguous(memory_format=fmt))
+                loss = F.nll_loss(out.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -180,6 +216,8 @@ def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: Report
                     raise Diverged(step, total)
                 _sync(device)
                 t0 = time.perf_counter()
+                # Evaluation stays in float32 and uncompiled: recorded accuracies must be what an
+                # exported model reproduces.
                 val = evaluate(model, splits.val)
                 eval_seconds += time.perf_counter() - t0
                 history.append((step, val))

@@ -162,7 +162,9 @@ def test_train_spec_file_json(in_tmp, data_dir):
     out = json.loads(r.stdout)
     assert set(out) == {"n_params", "architecture", "epochs", "batch_size", "device",
                         "train_accuracy", "val_accuracy", "test_accuracy", "seconds",
-                        "images_per_second"}
+                        "images_per_second", "speed"}
+    assert out["speed"] == {"amp": False, "channels_last": False, "cudnn_benchmark": False,
+                            "compile": False}  # the CPU defaults
     assert out["n_params"] == 8 * 9 + 8 + 8 * 8 * 9 + 8 + 8 * 10 + 10
     assert out["batch_size"] == 64 and out["device"] == "cpu"
 

@@ -1,0 +1,129 @@
+"""Run a study K candidates at a time through one fused training (``--parallel K``).
+
+Groups are candidates that share every shape: the seed replicas a replay queued (identical fixed
+parameters), or, in a search, one sampled architecture plus K-1 variants of it whose learning
+rate, momentum or weight decay the sampler picks (everything else fixed to the first's). A
+candidate that cannot be fused (BatchNorm, dropout) trains alone.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from .fused import FusedError, check_fusable, train_fused
+from .study import Objective
+from .train import Diverged, TimeUp, train
+
+# The parameters a search's variants keep from the first member: what fused training shares,
+# and the architecture. The rest (learning rate, momentum, weight decay) the sampler chooses.
+SHARED_TRAINING = ("batch_size", "optimizer", "schedule", "augment")
+FREE = ("sgd_lr", "sgd_momentum", "adam_lr", "weight_decay")
+
+
+def _next_waiting(study: optuna.Study) -> FrozenTrial | None:
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    return min(waiting, key=lambda t: t.number) if waiting else None
+
+
+def _replica_key(trial: FrozenTrial | optuna.Trial) -> tuple | None:
+    """Queued seed replicas of a documented experiment: same experiment, same protocol."""
+    a = trial.user_attrs
+    return (a["experiment"], a.get("protocol")) if "experiment" in a else None
+
+
+def _ask_group(study: optuna.Study, k: int) -> list[optuna.Trial]:
+    first = study.ask()
+    group = [first]
+    key = _replica_key(first)
+    while key is not None and len(group) < k:
+        nxt = _next_waiting(study)
+        if nxt is None or _replica_key(nxt) != key:
+            break
+        group.append(study.ask())
+    return group
+
+
+def _variants(study: optuna.Study, first: optuna.Trial, k: int) -> list[optuna.Trial]:
+    keep = {n: v for n, v in first.params.items() if n not in FREE}
+    for _ in range(k - 1):
+        study.enqueue_trial(keep, skip_if_exists=False)
+    return [study.ask() for _ in range(k - 1)]
+
+
+def run_parallel(study: optuna.Study, objective: Objective, k: int, *,
+                 n_trials: int | None = None, timeout: float | None = None,
+                 callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()) -> None:
+    """Like ``study.optimize(objective, n_trials, timeout)``, K candidates per training."""
+    start, done = time.time(), 0
+    while (n_trials is None or done < n_trials) and (
+            timeout is None or time.time() - start < timeout):
+        room = k if n_trials is None else min(k, n_trials - done)
+        group = _ask_group(study, room)
+        told: set[int] = set()
+
+        def tell(trial: optuna.Trial, value=None, state=TrialState.COMPLETE) -> None:
+            frozen = study.tell(trial, value, state=state) if value is not None else \
+                study.tell(trial, state=state)
+            told.add(trial.number)
+            for cb in callbacks:
+                cb(study, frozen)
+
+        try:
+            members = []  # (trial, spec, cfg)
+            for i, trial in enumerate(group):
+                try:
+                    spec, cfg = objective.prepare(trial)
+                except optuna.TrialPruned:
+                    tell(trial, state=TrialState.PRUNED)
+                    continue
+                members.append((trial, spec, cfg))
+                if i == 0 and len(group) == 1 and room > 1 and _replica_key(trial) is None:
+                    try:
+                        check_fusable(spec, [cfg])
+                    except FusedError:
+                        continue
+                    group += _variants(study, trial, room)
+            outcomes = _train(objective, members)
+            for (trial, _, _), outcome in zip(members, outcomes):
+                try:
+                    tell(trial, objective.finish(trial, outcome))
+                except optuna.TrialPruned:
+                    tell(trial, state=TrialState.PRUNED)
+        except BaseException:
+            for trial in group:
+                if trial.number not in told:
+                    study.tell(trial, state=TrialState.FAIL)
+            raise
+        done += len(group)
+
+
+def _train(objective: Objective, members: list) -> list:
+    if not members:
+        return []
+    spec = members[0][1]
+    cfgs = [m[2] for m in members]
+    same_spec = all(m[1] == spec for m in members)
+    keep = objective.artifact_store is not None
+    try:
+        if len(members) > 1 and same_spec:
+            check_fusable(spec, cfgs)
+            return train_fused(spec, cfgs, objective.splits,
+                               on_report=[objective.reporter(m[0]) for m in members],
+                               keep_models=keep, deadline=objective.deadline)
+    except FusedError:
+        pass
+    except TimeUp as e:
+        return [e] * len(members)
+    out = []
+    for trial, sp, cfg in members:
+        try:
+            out.append(train(sp, cfg, objective.splits, on_report=objective.reporter(trial),
+                             deadline=objective.deadline, keep_model=keep,
+                             speed=objective.speed))
+        except (Diverged, TimeUp, optuna.TrialPruned) as e:
+            out.append(e)
+    return out
