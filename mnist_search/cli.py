@@ -196,7 +196,9 @@ def optimize(
     try:
         # The study is created here, once, before any worker starts: workers that each created
         # a fresh SQLite study at the same moment would collide.
-        study = open_study(open_storage(url, heartbeat=heartbeat), study_name, budget, protocol,
+        # Heartbeats come from study.optimize; --parallel runs ask-and-tell, which has none.
+        beat = heartbeat if parallel == 1 else None
+        study = open_study(open_storage(url, heartbeat=beat), study_name, budget, protocol,
                            seed=seed if rank is None else worker_seed(seed, rank), pruner=pruner)
     except StudyError as e:
         fail(str(e))

@@ -61,11 +61,11 @@ def test_one_candidate_stopping_does_not_stop_the_others(tiny):
     def prune(step, val):
         raise Pruned
 
-    cfgs = [TrainConfig(batch_size=128, lr=lr, seed=0, reports_per_epoch=2)
+    cfgs = [TrainConfig(batch_size=32, lr=lr, momentum=0.9, seed=0, reports_per_epoch=2)
             for lr in (0.05, 1e8, 0.05)]
     out = train_fused(SPEC, cfgs, tiny, on_report=[None, None, prune])
     assert isinstance(out[1], Diverged) and isinstance(out[2], Pruned)
-    assert out[0].val_accuracy > 15 and len(out[0].history) == 2  # learning, above chance
+    assert out[0].val_accuracy > 40 and len(out[0].history) == 2  # learning: chance is 10%
     assert out[0].test_accuracy is not None
 
 
