@@ -6,7 +6,10 @@ sampler and the storage. Throughput is counted from the first trial's start to t
 end (process start-up and data loading excluded). PostgreSQL is a throwaway server on 127.0.0.1
 (tests/pgserver.py).
 
-    python benchmarks/workers.py [--trials-per-worker 30] [--data-dir DIR]
+The same total number of trials for every worker count (the sampler's cost per trial grows with
+the trials already in the study). On a CPU each of N workers gets cores/N threads.
+
+    python benchmarks/workers.py [--trials 40] [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -44,14 +47,14 @@ def run(url: str, name: str, workers: int, trials: int, data_dir: str | None, cw
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--trials-per-worker", type=int, default=30)
+    ap.add_argument("--trials", type=int, default=40, help="total, split over the workers")
     ap.add_argument("--data-dir", default=os.environ.get("MNIST_SEARCH_DATA"))
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp, throwaway_postgres() as pg_url:
         for backend, url in (("sqlite", f"sqlite:///{tmp}/bench.db"), ("postgresql", pg_url)):
             for n in (1, 2, 4):
-                rate = run(url, f"{backend}-{n}", n, args.trials_per_worker, args.data_dir, tmp)
+                rate = run(url, f"{backend}-{n}", n, args.trials // n, args.data_dir, tmp)
                 rows.append((backend, n, rate))
                 print(f"{backend:>10}, {n} worker(s): {rate:7.0f} trials/hour", flush=True)
     base = {b: r for b, n, r in rows if n == 1}
@@ -59,7 +62,7 @@ def main() -> None:
     print(f"\n{platform.node()} CPU ({os.cpu_count()} cores), torch {torch.__version__}, optuna "
           f"{optuna.__version__}: {line}")
     print(f"RESULTS.md line: | {date.today()} | workers.py | CPU {os.cpu_count()} cores | "
-          f"{args.trials_per_worker} trials/worker | {line} |")
+          f"{args.trials} trials per run | {line} |")
 
 
 if __name__ == "__main__":

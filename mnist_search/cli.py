@@ -225,7 +225,7 @@ def optimize(
             if value is not None:
                 child += [flag, value]
         log.info("study %r in %s: starting %d workers", study_name, url, workers)
-        codes = run_workers(child, workers)
+        codes = run_workers(child, workers, cpu=dev.type == "cpu")
         _print_summary(study, url, top)
         if any(codes):
             log.info("worker exit statuses: %s", codes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -27,10 +28,17 @@ def worker_device(name: str, device: torch.device, rank: int) -> torch.device:
     return device
 
 
-def run_workers(args: list[Any], n: int) -> list[int]:
-    """Run ``mnist-search <args> --rank r`` for r in 0..n-1 and wait for all of them."""
+def run_workers(args: list[Any], n: int, cpu: bool = False) -> list[int]:
+    """Run ``mnist-search <args> --rank r`` for r in 0..n-1 and wait for all of them.
+
+    On a CPU the workers share the cores: each gets cores/n threads instead of all of them, as N
+    processes with a thread per core each would oversubscribe the machine.
+    """
+    env = dict(os.environ)
+    if cpu and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
     procs = [subprocess.Popen([sys.executable, "-m", "mnist_search", *map(str, args),
-                               "--rank", str(r)]) for r in range(n)]
+                               "--rank", str(r)], env=env) for r in range(n)]
     try:
         return [p.wait() for p in procs]
     except KeyboardInterrupt:
