@@ -266,7 +266,6 @@ class _Progress:
 
     def __init__(self, study) -> None:
         self.start = time.time()
-        self.first = len(study.trials)
 
     def __call__(self, study, trial) -> None:
         from .study import tally, top_trials
@@ -300,6 +299,8 @@ def _print_summary(study, url: str, top: int) -> None:
                        f"{r['architecture']}")
         typer.echo("(selected on validation accuracy; test accuracy is shown, never used)")
     typer.echo(f"\nopen it with:  optuna-dashboard {url}")
+    typer.echo(f"   or (with trained weights attached):  mnist-search dashboard --storage {url} "
+               f"--study-name {study.study_name}")
 
 
 # --- train ---------------------------------------------------------------------------------------

@@ -1,7 +1,5 @@
 import gzip
-import io
 import logging
-import shutil
 import zipfile
 
 import numpy as np

@@ -1,7 +1,6 @@
 """Report, export and dashboard on a real (tiny) study with stored weights."""
 
 import json
-import math
 import os
 import shutil
 import socket
@@ -9,7 +8,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import optuna
 import pytest
