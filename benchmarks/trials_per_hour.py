@@ -40,6 +40,8 @@ def main() -> None:
         trials = [t for t in optuna.load_study(study_name="t", storage=url).trials
                   if t.state.is_finished() and t.datetime_complete
                   and "time limit" not in str(t.user_attrs.get("pruned_reason", ""))]
+        if not trials:
+            sys.exit(f"no trial finished within {args.seconds} s; give more --seconds")
         span = (max(t.datetime_complete for t in trials)
                 - min(t.datetime_start for t in trials)).total_seconds()
         done = sum(t.state.name == "COMPLETE" for t in trials)
