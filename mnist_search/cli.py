@@ -32,6 +32,8 @@ ChannelsLast = Annotated[Optional[bool], typer.Option(
     show_default=False)]
 Compile = Annotated[bool, typer.Option(
     "--compile/--no-compile", help="torch.compile each model (pays only for long trials).")]
+Storage = Annotated[Optional[str], typer.Option(
+    help="Optuna storage URL; default sqlite:///studies/<study-name>.db.", show_default=False)]
 TrainSubset = Annotated[Optional[int], typer.Option(
     help="Train on only the first N training images (quick runs); default: all 55,000.",
     show_default=False)]
@@ -112,9 +114,7 @@ def optimize(
     study_name: Annotated[Optional[str], typer.Option(
         help="Study name; default budget-<BUDGET>. The same name resumes the study.",
         show_default=False)] = None,
-    storage: Annotated[Optional[str], typer.Option(
-        help="Optuna storage URL; default sqlite:///studies/<study-name>.db.",
-        show_default=False)] = None,
+    storage: Storage = None,
     seed: Annotated[Optional[int], typer.Option(
         help="Seed for sampler and training; fixes the trials of a one-process CPU study.",
         show_default=False)] = None,
@@ -394,9 +394,7 @@ def replay(
     device: Device = "auto",
     study_name: Annotated[str, typer.Option(help="Study to hold the replayed trials.")] =
         "documented-experiments",
-    storage: Annotated[Optional[str], typer.Option(
-        help="Optuna storage URL; default sqlite:///studies/<study-name>.db.",
-        show_default=False)] = None,
+    storage: Storage = None,
     data_dir: DataDir = None,
     train_subset: TrainSubset = None,
     val_size: Annotated[int, typer.Option(help="Training images held out for validation.")] = 5000,
@@ -531,10 +529,23 @@ def experiments(
 # --- looking at results: report, export, dashboard -----------------------------------------------
 
 StudyName = Annotated[str, typer.Option(help="Study to read.")]
-Storage = Annotated[Optional[str], typer.Option(
-    help="Optuna storage URL; default sqlite:///studies/<study-name>.db.", show_default=False)]
 Artifacts = Annotated[Optional[Path], typer.Option(
     help="Folder of trained weights; default studies/artifacts.", show_default=False)]
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The database file a sqlite:/// URL names, when it does not exist (reading must not
+    create it)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    db = Path(url[len("sqlite:///"):])
+    return None if db.is_file() else db
+
+
+def _require_database(url: str) -> None:
+    db = _missing_sqlite_file(url)
+    if db is not None:
+        fail(f"no study database at {db}; run optimize first or pass --storage")
 
 
 def _existing_study(study_name: str, storage: str | None):
@@ -546,10 +557,7 @@ def _existing_study(study_name: str, storage: str | None):
     url = storage or default_storage(study_name)
     try:
         check_storage_url(url)
-        if url.startswith("sqlite:///"):
-            db = Path(url[len("sqlite:///"):])
-            if not db.is_file():
-                fail(f"no study database at {db}; run optimize first or pass --storage")
+        _require_database(url)
         st = open_storage(url)
         return optuna.load_study(study_name=study_name, storage=st), url
     except StudyError as e:
@@ -581,7 +589,7 @@ def report(
     study, _ = _existing_study(study_name, storage)
     rows = None
     rurl = replay_storage or default_storage(replay_study)
-    if replay_storage or Path(rurl[len("sqlite:///"):]).is_file():
+    if replay_storage or _missing_sqlite_file(rurl) is None:
         try:
             rows = summarize(optuna.load_study(study_name=replay_study,
                                                storage=open_storage(rurl)))
@@ -656,9 +664,7 @@ def dashboard(
     if not 0 < port < 65536:
         fail(f"--port {port}: must be between 1 and 65535")
     url = storage or default_storage(study_name or "budget-25000")
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        fail(f"no study database at {url[len('sqlite:///'):]}; run optimize first or pass "
-             "--storage")
+    _require_database(url)
     try:
         st = open_storage(url)
     except StudyError as e:
