@@ -138,23 +138,47 @@ def optimize(
     amp: Amp = None,
     channels_last: ChannelsLast = None,
     compile_model: Compile = False,
+    space: Annotated[str, typer.Option(
+        help="Search space: modern (BN, separable, residual, GAP) or plain (the write-up's).")
+    ] = "modern",
+    final_seeds: Annotated[int, typer.Option(
+        help="After the search, retrain the best candidates from scratch with this many seeds "
+             "(0: no final stage).")] = 0,
+    final_epochs: Annotated[Optional[int], typer.Option(
+        help="Epochs of each final retraining; default: --epochs.", show_default=False)] = None,
+    final_top: Annotated[int, typer.Option(
+        help="How many of the best candidates (by validation) the final stage retrains.")] = 3,
+    best_spec: Annotated[Optional[Path], typer.Option(
+        help="Where the final stage writes the chosen net for 'train --spec'; default "
+             "studies/<study-name>-best.json.", show_default=False)] = None,
     rank: Annotated[Optional[int], typer.Option(hidden=True)] = None,
 ) -> None:
     """Search architectures and training settings under --budget parameters.
 
     Start it any number of times, on one machine or many, with the same --storage and
-    --study-name: all processes work on the same study."""
-    from .space import smallest_net, smallest_params
+    --study-name: all processes work on the same study. With --final-seeds, the best
+    candidates are then retrained at --final-epochs and the chosen one reported on the test set."""
+    from .space import SPACES, get_space
     from .spec import describe
+    from .final import final_study_name
     from .study import (PRUNERS, Protocol, StudyError, check_reachable, check_storage_url,
                         default_storage, make_objective, open_storage, open_study)
 
     _setup_logging()
+    if space not in SPACES:
+        fail(f"--space {space!r}; valid: {', '.join(SPACES)}")
+    sp = get_space(space)
     if budget <= 0:
         fail(f"--budget {budget}: must be a positive number of parameters")
-    if budget < smallest_params():
-        fail(f"--budget {budget:,} is below the smallest net in the search space "
-             f"({smallest_params():,} parameters: {describe(smallest_net())})")
+    if budget < sp.smallest_params():
+        fail(f"--budget {budget:,} is below the smallest net in the {space} search space "
+             f"({sp.smallest_params():,} parameters: {describe(sp.smallest_net())})")
+    if final_seeds < 0:
+        fail(f"--final-seeds {final_seeds}: must be 0 (no final stage) or more")
+    if final_epochs is not None and final_epochs < 1:
+        fail(f"--final-epochs {final_epochs}: must be at least 1")
+    if final_top < 1:
+        fail(f"--final-top {final_top}: must be at least 1")
     _check_common(epochs, train_subset, val_size)
     if n_trials is not None and n_trials < 1:
         fail(f"--n-trials {n_trials}: must be at least 1")
@@ -199,14 +223,29 @@ def optimize(
         # Heartbeats come from study.optimize; --parallel runs ask-and-tell, which has none.
         beat = heartbeat if parallel == 1 else None
         study = open_study(open_storage(url, heartbeat=beat), study_name, budget, protocol,
-                           seed=seed if rank is None else worker_seed(seed, rank), pruner=pruner)
+                           seed=seed if rank is None else worker_seed(seed, rank), pruner=pruner,
+                           space=space)
+        final_study = None
+        if final_seeds and rank is None:
+            # Opened now so that a mismatch with an earlier final stage stops the run before the
+            # search, not after it.
+            final_protocol = Protocol(epochs=final_epochs or epochs, train_subset=train_subset,
+                                      val_size=val_size)
+            final_study = open_study(open_storage(url, heartbeat=heartbeat),
+                                     final_study_name(study_name), budget, final_protocol,
+                                     seed=seed, pruner="none", space=space)
     except StudyError as e:
         fail(str(e))
     if warm_start and rank is None:
         from .replay import warm_start as queue_documented
 
-        for line in queue_documented(study, budget):
+        for line in queue_documented(study, budget, space):
             log.info(line)
+    final_args = dict(url=url, budget=budget, space=space, seeds=final_seeds, top=final_top,
+                      epochs=final_epochs or epochs, data_dir=data_dir, device=dev,
+                      val_size=val_size, train_subset=train_subset, artifacts=artifacts,
+                      best_spec=best_spec,
+                      speed=(amp, channels_last, compile_model))
     if workers > 1:
         from .workers import run_workers
 
@@ -214,6 +253,7 @@ def optimize(
         child = ["optimize", "--budget", budget, "--epochs", epochs, "--study-name", study_name,
                  "--storage", url, "--seed", seed, "--device", device, "--val-size", val_size,
                  "--pruner", pruner, "--heartbeat", heartbeat, "--parallel", parallel,
+                 "--space", space,
                  "--compile" if compile_model else "--no-compile"]
         if amp is not None:
             child.append("--amp" if amp else "--no-amp")
@@ -230,6 +270,8 @@ def optimize(
         if any(codes):
             log.info("worker exit statuses: %s", codes)
             raise typer.Exit(1)
+        if final_study is not None:
+            _final_stage(study, final_study, **final_args)
         return
 
     limits = " and ".join(x for x in (f"{n_trials} trials" if n_trials else "",
@@ -244,21 +286,87 @@ def optimize(
 
     objective = make_objective(budget, protocol, splits, base_seed=seed, deadline=deadline,
                                progress=log.info, artifact_store=artifact_store(artifacts),
-                               speed=Speed(amp, channels_last, None, compile_model))
-    progress = _Progress(study)
+                               speed=Speed(amp, channels_last, None, compile_model), space=space)
+    callbacks: list[Any] = [_Progress(study)]
+    reserve = None
+    if final_study is not None and deadline is not None:
+        from .final import LeaveTimeForFinal
+
+        reserve = LeaveTimeForFinal(deadline, final_top, final_seeds, epochs,
+                                    final_epochs or epochs)
+        callbacks.append(reserve)
     try:
         if parallel > 1:
             from .parallel import run_parallel
 
             run_parallel(study, objective, parallel, n_trials=n_trials, timeout=timeout,
-                         callbacks=[progress])
+                         callbacks=callbacks,
+                         stop=lambda: reserve is not None and reserve.stopped_with is not None)
         else:
-            study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[progress],
+            study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks,
                            catch=())
     except KeyboardInterrupt:
         log.info("interrupted: the running trial is marked failed; run again to resume")
+        final_study = None
+    if reserve is not None and reserve.stopped_with is not None:
+        log.info("search stopped with %.0f s left: about what the final stage needs (estimated "
+                 "from the top candidates' trial times)", reserve.stopped_with)
     if rank is None:
         _print_summary(study, url, top)
+    if final_study is not None:
+        del splits, objective
+        _final_stage(study, final_study, **final_args)
+
+
+def _final_stage(study, final, *, url: str, budget: int, space: str, seeds: int, top: int,
+                 epochs: int, data_dir, device, val_size: int, train_subset: int | None,
+                 artifacts, best_spec, speed) -> None:
+    """Retrain the search's top candidates with several seeds; choose on validation; report."""
+    from .artifacts import artifact_store
+    from .final import enqueue_final, summarize_final, write_spec_file
+    from .study import Protocol, make_objective, top_trials
+    from .train import Speed
+
+    sources = [t for t in top_trials(study, top) if "fixed_spec" not in t.user_attrs]
+    if not sources:
+        log.info("final stage skipped: the search has no complete searched trial")
+        return
+    todo = enqueue_final(final, sources, seeds)
+    log.info("final stage: %d candidate(s) × %d seed(s), %d epoch(s) each; %d run(s) to train "
+             "(study %r)", len(sources), seeds, epochs, todo, final.study_name)
+    if todo:
+        splits = _load(data_dir, device, val_size, train_subset)
+        amp, channels_last, compile_model = speed
+        protocol = Protocol(epochs=epochs, train_subset=train_subset, val_size=val_size)
+        objective = make_objective(budget, protocol, splits,
+                                   progress=log.info, artifact_store=artifact_store(artifacts),
+                                   speed=Speed(amp, channels_last, None, compile_model),
+                                   space=space)
+        try:
+            final.optimize(objective, n_trials=todo, callbacks=[_Progress(final)], catch=())
+        except KeyboardInterrupt:
+            log.info("interrupted: finished retrainings are kept (shown below); run again to "
+                     "train the rest")
+    rows = summarize_final(final, sources, seeds)
+    typer.echo(f"\nfinal: {len(rows)} candidate(s) retrained from scratch, {epochs} epoch(s), "
+               f"seeds 0-{seeds - 1}; chosen on mean validation accuracy")
+    typer.echo(f"{'trial':>5}  {'params':>7}  {'val mean ± std':>15}  {'test mean ± std':>15}  "
+               "architecture")
+    for c in rows:
+        (vm, vs), (tm, ts) = c.val_mean_std, c.test_mean_std
+        typer.echo(f"{c.source_trial:>5}  {c.n_params:>7,}  {vm:>8.2f} ± {vs:4.2f}  "
+                   f"{tm:>8.2f} ± {ts:4.2f}  {c.architecture}  ({len(c.seeds)} seeds)")
+    if not rows:
+        return
+    best = rows[0]
+    tm, ts = best.test_mean_std
+    path = best_spec or Path("studies") / f"{study.study_name}-best.json"
+    write_spec_file(path, best, epochs, {"budget": budget, "space": space,
+                                         "study": study.study_name, "storage": url})
+    typer.echo(f"\nchosen: trial {best.source_trial}, {best.n_params:,} parameters, test "
+               f"{tm:.2f} ± {ts:.2f}% over {len(best.seeds)} seeds ({epochs} epochs)")
+    typer.echo(f"written to {path}; reproduce with:  mnist-search train --spec {path} "
+               f"--seeds {seeds}")
 
 
 class _Progress:
@@ -312,8 +420,12 @@ def train_cmd(
     experiment: Annotated[Optional[int], typer.Option(
         help="A documented experiment (1-6), under the documented protocol.",
         show_default=False)] = None,
-    epochs: Epochs = 1,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="Training epochs; default: the spec file's 'epochs', else 1.",
+        show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = 0,
+    seeds: Annotated[int, typer.Option(
+        help="Train this many times, seeds --seed, --seed+1, ...; report mean ± std.")] = 1,
     device: Device = "auto",
     data_dir: DataDir = None,
     train_subset: TrainSubset = None,
@@ -323,7 +435,10 @@ def train_cmd(
     compile_model: Compile = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Train one spec (--spec) or one documented experiment (--experiment) and report it."""
+    """Train one spec (--spec) or one documented experiment (--experiment) and report it.
+
+    A spec file written by 'optimize --final-seeds' holds the net, its training settings and
+    epochs, so 'train --spec FILE --seeds 3' reproduces its result."""
     from .experiments import DOCUMENTED_PROTOCOL, get_experiment
     from .spec import ArchSpec, SpecError, count_params, describe
     from .train import Diverged, TrainConfig, train
@@ -331,7 +446,9 @@ def train_cmd(
     _setup_logging()
     if (spec is None) == (experiment is None):
         fail("give exactly one of --spec FILE or --experiment N")
-    _check_common(epochs, train_subset, val_size)
+    if seeds < 1:
+        fail(f"--seeds {seeds}: must be at least 1")
+    file_epochs = None
     training: dict[str, Any] = {"batch_size": 128, **DOCUMENTED_PROTOCOL}
     if experiment is not None:
         try:
@@ -348,37 +465,63 @@ def train_cmd(
             fail(f"--spec {spec}: not JSON ({e.msg} at line {e.lineno})")
         if isinstance(raw, dict) and "spec" in raw:
             training.update(raw.get("training") or {})
+            file_epochs = raw.get("epochs")
             raw = raw["spec"]
         try:
             arch = ArchSpec.from_dict(raw)
         except SpecError as e:
             fail(f"--spec {spec}: {e}")
+    if epochs is None:
+        epochs = file_epochs if isinstance(file_epochs, int) and file_epochs >= 1 else 1
+    _check_common(epochs, train_subset, val_size)
     try:
-        cfg = TrainConfig(**{**training, "epochs": epochs, "seed": seed})
+        cfgs = [TrainConfig(**{**training, "epochs": epochs, "seed": seed + k})
+                for k in range(seeds)]
     except (TypeError, ValueError) as e:
         fail(f"--spec {spec}: bad training settings: {e}")
     dev = _device(device)
     splits = _load(data_dir, dev, val_size, train_subset)
-    log.info("training %s (%s parameters) for %d epoch(s) on %s", describe(arch),
-             f"{count_params(arch):,}", epochs, dev)
+    log.info("training %s (%s parameters) for %d epoch(s) on %s%s", describe(arch),
+             f"{count_params(arch):,}", epochs, dev,
+             f", seeds {seed}-{seed + seeds - 1}" if seeds > 1 else "")
     from .train import Speed
 
     speed = Speed(amp, channels_last, None, compile_model)
-    try:
-        r = train(arch, cfg, splits, speed=speed)
-    except Diverged as e:
-        fail(f"training diverged: {e}; try a lower learning rate")
-    out = {"n_params": r.n_params, "architecture": describe(arch), "epochs": epochs,
-           "batch_size": cfg.batch_size, "device": str(dev),
-           "train_accuracy": r.train_accuracy, "val_accuracy": r.val_accuracy,
-           "test_accuracy": r.test_accuracy, "seconds": round(r.seconds, 3),
-           "images_per_second": round(r.images_per_second, 1),
-           "speed": speed.resolve(dev).to_dict()}
+    runs = []
+    for cfg in cfgs:
+        try:
+            r = train(arch, cfg, splits, speed=speed)
+        except Diverged as e:
+            fail(f"training diverged (seed {cfg.seed}): {e}; try a lower learning rate")
+        runs.append({"seed": cfg.seed, "train_accuracy": r.train_accuracy,
+                     "val_accuracy": r.val_accuracy, "test_accuracy": r.test_accuracy,
+                     "seconds": round(r.seconds, 3),
+                     "images_per_second": round(r.images_per_second, 1)})
+        if seeds > 1:
+            log.info("seed %d: val %.2f%%, test %.2f%%, %.0f s", cfg.seed, r.val_accuracy,
+                     r.test_accuracy, r.seconds)
+    out: dict[str, Any] = {"n_params": count_params(arch), "architecture": describe(arch),
+                           "epochs": epochs, "batch_size": cfgs[0].batch_size,
+                           "device": str(dev)}
+    if seeds == 1:
+        out.update({k: v for k, v in runs[0].items() if k != "seed"})
+    else:
+        import statistics
+
+        for key in ("val_accuracy", "test_accuracy"):
+            xs = [r[key] for r in runs]
+            out[key.replace("accuracy", "mean")] = statistics.fmean(xs)
+            out[key.replace("accuracy", "std")] = statistics.stdev(xs)
+        out["seconds"] = round(sum(r["seconds"] for r in runs), 3)
+        out["runs"] = runs
+    out["speed"] = speed.resolve(dev).to_dict()
     if as_json:
         typer.echo(json.dumps(out))
         return
     for key, value in out.items():
-        shown = _pct(value) if key.endswith("accuracy") else (
+        if key == "runs":
+            continue
+        shown = _pct(value) if key.endswith(("accuracy", "mean", "std")) else (
             f"{value:,}" if isinstance(value, int) else value)
         typer.echo(f"{key:>18}: {shown}")
 
@@ -439,7 +582,8 @@ def replay(
     if storage is None:
         Path("studies").mkdir(exist_ok=True)
     try:
-        study = open_study(open_storage(url), study_name, None, protocol, pruner="none")
+        study = open_study(open_storage(url), study_name, None, protocol, pruner="none",
+                           space="plain")
     except StudyError as e:
         fail(str(e))
     queued, done = enqueue_replay(study, ids, seeds)
@@ -453,7 +597,7 @@ def replay(
 
         objective = make_objective(None, protocol, splits, progress=log.info,
                                    artifact_store=artifact_store(artifacts),
-                                   speed=Speed(amp, channels_last))
+                                   speed=Speed(amp, channels_last), space="plain")
         progress = _Progress(study)
         try:
             if parallel > 1:

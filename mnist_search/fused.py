@@ -45,6 +45,13 @@ def check_fusable(spec: ArchSpec, cfgs: list[TrainConfig]) -> None:
     if spec.dropout:
         raise FusedError("fused training does not support dropout (its random masks would not "
                          "match separate runs)")
+    if any(l.kind != "conv" or l.residual for l in spec.convs):
+        raise FusedError("fused training supports plain conv stacks only (no separable or "
+                         "residual blocks)")
+    for c in cfgs:
+        if c.schedule not in ("constant", "onecycle") or c.label_smoothing or c.nesterov:
+            raise FusedError("fused training supports constant and onecycle schedules without "
+                             "label smoothing or Nesterov momentum")
 
 
 def _lr_schedules(cfgs: list[TrainConfig], total: int) -> torch.Tensor:

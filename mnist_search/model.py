@@ -6,15 +6,44 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .spec import ArchSpec, conv_shapes, feature_count
+from .spec import ArchSpec, ConvLayer, LayerShape, conv_shapes, feature_count
+
+
+class Block(nn.Module):
+    """conv (or depthwise + pointwise) → BN → (+ input) → ReLU → pool."""
+
+    def __init__(self, shape: LayerShape, layer: ConvLayer, batchnorm: bool):
+        super().__init__()
+        c_in, c_out, bias = shape.in_channels, layer.out_channels, not batchnorm
+        if layer.kind == "sep":
+            self.conv = nn.Sequential(
+                nn.Conv2d(c_in, c_in, layer.kernel, padding=layer.padding, groups=c_in,
+                          bias=False),
+                nn.Conv2d(c_in, c_out, 1, bias=bias))
+        else:
+            self.conv = nn.Conv2d(c_in, c_out, layer.kernel, padding=layer.padding, bias=bias)
+        self.bn = nn.BatchNorm2d(c_out) if batchnorm else nn.Identity()
+        self.residual, self.pool = layer.residual, layer.pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.conv(x))
+        if self.residual:
+            y = y + x
+        y = F.relu(y)
+        return F.max_pool2d(y, 2) if self.pool else y
 
 
 class Net(nn.Module):
     def __init__(self, spec: ArchSpec):
         super().__init__()
         self.spec = spec
+        plain = all(l.kind == "conv" and not l.residual for l in spec.convs)
         blocks: list[nn.Module] = []
         for shape, layer in zip(conv_shapes(spec), spec.convs):
+            if not plain:
+                blocks.append(Block(shape, layer, spec.batchnorm))
+                continue
+            # Plain stacks keep the flat Conv/BN/ReLU/Pool layout their stored weights use.
             blocks.append(nn.Conv2d(shape.in_channels, layer.out_channels, layer.kernel,
                                     padding=layer.padding, bias=not spec.batchnorm))
             if spec.batchnorm:

@@ -56,11 +56,14 @@ def _variants(study: optuna.Study, first: optuna.Trial, k: int) -> list[optuna.T
 
 def run_parallel(study: optuna.Study, objective: Objective, k: int, *,
                  n_trials: int | None = None, timeout: float | None = None,
-                 callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()) -> None:
-    """Like ``study.optimize(objective, n_trials, timeout)``, K candidates per training."""
+                 callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+                 stop: Callable[[], bool] = lambda: False) -> None:
+    """Like ``study.optimize(objective, n_trials, timeout)``, K candidates per training.
+    ``stop()`` returning True ends the run after the current group (``study.stop()`` is for
+    ``optimize`` only)."""
     start, done = time.time(), 0
     while (n_trials is None or done < n_trials) and (
-            timeout is None or time.time() - start < timeout):
+            timeout is None or time.time() - start < timeout) and not stop():
         room = k if n_trials is None else min(k, n_trials - done)
         group = _ask_group(study, room)
         told: set[int] = set()

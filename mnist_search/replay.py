@@ -61,8 +61,10 @@ def enqueue_replay(study: optuna.Study, exp_ids: Iterable[int], seeds: int) -> t
     return queued, skipped
 
 
-def warm_start(study: optuna.Study, budget: int) -> list[str]:
+def warm_start(study: optuna.Study, budget: int, space: str = "plain") -> list[str]:
     """Queue the documented architectures that fit ``budget`` as a search's first trials.
+
+    They are points of the plain space; in another space they are queued as fixed specs.
 
     Returns one message per experiment: queued, already in the study, or over the budget.
     """
@@ -77,7 +79,13 @@ def warm_start(study: optuna.Study, budget: int) -> list[str]:
         elif exp.id in present:
             messages.append(f"warm start: Exp{exp.id} is already in the study")
         else:
-            study.enqueue_trial(documented_params(exp), user_attrs=documented_attrs(exp, 0))
+            attrs = documented_attrs(exp, 0)
+            if space == "plain":
+                study.enqueue_trial(documented_params(exp), user_attrs=attrs)
+            else:
+                hp = {**DOCUMENTED_PROTOCOL, "batch_size": exp.batch_size}
+                study.enqueue_trial({}, user_attrs={**attrs, "fixed_spec": exp.spec.to_dict(),
+                                                    "fixed_training": hp})
             messages.append(f"warm start: Exp{exp.id} queued ({exp.true_params:,} parameters, "
                             f"batch {exp.batch_size})")
     return messages

@@ -185,3 +185,29 @@ def training_params(hp: dict[str, Any]) -> dict[str, Any]:
         if hp["optimizer"] == "adamw":
             p["weight_decay"] = hp.get("weight_decay", 0.0)
     return p
+
+
+# --- registry ------------------------------------------------------------------------------------
+
+SPACES = ("modern", "plain")
+
+
+class Space:
+    """One search space: its name, version and the two sampling functions."""
+
+    def __init__(self, name: str):
+        if name not in SPACES:
+            raise SpecError(f"space {name!r}; valid: {', '.join(SPACES)}")
+        if name == "plain":
+            import sys
+
+            module = sys.modules[__name__]
+        else:
+            from . import space_modern as module
+        self.name, self.version = name, module.SPACE_VERSION
+        self.suggest_spec, self.suggest_training = module.suggest_spec, module.suggest_training
+        self.smallest_net, self.smallest_params = module.smallest_net, module.smallest_params
+
+
+def get_space(name: str) -> Space:
+    return Space(name)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 HEADS = ("flatten", "gap")
+KINDS = ("conv", "sep")  # a full convolution, or depthwise-separable (depthwise k×k, pointwise 1×1)
 
 
 class SpecError(ValueError):
@@ -23,6 +24,8 @@ class ConvLayer:
     kernel: int = 3
     padding: int = 0
     pool: bool = False  # 2x2 max-pool after the activation
+    kind: str = "conv"
+    residual: bool = False  # add the block's input before the activation (same shape only)
 
 
 @dataclass(frozen=True)
@@ -81,9 +84,13 @@ class LayerShape:
     pooled: bool = field(default=False)
 
 
-def conv_params(c_in: int, c_out: int, kernel: int, batchnorm: bool) -> int:
+def conv_params(c_in: int, c_out: int, kernel: int, batchnorm: bool, kind: str = "conv") -> int:
     # With BatchNorm the conv bias is redundant (BN's shift replaces it), so it is left out.
-    weight = c_in * c_out * kernel * kernel
+    # A separable block's depthwise part has no bias: the pointwise bias (or BN) follows it.
+    if kind == "sep":
+        weight = c_in * kernel * kernel + c_in * c_out
+    else:
+        weight = c_in * c_out * kernel * kernel
     return weight + (2 * c_out if batchnorm else c_out)
 
 
@@ -103,12 +110,18 @@ def conv_shapes(spec: ArchSpec) -> list[LayerShape]:
             raise SpecError(f"conv layer {i}: kernel={layer.kernel}; must be >= 1")
         if layer.padding < 0:
             raise SpecError(f"conv layer {i}: padding={layer.padding}; must be >= 0")
+        if layer.kind not in KINDS:
+            raise SpecError(f"conv layer {i}: kind={layer.kind!r}; valid: {', '.join(KINDS)}")
         size_in = size
         size = size + 2 * layer.padding - layer.kernel + 1
         if size < 1:
             raise SpecError(
                 f"conv layer {i} ({c_in}→{layer.out_channels}, kernel {layer.kernel}, padding "
                 f"{layer.padding}) gets a {size_in}×{size_in} map and would shrink it below 1×1")
+        if layer.residual and (c_in != layer.out_channels or size != size_in):
+            raise SpecError(
+                f"conv layer {i}: residual needs the same shape in and out, but it maps "
+                f"{c_in}×{size_in}×{size_in} to {layer.out_channels}×{size}×{size}")
         if layer.pool:
             if size < 2:
                 raise SpecError(
@@ -116,7 +129,8 @@ def conv_shapes(spec: ArchSpec) -> list[LayerShape]:
                     "it below 1×1")
             size //= 2
         out.append(LayerShape(i, c_in, layer.out_channels, size_in, size,
-                              conv_params(c_in, layer.out_channels, layer.kernel, spec.batchnorm),
+                              conv_params(c_in, layer.out_channels, layer.kernel, spec.batchnorm,
+                                          layer.kind),
                               layer.pool))
         c_in = layer.out_channels
     return out
@@ -155,9 +169,11 @@ def describe(spec: ArchSpec) -> str:
     parts = [chans, "k" + "/".join(map(str, kernels))]
     if any(l.padding for l in spec.convs):
         parts.append("pad")
-    pools = [str(i) for i, l in enumerate(spec.convs, start=1) if l.pool]
-    if pools:
-        parts.append("pool@" + ",".join(pools))
+    for tag, flag in (("sep", lambda l: l.kind == "sep"), ("res", lambda l: l.residual),
+                      ("pool", lambda l: l.pool)):
+        where = [str(i) for i, l in enumerate(spec.convs, start=1) if flag(l)]
+        if where:
+            parts.append(f"{tag}@" + ",".join(where))
     if spec.batchnorm:
         parts.append("bn")
     if spec.dropout:
@@ -169,7 +185,8 @@ def describe(spec: ArchSpec) -> str:
 
 def layer_summary(spec: ArchSpec) -> list[tuple[str, int]]:
     """Per-layer parameter counts in the write-up's style (``Conv2d-1: 640``)."""
-    rows = [(f"Conv2d-{s.index}", s.params) for s in conv_shapes(spec)]
+    rows = [(f"{'SepConv2d' if l.kind == 'sep' else 'Conv2d'}-{s.index}", s.params)
+            for s, l in zip(conv_shapes(spec), spec.convs)]
     widths = [feature_count(spec), *spec.hidden, spec.num_classes]
     n = len(rows)
     rows += [(f"Linear-{n + j}", linear_params(a, b))

@@ -16,9 +16,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .data import Splits
-from .space import SPACE_VERSION, suggest_spec, suggest_training
-from .spec import count_params, describe
-from .spec import ArchSpec
+from .space import get_space
+from .spec import ArchSpec, count_params, describe
 from .train import Diverged, Speed, TimeUp, TrainConfig, TrainResult, train
 
 PRUNERS = ("median", "hyperband", "none")
@@ -129,12 +128,13 @@ def make_pruner(name: str, protocol: Protocol) -> optuna.pruners.BasePruner:
 
 def open_study(storage: optuna.storages.BaseStorage, study_name: str, budget: int | None,
                protocol: Protocol, *, seed: int | None = None,
-               pruner: str = "median") -> optuna.Study:
+               pruner: str = "median", space: str = "modern") -> optuna.Study:
     """Create the study, or load it after checking it was made for the same search.
 
     ``budget`` None means no cap (a study of fixed trials, such as the documented experiments).
     """
-    wanted = {"budget": budget, "space_version": SPACE_VERSION, "protocol": protocol.to_dict()}
+    wanted = {"budget": budget, "space_version": get_space(space).version,
+              "protocol": protocol.to_dict()}
     sampler = optuna.samplers.TPESampler(seed=seed)
     try:
         storage.get_study_id_from_name(study_name)
@@ -172,12 +172,15 @@ class Objective:
     up; it is recorded as pruned with that reason. ``progress`` receives a line per validation.
     A trial enqueued with a ``seed`` user attribute trains with that seed (seed replicas).
     With an ``artifact_store``, each completed trial's weights are stored there.
+    A trial enqueued with ``fixed_spec`` and ``fixed_training`` user attributes trains that spec
+    with those settings instead of sampling (the final retraining of a two-stage search).
     """
 
     def __init__(self, budget: int | None, protocol: Protocol, splits: Splits, *,
                  base_seed: int = 0, deadline: float | None = None,
                  progress: Callable[[str], None] | None = None, artifact_store: Any = None,
-                 speed: Speed = Speed()):
+                 speed: Speed = Speed(), space: str = "modern"):
+        self.space = get_space(space)
         self.budget, self.protocol, self.splits = budget, protocol, splits
         self.cap = budget if budget is not None else UNCAPPED
         self.base_seed, self.deadline, self.progress = base_seed, deadline, progress
@@ -186,8 +189,14 @@ class Objective:
 
     def prepare(self, trial: optuna.Trial) -> tuple[ArchSpec, TrainConfig]:
         trial.set_user_attr("started", time.time())
-        spec = suggest_spec(trial, self.cap)
-        hp = suggest_training(trial)
+        fixed = trial.user_attrs.get("fixed_spec")
+        if fixed is not None:
+            spec = ArchSpec.from_dict(fixed)
+            hp = {k: v for k, v in trial.user_attrs["fixed_training"].items()
+                  if k not in ("epochs", "seed", "reports_per_epoch")}
+        else:
+            spec = self.space.suggest_spec(trial, self.cap)
+            hp = self.space.suggest_training(trial)
         n = count_params(spec)
         trial.set_user_attr("n_params", n)
         trial.set_user_attr("architecture", describe(spec))

@@ -25,8 +25,8 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def load(name="budget-25000"):
-    return optuna.load_study(study_name=name, storage=f"sqlite:///studies/{name}.db")
+def load(name="budget-25000", db=None):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///studies/{db or name}.db")
 
 
 def test_experiments_json_gives_true_counts():
@@ -87,14 +87,14 @@ def test_over_budget_and_diverging_trials_are_pruned_not_failed(in_tmp, data_dir
 
     storage = open_storage("sqlite:///s.db")
     protocol = Protocol(epochs=1, train_subset=300, val_size=1000)
-    study = open_study(storage, "s", 25000, protocol, seed=0)
+    study = open_study(storage, "s", 25000, protocol, seed=0, space="plain")
     hp = {"batch_size": 512, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9}
     study.enqueue_trial(spec_params(get_experiment(1).spec) | training_params(hp))
     study.enqueue_trial(spec_params(get_experiment(3).spec) | training_params({**hp, "lr": 1e9, "batch_size": 32}),
                         skip_if_exists=False)
     splits = make_splits(mnist, "cpu", val_size=1000, train_subset=300)
     with pytest.warns(UserWarning, match="out of range"):
-        study.optimize(make_objective(25000, protocol, splits), n_trials=2)
+        study.optimize(make_objective(25000, protocol, splits, space="plain"), n_trials=2)
     over, nan = study.get_trials()
     assert over.state == TrialState.PRUNED and over.user_attrs["n_params"] == 480_176
     assert over.constraints["budget"] == 480_176 - 25000 and not over.intermediate_values
@@ -118,7 +118,9 @@ def load_trials(name, url):
 
 @pytest.mark.parametrize("args, message", [
     (["optimize", "--budget", 0], "--budget 0: must be a positive"),
-    (["optimize", "--budget", 50], "--budget 50 is below the smallest net in the search space (90"),
+    (["optimize", "--budget", 50], "--budget 50 is below the smallest net in the modern search space (246"),
+    (["optimize", "--budget", 50, "--space", "plain"],
+     "--budget 50 is below the smallest net in the plain search space (90"),
     (["optimize", "--epochs", 0], "--epochs 0: must be at least 1"),
     (["optimize", "--n-trials", 0], "--n-trials 0"),
     (["optimize", "--device", "tpu"], "unknown device 'tpu'; valid: auto, cpu"),
@@ -176,3 +178,64 @@ def test_train_experiment_6_one_epoch_beats_95(data_dir):
     out = json.loads(r.stdout)
     assert out["n_params"] == 23_426 and out["batch_size"] == 128 and out["epochs"] == 1
     assert out["test_accuracy"] > 95.0
+
+
+def test_two_stage_search_retrains_the_best_and_writes_a_reproducible_spec(in_tmp, data_dir):
+    args = ["optimize", "--budget", 3000, "--n-trials", 3, "--seed", 1, "--data-dir", data_dir,
+            *QUICK, "--final-seeds", 2, "--final-top", 2, "--final-epochs", 2]
+    r = run(*args)
+    assert r.exit_code == 0, r.output
+    search, final = load("budget-3000"), load("budget-3000-final", "budget-3000")
+    best = sorted((t for t in search.trials if t.state == TrialState.COMPLETE),
+                  key=lambda t: -t.value)[:2]
+    runs = [t for t in final.trials if t.state == TrialState.COMPLETE]
+    assert sorted((t.user_attrs["source_trial"], t.user_attrs["seed"]) for t in runs) == sorted(
+        (b.number, s) for b in best for s in (0, 1))
+    for t in runs:  # the same net and recipe as its source, trained at the final length
+        src = search.trials[t.user_attrs["source_trial"]]
+        assert t.user_attrs["spec"] == src.user_attrs["spec"]
+        assert t.user_attrs["epochs"] == 2 and t.user_attrs["training"]["epochs"] == 2
+        assert t.user_attrs["training"]["lr"] == src.user_attrs["training"]["lr"]
+    chosen = json.loads((in_tmp / "studies" / "budget-3000-best.json").read_text())
+    assert chosen["epochs"] == 2 and chosen["n_params"] <= 3000
+    assert "chosen: trial" in r.stdout and "± " in r.stdout
+    # The chosen one has the best mean validation accuracy of the retrained candidates.
+    by_source = {}
+    for t in runs:
+        by_source.setdefault(t.user_attrs["source_trial"], []).append(t)
+    mean_val = {k: sum(t.value for t in v) / len(v) for k, v in by_source.items()}
+    assert chosen["source_trial"] == max(mean_val, key=mean_val.get)
+    assert chosen["result"]["val_mean"] == pytest.approx(max(mean_val.values()))
+    assert chosen["result"]["test_accuracy"] == [
+        t.user_attrs["test_accuracy"] for t in by_source[chosen["source_trial"]]]
+
+    # Training the written file with the same seeds reproduces the recorded accuracies.
+    r2 = run("train", "--spec", in_tmp / "studies" / "budget-3000-best.json", "--seeds", 2,
+             "--train-subset", 400, "--val-size", 1000, "--device", "cpu",
+             "--data-dir", data_dir, "--json")
+    assert r2.exit_code == 0, r2.output
+    again = json.loads(r2.stdout)
+    assert again["epochs"] == 2
+    assert [x["test_accuracy"] for x in again["runs"]] == pytest.approx(
+        chosen["result"]["test_accuracy"])
+    assert again["test_mean"] == pytest.approx(chosen["result"]["test_mean"])
+
+    # A rerun of the same command trains no final run twice.
+    r3 = run(*args[:4], 1, *args[5:])
+    assert r3.exit_code == 0, r3.output
+    pairs = [(t.user_attrs["source_trial"], t.user_attrs["seed"])
+             for t in load("budget-3000-final", "budget-3000").trials]
+    assert len(pairs) == len(set(pairs)) and set(pairs) >= {
+        (t.user_attrs["source_trial"], t.user_attrs["seed"]) for t in runs}
+
+
+def test_final_options_are_checked(in_tmp, data_dir):
+    for args, message in ((["--final-seeds", -1], "--final-seeds -1"),
+                          (["--final-epochs", 0], "--final-epochs 0"),
+                          (["--final-top", 0], "--final-top 0"),
+                          (["--space", "fancy"], "--space 'fancy'; valid: modern, plain")):
+        r = run("optimize", "--n-trials", 1, "--data-dir", data_dir, *QUICK, *args)
+        assert r.exit_code == 2 and message in r.output, r.output
+        assert not (in_tmp / "studies").exists()
+    r = run("train", "--experiment", 6, "--seeds", 0)
+    assert r.exit_code == 2 and "--seeds 0: must be at least 1" in r.output

@@ -20,12 +20,12 @@ TINY = ["--train-subset", "300", "--val-size", "1000", "--device", "cpu"]
 def test_enqueued_experiments_train_with_their_fixed_params(tmp_path, mnist):
     protocol = Protocol(epochs=1, train_subset=300, val_size=1000)
     study = open_study(open_storage(f"sqlite:///{tmp_path}/r.db"), "r", None, protocol,
-                       pruner="none")
+                       pruner="none", space="plain")
     assert enqueue_replay(study, [3, 6], seeds=2) == (4, 0)
     assert enqueue_replay(study, [3, 6], seeds=2) == (4, 0)  # queued once, not twice
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 4
     splits = make_splits(mnist, "cpu", val_size=1000, train_subset=300)
-    study.optimize(make_objective(None, protocol, splits), n_trials=4)
+    study.optimize(make_objective(None, protocol, splits, space="plain"), n_trials=4)
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     for t in trials:
@@ -111,10 +111,20 @@ def test_warm_start_queues_what_fits(tmp_path, monkeypatch, data_dir):
     study = optuna.load_study(study_name="budget-25000",
                               storage="sqlite:///studies/budget-25000.db")
     first = study.trials[0]
-    assert first.params == documented_params(get_experiment(3))
+    # In the modern space the documented nets are queued as fixed specs, trained as they are.
     assert first.user_attrs["experiment"] == 3
+    assert first.user_attrs["spec"] == get_experiment(3).spec.to_dict()
+    assert first.user_attrs["n_params"] == 4_418 and first.state == TrialState.COMPLETE
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 3  # Exp4, 5, 6 come next
-    assert any("already in the study" in m for m in warm_start(study, 25000))
+    assert any("already in the study" in m for m in warm_start(study, 25000, "modern"))
+
+    # In the plain space they are points of the space, queued as its parameters.
+    r = runner.invoke(app, ["optimize", "--budget", 25000, "--n-trials", 1, "--seed", 0,
+                            "--space", "plain", "--study-name", "plain",
+                            "--warm-start", "documented", "--data-dir", str(data_dir), *TINY])
+    assert r.exit_code == 0, r.output
+    study = optuna.load_study(study_name="plain", storage="sqlite:///studies/plain.db")
+    assert study.trials[0].params == documented_params(get_experiment(3))
 
 
 @pytest.mark.parametrize("value", ["all", "yes"])

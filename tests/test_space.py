@@ -47,3 +47,51 @@ def test_channel_progressions_are_reachable(chans):
               "fc1": 32, **{f"ch{i}": c for i, c in enumerate(chans, start=1)}}
     spec = suggest_spec(optuna.trial.FixedTrial(params), budget=25000)
     assert tuple(c.out_channels for c in spec.convs) == chans
+
+
+# --- the modern space ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("budget", [300, 1000, 5000, 25000])
+def test_modern_proposals_fit_the_budget_and_build(budget):
+    from mnist_search import space_modern as modern
+    from mnist_search.model import build_model, module_params
+
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=budget))
+    kinds, counts = set(), []
+
+    def objective(trial):
+        spec = modern.suggest_spec(trial, budget)
+        hp = modern.suggest_training(trial)
+        n = count_params(spec)
+        assert n == module_params(build_model(spec))
+        kinds.update(l.kind for l in spec.convs)
+        kinds.update("res" for l in spec.convs if l.residual)
+        kinds.update("1x1" for l in spec.convs if l.kernel == 1)
+        kinds.add(spec.head)
+        assert hp["schedule"] in ("onecycle", "cosine")
+        counts.append(n)
+        return n / budget
+
+    study.optimize(objective, n_trials=80)
+    assert max(counts) <= budget and max(counts) > 0.8 * budget
+    if budget >= 5000:  # every kind of block is offered where the budget leaves room
+        assert {"conv", "sep", "res", "1x1", "gap"} <= kinds
+
+
+def test_modern_build_spec_is_the_documented_shape():
+    from mnist_search.space_modern import build_spec, smallest_params
+    from mnist_search.spec import describe
+
+    spec = build_spec(2, "same", [2, 2], [8, 16], separable=True, residual=True, transition=True)
+    # conv 1→8, sep 8→8 (residual) + pool, 1×1 8→16, two residual sep 16→16 blocks, GAP, fc.
+    assert describe(spec) == "1→8→8→16→16→16 k1/3 pad sep@2,4,5 res@2,4,5 pool@2 bn | gap fc 16→10"
+    assert smallest_params() == count_params(build_spec(2, "same", [1, 1], [4, 4])) == 246
+
+
+def test_unknown_space_is_refused():
+    from mnist_search.space import get_space
+    from mnist_search.spec import SpecError
+
+    with pytest.raises(SpecError, match="space 'fancy'; valid: modern, plain"):
+        get_space("fancy")

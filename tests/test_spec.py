@@ -1,10 +1,14 @@
+import json
+from dataclasses import replace
+
 import pytest
+import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mnist_search.experiments import documented_experiments, get_experiment
 from mnist_search.model import build_model, module_params
-from mnist_search.spec import (ArchSpec, ConvLayer, SpecError, count_params, describe,
+from mnist_search.spec import (KINDS, ArchSpec, ConvLayer, SpecError, count_params, describe,
                                layer_summary)
 
 TRUE_COUNTS = {1: 480_176, 2: 27_738, 3: 4_418, 4: 12_968, 5: 23_426, 6: 23_426}
@@ -29,8 +33,22 @@ def test_layer_summary_matches_write_up():
 
 
 layers = st.builds(ConvLayer, out_channels=st.integers(1, 40), kernel=st.sampled_from([1, 3, 5, 7]),
-                   padding=st.integers(0, 3), pool=st.booleans())
-specs = st.builds(ArchSpec, convs=st.lists(layers, min_size=1, max_size=5).map(tuple),
+                   padding=st.integers(0, 3), pool=st.booleans(), kind=st.sampled_from(KINDS))
+
+
+@st.composite
+def residual_flags(draw, convs):
+    """Ask for a residual only where the block keeps its input's shape, so few draws are wasted."""
+    out, c_in = [], 1
+    for layer in convs:
+        same = layer.out_channels == c_in and layer.kernel - 1 == 2 * layer.padding
+        out.append(replace(layer, residual=same and draw(st.booleans())))
+        c_in = layer.out_channels
+    return tuple(out)
+
+
+specs = st.builds(ArchSpec,
+                  convs=st.lists(layers, min_size=1, max_size=5).flatmap(residual_flags),
                   batchnorm=st.booleans(), dropout=st.sampled_from([0.0, 0.25]),
                   head=st.sampled_from(["flatten", "gap"]),
                   hidden=st.lists(st.integers(1, 64), max_size=2).map(tuple))
@@ -43,7 +61,29 @@ def test_count_params_equals_built_module(spec):
         n = count_params(spec)
     except SpecError:
         assume(False)
-    assert n == module_params(build_model(spec))
+    model = build_model(spec)
+    assert n == module_params(model)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_separable_and_residual_blocks_are_counted_and_run():
+    # Depthwise 3×3 on 8 channels (72) + pointwise 8→8 (64) + BN (16) = 152 for layer 3.
+    spec = ArchSpec((ConvLayer(8, 3, 1), ConvLayer(8, 3, 1, kind="sep"),
+                     ConvLayer(8, 3, 1, kind="sep", residual=True, pool=True),
+                     ConvLayer(12, 1), ConvLayer(12, 3, 1, residual=True)),
+                    batchnorm=True, head="gap")
+    assert [n for _, n in layer_summary(spec)][1:3] == [152, 152]
+    assert layer_summary(spec)[1][0] == "SepConv2d-2"
+    assert count_params(spec) == module_params(build_model(spec))
+    assert "sep@2,3" in describe(spec) and "res@3,5" in describe(spec)
+    assert ArchSpec.from_dict(json.loads(spec.to_json())) == spec
+
+
+def test_residual_needs_the_same_shape():
+    with pytest.raises(SpecError, match=r"conv layer 2: residual needs the same shape.*8×26×26"):
+        count_params(ArchSpec((ConvLayer(8), ConvLayer(8, 3, 0, residual=True))))
+    with pytest.raises(SpecError, match="kind='dense'; valid: conv, sep"):
+        count_params(ArchSpec((ConvLayer(8, kind="dense"),)))
 
 
 def test_shrinking_map_is_rejected_naming_the_layer():

@@ -70,3 +70,42 @@ def test_augmentation_keeps_labels_aligned():
 def test_deadline_stops_training(small_splits):
     with pytest.raises(TimeUp, match="epoch 1, batch 1/"):
         train(get_experiment(3).spec, TrainConfig(), small_splits, deadline=time.time() - 1)
+
+
+def test_recipe_settings_are_checked():
+    with pytest.raises(ValueError, match="label_smoothing=1.0; must be in"):
+        TrainConfig(label_smoothing=1.0)
+    with pytest.raises(ValueError, match="nesterov=True needs optimizer 'sgd'"):
+        TrainConfig(optimizer="adamw", nesterov=True)
+    with pytest.raises(ValueError, match="schedule='step'; valid: constant, onecycle, cosine"):
+        TrainConfig(schedule="step")
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from torch import nn
+
+    from mnist_search.train import make_schedule
+
+    opt = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.4)
+    sched = make_schedule(opt, TrainConfig(lr=0.4, schedule="cosine"), total_steps=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.2) and max(lrs) == pytest.approx(0.4)
+    assert lrs == sorted(lrs[:2]) + sorted(lrs[2:], reverse=True)
+    assert lrs[-1] < 0.001
+
+
+def test_modern_recipe_learns(small_splits):
+    """Separable residual blocks, 1×1 transition, label smoothing, Nesterov SGD, augmentation."""
+    from mnist_search.space_modern import build_spec
+
+    spec = build_spec(2, "same", [2, 1], [12, 16], separable=True, residual=True,
+                      transition=True, head="flatten")
+    cfg = TrainConfig(epochs=3, batch_size=32, optimizer="sgd", lr=0.05, momentum=0.9,
+                      nesterov=True, weight_decay=1e-4, schedule="onecycle", label_smoothing=0.1,
+                      augment="small")
+    r = train(spec, cfg, small_splits)
+    assert r.val_accuracy > 80, r.val_accuracy

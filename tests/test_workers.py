@@ -67,13 +67,14 @@ def _worker(url, name, data_dir, *extra):
         [sys.executable, "-m", "mnist_search", "optimize", "--budget", "25000", "--study-name",
          name, "--storage", url, "--heartbeat", "1", "--n-trials", "1", "--epochs", "2",
          "--train-subset", "3000", "--val-size", "500", "--device", "cpu", "--pruner", "none",
-         "--data-dir", str(data_dir), *extra],
+         "--space", "plain", "--data-dir", str(data_dir), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _study_with_a_slow_trial(url, name):
     study = open_study(open_storage(url), name, 25000,
-                       Protocol(epochs=2, train_subset=3000, val_size=500), pruner="none")
+                       Protocol(epochs=2, train_subset=3000, val_size=500), pruner="none",
+                       space="plain")
     study.enqueue_trial(documented_params(get_experiment(6)))  # a net that trains for a while
     return study
 

@@ -1,0 +1,140 @@
+"""The modern search space: BatchNorm stages of 3×3 blocks, optionally depthwise-separable and
+residual, 1×1 transitions between stages, a global-average-pooling or flatten head, and a modern
+training recipe (one-cycle or cosine, label smoothing, on-device augmentation, Nesterov SGD or
+AdamW).
+
+Like the plain space it is feasible by construction: structural choices are offered only while
+their smallest completion fits the budget, then each stage's width gets the largest upper bound
+that leaves room for the remaining stages at their minimum width.
+
+A net is ``stages`` stages (2 or 3) separated by 2×2 max-pools (28 → 14 → 7 with "same"
+padding). Stage s has ``blocks<s>`` 3×3 blocks of width ``width<s>``. With ``transition``, a 1×1
+conv maps one stage's width to the next after the pool, so every block of the next stage keeps
+its input's shape; with ``residual`` each block that keeps its input's shape adds that input
+before its activation. With ``separable`` every block but the net's first (a depthwise conv on
+one input channel would be a waste) is depthwise-separable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from .spec import ArchSpec, ConvLayer, SpecError, count_params
+
+SPACE_VERSION = "modern-1"
+STAGES = (2, 3)
+MAX_BLOCKS = 3
+WIDTH = (4, 96)  # per stage, log scale
+PADDINGS = ("same", "valid")
+DROPOUTS = (0.0, 0.1, 0.2)
+BATCH_SIZES = (128, 256)
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("onecycle", "cosine")
+LABEL_SMOOTHING = (0.0, 0.05, 0.1)
+AUGMENTS = ("none", "small", "medium")
+SGD_LR = (0.02, 1.0)
+SGD_WD = (1e-5, 1e-3)
+ADAMW_LR = (1e-3, 3e-2)
+ADAMW_WD = (1e-4, 1e-1)
+
+
+def build_spec(stages: int, padding: str, blocks: list[int], widths: list[int], *,
+               separable: bool = False, residual: bool = False, transition: bool = False,
+               head: str = "gap", dropout: float = 0.0) -> ArchSpec:
+    """The spec these choices describe; no Optuna, so it can be rebuilt from stored params."""
+    pad = 1 if padding == "same" else 0
+    convs: list[ConvLayer] = []
+    c_prev = 1
+    for s in range(stages):
+        w = widths[s]
+        if s > 0 and transition:
+            convs.append(ConvLayer(w, 1, 0))
+            c_prev = w
+        for _ in range(blocks[s]):
+            kind = "sep" if separable and convs else "conv"
+            convs.append(ConvLayer(w, 3, pad, False, kind, residual and pad == 1 and c_prev == w))
+            c_prev = w
+        if s < stages - 1:
+            last = convs[-1]
+            convs[-1] = ConvLayer(last.out_channels, last.kernel, last.padding, True, last.kind,
+                                  last.residual)
+    return ArchSpec(tuple(convs), batchnorm=True, dropout=dropout, head=head)
+
+
+def _fits(budget: int, *args: Any, **kwargs: Any) -> bool:
+    try:
+        return count_params(build_spec(*args, **kwargs)) <= budget
+    except SpecError:
+        return False
+
+
+def _largest(lo: int, hi: int, fits) -> int:
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
+def _pick(trial: optuna.Trial, name: str, choices: tuple, ok) -> Any:
+    """Ask for a categorical only while more than one of its options is feasible."""
+    feasible = [c for c in choices if ok(c)]
+    if not feasible:
+        raise SpecError(f"no feasible value for {name}")
+    return trial.suggest_categorical(name, choices) if len(feasible) > 1 else feasible[0]
+
+
+def smallest_net() -> ArchSpec:
+    return build_spec(2, "same", [1, 1], [WIDTH[0]] * 2)
+
+
+def smallest_params() -> int:
+    return count_params(smallest_net())
+
+
+def suggest_spec(trial: optuna.Trial, budget: int) -> ArchSpec:
+    lo = WIDTH[0]
+
+    def minimal(stages, padding="same", blocks=None, **kw) -> bool:
+        return _fits(budget, stages, padding, blocks or [1] * stages, [lo] * stages, **kw)
+
+    s_ok = [s for s in STAGES if minimal(s)]
+    stages = trial.suggest_int("stages", s_ok[0], s_ok[-1])
+    padding = _pick(trial, "padding", PADDINGS, lambda p: minimal(stages, p))
+    blocks = [1] * stages
+    for s in range(stages):
+        def with_blocks(b: int) -> bool:
+            return minimal(stages, padding, blocks[:s] + [b] + blocks[s + 1:])
+        blocks[s] = trial.suggest_int(f"blocks{s + 1}", 1, _largest(1, MAX_BLOCKS, with_blocks))
+    kw: dict[str, Any] = {}
+    for name in ("separable", "transition") + (("residual",) if padding == "same" else ()):
+        kw[name] = _pick(trial, name, (False, True),
+                         lambda v: minimal(stages, padding, blocks, **kw, **{name: v}))
+    kw["head"] = _pick(trial, "head", ("gap", "flatten"),
+                       lambda h: minimal(stages, padding, blocks, **kw, head=h))
+    kw["dropout"] = trial.suggest_categorical("dropout", DROPOUTS)
+    widths = [lo] * stages
+    for s in range(stages):
+        def with_width(w: int) -> bool:
+            return _fits(budget, stages, padding, blocks, widths[:s] + [w] + widths[s + 1:], **kw)
+        widths[s] = trial.suggest_int(f"width{s + 1}", lo, _largest(lo, WIDTH[1], with_width),
+                                      log=True)
+    return build_spec(stages, padding, blocks, widths, **kw)
+
+
+def suggest_training(trial: optuna.Trial) -> dict[str, Any]:
+    hp: dict[str, Any] = {
+        "batch_size": trial.suggest_categorical("batch_size", BATCH_SIZES),
+        "optimizer": trial.suggest_categorical("optimizer", OPTIMIZERS),
+    }
+    if hp["optimizer"] == "sgd":
+        hp.update(lr=trial.suggest_float("sgd_lr", *SGD_LR, log=True), momentum=0.9,
+                  nesterov=True, weight_decay=trial.suggest_float("sgd_wd", *SGD_WD, log=True))
+    else:
+        hp.update(lr=trial.suggest_float("adamw_lr", *ADAMW_LR, log=True),
+                  weight_decay=trial.suggest_float("adamw_wd", *ADAMW_WD, log=True))
+    hp["schedule"] = trial.suggest_categorical("schedule", SCHEDULES)
+    hp["label_smoothing"] = trial.suggest_categorical("label_smoothing", LABEL_SMOOTHING)
+    hp["augment"] = trial.suggest_categorical("augment", AUGMENTS)
+    return hp

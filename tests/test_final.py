@@ -1,0 +1,59 @@
+"""The final stage's pieces that need no training: the time it reserves, the spec file."""
+
+import json
+import time
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from mnist_search.final import Candidate, LeaveTimeForFinal, write_spec_file
+from mnist_search.space_modern import build_spec
+
+
+def _study_with(seconds_by_value):
+    study = optuna.create_study(direction="maximize")
+    for value, seconds in seconds_by_value.items():
+        study.add_trial(create_trial(value=value, params={"x": 0.5},
+                                     distributions={"x": FloatDistribution(0, 1)},
+                                     user_attrs={"seconds": seconds, "n_params": 100}))
+    return study
+
+
+def test_search_stops_when_the_time_left_is_what_the_final_stage_needs():
+    study = _study_with({99.0: 4.0, 98.0: 10.0, 97.0: 100.0})
+    # top 2 (4 s and 10 s at 2 epochs) × 20 epochs / 2 × 3 seeds × 1.25 margin = 525 s
+    reserve = LeaveTimeForFinal(time.time() + 1000, top=2, seeds=3, search_epochs=2,
+                                final_epochs=20)
+    assert reserve.estimate(study) == pytest.approx(525.0)
+    reserve(study, study.trials[-1])
+    assert reserve.stopped_with is None
+    reserve.end = time.time() + 500
+    reserve(study, study.trials[-1])  # outside optimize: records, does not raise
+    assert reserve.stopped_with == pytest.approx(500, abs=5)
+
+    calls = []
+
+    def objective(trial):
+        calls.append(trial.number)
+        trial.set_user_attr("seconds", 100.0)
+        return trial.suggest_float("x", 0, 1)
+
+    fresh = optuna.create_study(direction="maximize")
+    fresh.optimize(objective, n_trials=20, callbacks=[
+        LeaveTimeForFinal(time.time() + 600, top=1, seeds=3, search_epochs=1, final_epochs=2)])
+    assert len(calls) == 1  # 100 s × 2 × 3 × 1.25 = 750 s needed, 600 s left
+    assert fresh.trials[0].state == TrialState.COMPLETE
+
+
+def test_spec_file_is_written_whole(tmp_path):
+    spec = build_spec(2, "same", [1, 1], [4, 8])
+    cand = Candidate(3, 400, "x", spec.to_dict(), {"optimizer": "adamw", "lr": 0.01}, [0, 1],
+                     [98.0, 98.2], [98.1, 98.3])
+    path = tmp_path / "out" / "best.json"
+    write_spec_file(path, cand, 20, {"budget": 500})
+    body = json.loads(path.read_text())
+    assert body["epochs"] == 20 and body["source_trial"] == 3 and body["budget"] == 500
+    assert body["result"]["test_mean"] == pytest.approx(98.2)
+    assert not list(path.parent.glob("*.tmp"))
