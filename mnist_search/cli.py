@@ -385,8 +385,11 @@ class _Progress:
                 else a.get("pruned_reason", trial.state.name.lower()))
         standing = (f"best {best[0].value:.2f}% @ {best[0].user_attrs.get('n_params', 0):,}"
                     if best else "no complete trial yet")
-        log.info("trial %d %s: %s | %s params %s | %.0fs || done %d, pruned %d | %s | %.0fs",
-                 trial.number, trial.state.name, what, f"{a.get('n_params', 0):,}",
+        name = f"trial {trial.number}"
+        if "source_trial" in a:  # a final-stage run
+            name = f"final run {trial.number} (trial {a['source_trial']}, seed {a.get('seed')})"
+        log.info("%s %s: %s | %s params %s | %.0fs || done %d, pruned %d | %s | %.0fs",
+                 name, trial.state.name, what, f"{a.get('n_params', 0):,}",
                  a.get("architecture", "?"), a.get("seconds", 0), t.complete, t.pruned,
                  standing, time.time() - self.start)
 
@@ -489,8 +492,16 @@ def train_cmd(
     speed = Speed(amp, channels_last, None, compile_model)
     runs = []
     for cfg in cfgs:
+        started = time.time()
+
+        def progress(step: int, val: float, cfg=cfg, started=started) -> None:
+            # One line per epoch: a 40-epoch run on a CPU takes many minutes.
+            if cfg.epochs > 1:
+                log.info("seed %d, epoch %d/%d: val %.2f%% (%.0f s)", cfg.seed, step + 1,
+                         cfg.epochs, val, time.time() - started)
+
         try:
-            r = train(arch, cfg, splits, speed=speed)
+            r = train(arch, cfg, splits, speed=speed, on_report=progress)
         except Diverged as e:
             fail(f"training diverged (seed {cfg.seed}): {e}; try a lower learning rate")
         runs.append({"seed": cfg.seed, "train_accuracy": r.train_accuracy,
@@ -514,7 +525,7 @@ def train_cmd(
             out[key.replace("accuracy", "std")] = statistics.stdev(xs)
         out["seconds"] = round(sum(r["seconds"] for r in runs), 3)
         out["runs"] = runs
-    out["speed"] = speed.resolve(dev).to_dict()
+    out["speed"] = speed.resolve(dev, epochs).to_dict()
     if as_json:
         typer.echo(json.dumps(out))
         return

@@ -124,14 +124,18 @@ class LeaveTimeForFinal:
     """A study callback that stops the search once the time left is what the final stage is
     estimated to need, so that ``--timeout`` covers both stages.
 
-    The estimate scales the current top candidates' own trial times (evaluation included, which
-    errs long: a search validates more often per epoch than a final run) to the final length.
+    The estimate scales the current top candidates' own training times (evaluation excluded: a
+    final run validates once per epoch) to the final length, with a margin. It waits for
+    ``min_trials`` trials of this run: a process's first trials on a GPU run several times slower
+    than later ones (kernels load on first use), and an estimate from them alone stopped
+    searches after their first trial.
     """
 
     def __init__(self, end: float, top: int, seeds: int, search_epochs: int, final_epochs: int,
-                 margin: float = 1.25):
+                 margin: float = 1.25, min_trials: int = 5):
         self.end, self.top, self.seeds, self.margin = end, top, seeds, margin
         self.scale = final_epochs / search_epochs
+        self.min_trials, self.seen = min_trials, 0
         self.stopped_with: float | None = None  # seconds left when it stopped the search
 
     def estimate(self, study: optuna.Study) -> float:
@@ -139,14 +143,15 @@ class LeaveTimeForFinal:
 
         best = [t for t in top_trials(study, self.top) if "fixed_spec" not in t.user_attrs]
         return self.margin * self.seeds * self.scale * sum(
-            t.user_attrs.get("seconds", 0.0) for t in best)
+            t.user_attrs.get("train_seconds", t.user_attrs.get("seconds", 0.0)) for t in best)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         import time
 
+        self.seen += 1
         need = self.estimate(study)
         left = self.end - time.time()
-        if need and left <= need and self.stopped_with is None:
+        if self.seen >= self.min_trials and need and left <= need and self.stopped_with is None:
             self.stopped_with = left
             try:
                 study.stop()

@@ -204,7 +204,8 @@ class Objective:
         trial.set_user_attr("epochs", self.protocol.epochs)
         trial.set_user_attr("batch_size", hp["batch_size"])
         trial.set_user_attr("device", str(self.device))
-        trial.set_user_attr("speed", self.speed.resolve(self.device).to_dict())
+        trial.set_user_attr("speed", self.speed.resolve(self.device,
+                                                        self.protocol.epochs).to_dict())
         # Feasible when <= 0; TPE ranks infeasible trials below every feasible one.
         trial.set_constraint("budget", n - self.cap)
         if n > self.cap:

@@ -25,6 +25,7 @@ from .spec import ArchSpec
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "onecycle", "cosine")
 EVAL_BATCH = 2000
+BENCHMARK_EPOCHS = 5  # cudnn.benchmark by default from this many epochs on
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,14 @@ class Speed:
     cudnn_benchmark: bool | None = None
     compile: bool = False  # torch.compile the model (pays off only for long trials)
 
-    def resolve(self, device: torch.device) -> Speed:
+    def resolve(self, device: torch.device, epochs: int = 1) -> Speed:
         cuda = device.type == "cuda"
+        # cuDNN autotunes every new layer shape once per process, which costs more than a short
+        # training of a new net gains from it; a long training pays it back.
+        long_run = epochs >= BENCHMARK_EPOCHS
         return Speed(amp=cuda if self.amp is None else self.amp and cuda,
                      channels_last=cuda if self.channels_last is None else self.channels_last,
-                     cudnn_benchmark=(cuda if self.cudnn_benchmark is None
+                     cudnn_benchmark=(cuda and long_run if self.cudnn_benchmark is None
                                       else self.cudnn_benchmark and cuda),
                      compile=self.compile)
 
@@ -186,7 +190,7 @@ def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: Report
     start = time.perf_counter()
     data = splits.train
     device = data.images.device
-    sp = speed.resolve(device)
+    sp = speed.resolve(device, cfg.epochs)
     if device.type == "cpu":
         keep_freed_memory()
     torch.manual_seed(cfg.seed)

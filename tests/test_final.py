@@ -25,7 +25,7 @@ def test_search_stops_when_the_time_left_is_what_the_final_stage_needs():
     study = _study_with({99.0: 4.0, 98.0: 10.0, 97.0: 100.0})
     # top 2 (4 s and 10 s at 2 epochs) × 20 epochs / 2 × 3 seeds × 1.25 margin = 525 s
     reserve = LeaveTimeForFinal(time.time() + 1000, top=2, seeds=3, search_epochs=2,
-                                final_epochs=20)
+                                final_epochs=20, min_trials=1)
     assert reserve.estimate(study) == pytest.approx(525.0)
     reserve(study, study.trials[-1])
     assert reserve.stopped_with is None
@@ -43,7 +43,8 @@ def test_search_stops_when_the_time_left_is_what_the_final_stage_needs():
     fresh = optuna.create_study(direction="maximize")
     fresh.optimize(objective, n_trials=20, callbacks=[
         LeaveTimeForFinal(time.time() + 600, top=1, seeds=3, search_epochs=1, final_epochs=2)])
-    assert len(calls) == 1  # 100 s × 2 × 3 × 1.25 = 750 s needed, 600 s left
+    # 100 s × 2 × 3 × 1.25 = 750 s needed, 600 s left: it stops, but not before 5 trials.
+    assert len(calls) == 5
     assert fresh.trials[0].state == TrialState.COMPLETE
 
 
@@ -57,3 +58,22 @@ def test_spec_file_is_written_whole(tmp_path):
     assert body["epochs"] == 20 and body["source_trial"] == 3 and body["budget"] == 500
     assert body["result"]["test_mean"] == pytest.approx(98.2)
     assert not list(path.parent.glob("*.tmp"))
+
+
+def test_shipped_specs_load_fit_their_budget_and_train_as_recorded():
+    """The specs behind benchmarks/accuracy.md are data: each loads, counts what it records, fits
+    its budget, and its training settings are valid ones."""
+    from importlib.resources import files
+
+    from mnist_search.spec import ArchSpec, count_params
+    from mnist_search.train import TrainConfig
+
+    found = sorted(p for p in files("mnist_search").joinpath("found").iterdir()
+                   if p.name.endswith(".json"))
+    assert len(found) == 6
+    for path in found:
+        body = json.loads(path.read_text())
+        spec = ArchSpec.from_dict(body["spec"])
+        assert count_params(spec) == body["n_params"] <= body["budget"], path.name
+        TrainConfig(**body["training"], epochs=body["epochs"])
+        assert body["result"]["seeds"] == [0, 1, 2]
