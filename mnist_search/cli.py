@@ -108,7 +108,8 @@ def optimize(
     n_trials: Annotated[Optional[int], typer.Option(
         help="Stop after this many trials (this run).", show_default=False)] = None,
     timeout: Annotated[Optional[float], typer.Option(
-        help="Stop after this many seconds; default 900 when --n-trials is not given.",
+        help="Stop after this many seconds; default 900 when --n-trials is not given. With "
+             "--final-seeds it covers both stages.",
         show_default=False)] = None,
     epochs: Epochs = 1,
     study_name: Annotated[Optional[str], typer.Option(
