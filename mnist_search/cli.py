@@ -315,13 +315,13 @@ def optimize(
     if rank is None:
         _print_summary(study, url, top)
     if final_study is not None:
-        del splits, objective
-        _final_stage(study, final_study, **final_args)
+        # The final stage trains on the same split as the search: no need to load it again.
+        _final_stage(study, final_study, splits=splits, **final_args)
 
 
 def _final_stage(study, final, *, url: str, budget: int, space: str, seeds: int, top: int,
                  epochs: int, data_dir, device, val_size: int, train_subset: int | None,
-                 artifacts, best_spec, speed) -> None:
+                 artifacts, best_spec, speed, splits=None) -> None:
     """Retrain the search's top candidates with several seeds; choose on validation; report."""
     from .artifacts import artifact_store
     from .final import enqueue_final, summarize_final, write_spec_file
@@ -336,7 +336,8 @@ def _final_stage(study, final, *, url: str, budget: int, space: str, seeds: int,
     log.info("final stage: %d candidate(s) × %d seed(s), %d epoch(s) each; %d run(s) to train "
              "(study %r)", len(sources), seeds, epochs, todo, final.study_name)
     if todo:
-        splits = _load(data_dir, device, val_size, train_subset)
+        if splits is None:
+            splits = _load(data_dir, device, val_size, train_subset)
         amp, channels_last, compile_model = speed
         protocol = Protocol(epochs=epochs, train_subset=train_subset, val_size=val_size)
         objective = make_objective(budget, protocol, splits,

@@ -18,9 +18,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .spec import ArchSpec
+from .train import PER_RUN
 
-# TrainConfig fields that belong to the protocol or the run, not to the candidate's recipe.
-_PER_RUN = ("epochs", "seed", "reports_per_epoch")
 
 
 def final_study_name(study_name: str) -> str:
@@ -29,7 +28,7 @@ def final_study_name(study_name: str) -> str:
 
 def recipe(trial: FrozenTrial) -> dict[str, Any]:
     """A finished trial's training settings, without epochs and seed."""
-    return {k: v for k, v in trial.user_attrs["training"].items() if k not in _PER_RUN}
+    return {k: v for k, v in trial.user_attrs["training"].items() if k not in PER_RUN}
 
 
 def _key(t: FrozenTrial) -> tuple[Any, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import optuna
 
+from .space import _largest
 from .spec import ArchSpec, ConvLayer, SpecError, count_params
 
 SPACE_VERSION = "modern-1"
@@ -68,13 +69,6 @@ def _fits(budget: int, *args: Any, **kwargs: Any) -> bool:
         return count_params(build_spec(*args, **kwargs)) <= budget
     except SpecError:
         return False
-
-
-def _largest(lo: int, hi: int, fits) -> int:
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
-    return lo
 
 
 def _pick(trial: optuna.Trial, name: str, choices: tuple, ok) -> Any:

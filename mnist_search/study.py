@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .data import Splits
 from .space import get_space
 from .spec import ArchSpec, count_params, describe
-from .train import Diverged, Speed, TimeUp, TrainConfig, TrainResult, train
+from .train import PER_RUN, Diverged, Speed, TimeUp, TrainConfig, TrainResult, train
 
 PRUNERS = ("median", "hyperband", "none")
 UNCAPPED = 10**9  # the budget of a study without one
@@ -193,7 +193,7 @@ class Objective:
         if fixed is not None:
             spec = ArchSpec.from_dict(fixed)
             hp = {k: v for k, v in trial.user_attrs["fixed_training"].items()
-                  if k not in ("epochs", "seed", "reports_per_epoch")}
+                  if k not in PER_RUN}
         else:
             spec = self.space.suggest_spec(trial, self.cap)
             hp = self.space.suggest_training(trial)

@@ -25,6 +25,8 @@ from .spec import ArchSpec
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "onecycle", "cosine")
 EVAL_BATCH = 2000
+# TrainConfig fields that belong to one run (the protocol's length, the seed), not to a recipe.
+PER_RUN = ("epochs", "seed", "reports_per_epoch")
 BENCHMARK_EPOCHS = 5  # cudnn.benchmark by default from this many epochs on
 
 
