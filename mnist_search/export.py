@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
-import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore
-from optuna.trial import FrozenTrial
 
-from .artifacts import rebuild
-from .data import Split
-from .spec import count_params, describe, layer_summary
+from .artifacts import DEFAULT_ARTIFACTS, ArtifactError, artifact_store, pick_trial, rebuild
+from .data import Split, load_test
+from .device import resolve_device
+from .records import TrialRecord
+from .storage import default_storage, load_existing
+from .spec import ArchSpec, count_params, describe, layer_summary
 from .train import evaluate
 
 FILES = ("state_dict.pt", "model.torchscript.pt", "spec.json", "summary.txt")
 
 
-def summary_text(trial: FrozenTrial) -> str:
-    from .spec import ArchSpec
-
-    spec = ArchSpec.from_dict(trial.user_attrs["spec"])
+def summary_text(spec: ArchSpec) -> str:
     rows = layer_summary(spec)
     width = max(len(name) for name, _ in rows)
     lines = [f"{describe(spec)}", ""]
@@ -33,9 +32,9 @@ def summary_text(trial: FrozenTrial) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export_trial(study: optuna.Study, trial: FrozenTrial, store: FileSystemArtifactStore,
+def export_trial(study_name: str, record: TrialRecord, store: FileSystemArtifactStore,
                  out: Path) -> list[Path]:
-    model = rebuild(trial, store)
+    model = rebuild(record, store)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / name for name in FILES]
     torch.save(model.state_dict(), paths[0])
@@ -44,13 +43,12 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, store: FileSystemArtif
         # format that loads with plain torch.jit.load and no Python class definitions.
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.script(model).save(str(paths[1]))
-    a = trial.user_attrs
     paths[2].write_text(json.dumps({
-        "spec": a["spec"], "training": a.get("training"), "n_params": a["n_params"],
-        "architecture": a.get("architecture"), "study": study.study_name, "trial": trial.number,
-        "val_accuracy": trial.value, "test_accuracy": a.get("test_accuracy"),
+        "spec": record.spec, "training": record.training, "n_params": record.n_params,
+        "architecture": record.architecture, "study": study_name, "trial": record.number,
+        "val_accuracy": record.val_accuracy, "test_accuracy": record.test_accuracy,
     }, indent=2) + "\n")
-    paths[3].write_text(summary_text(trial))
+    paths[3].write_text(summary_text(ArchSpec.from_dict(record.spec)))
     return paths
 
 
@@ -60,3 +58,33 @@ def verify_export(out: Path, test: Split) -> float:
         warnings.simplefilter("ignore", FutureWarning)
         model = torch.jit.load(str(out / FILES[1]), map_location=test.images.device)
     return evaluate(model, test)
+
+
+@dataclass
+class ExportOutcome:
+    record: TrialRecord  # the exported trial
+    files: list[Path]
+    test_accuracy: float | None = None  # of the exported file, when verified
+
+    @property
+    def matches(self) -> bool:
+        """The exported file scores what the trial recorded."""
+        return (self.test_accuracy is not None and self.record.test_accuracy is not None
+                and abs(self.test_accuracy - self.record.test_accuracy) < 1e-9)
+
+
+def export_study_trial(study_name: str, storage_url: str | None, which: str, out: str | Path, *,
+                       artifacts: str | Path | None = None, verify_on: str | None = "cpu",
+                       data_dir: str | Path | None = None) -> ExportOutcome:
+    """Export trial ``which`` ('best' or a number) of a study that must exist; with
+    ``verify_on`` (a device), evaluate the exported file on the test set."""
+    study = load_existing(study_name, storage_url or default_storage(study_name))
+    folder = Path(artifacts) if artifacts else DEFAULT_ARTIFACTS
+    if not folder.is_dir():
+        raise ArtifactError(f"artifact folder {folder} does not exist; pass --artifacts")
+    record = pick_trial(study, which)
+    out = Path(out)
+    done = ExportOutcome(record, export_trial(study_name, record, artifact_store(folder), out))
+    if verify_on is not None:
+        done.test_accuracy = verify_export(out, load_test(data_dir, resolve_device(verify_on)))
+    return done

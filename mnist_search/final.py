@@ -8,48 +8,51 @@ shown in the dashboard like any other trial, and a rerun trains only what is mis
 from __future__ import annotations
 
 import json
-import os
-import statistics
-from dataclasses import dataclass
+import logging
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
+from . import records
+from .files import write_atomic
+from .records import TrialRecord, top_trials
 from .spec import ArchSpec
-from .train import PER_RUN
+from .stats import Stat, stat
 
+log = logging.getLogger("mnist_search")
 
 
 def final_study_name(study_name: str) -> str:
     return f"{study_name}-final"
 
 
-def recipe(trial: FrozenTrial) -> dict[str, Any]:
-    """A finished trial's training settings, without epochs and seed."""
-    return {k: v for k, v in trial.user_attrs["training"].items() if k not in PER_RUN}
+def _key(r: TrialRecord) -> tuple[Any, Any]:
+    return r.source_trial, r.seed
 
 
-def _key(t: FrozenTrial) -> tuple[Any, Any]:
-    return t.user_attrs.get("source_trial"), t.user_attrs.get("seed")
+def finalists(study: optuna.Study, top: int) -> list[TrialRecord]:
+    """The search's best searched candidates (queued fixed nets are not candidates)."""
+    return [r for r in top_trials(study, top) if not r.is_fixed]
 
 
-def enqueue_final(final: optuna.Study, sources: list[FrozenTrial], seeds: int) -> int:
+def enqueue_final(final: optuna.Study, sources: list[TrialRecord], seeds: int) -> int:
     """Queue (candidate, seed) retrainings not yet finished or queued; return how many to run."""
-    trials = final.get_trials(deepcopy=False)
-    finished = {_key(t) for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
-    waiting = {_key(t) for t in trials if t.state == TrialState.WAITING}
+    trials = [TrialRecord.of(t) for t in final.get_trials(deepcopy=False)]
+    finished = {_key(t) for t in trials if t.state in ("COMPLETE", "PRUNED")}
+    waiting = {_key(t) for t in trials if t.state == "WAITING"}
     todo = 0
     for src in sources:
         for seed in range(seeds):
             if (src.number, seed) in finished:
                 continue
             if (src.number, seed) not in waiting:
-                final.enqueue_trial({}, user_attrs={
-                    "source_trial": src.number, "seed": seed, "source_value": src.value,
-                    "fixed_spec": src.user_attrs["spec"], "fixed_training": recipe(src)},
-                    skip_if_exists=False)
+                final.enqueue_trial({}, user_attrs=records.queued(
+                    source_trial=src.number, seed=seed, source_value=src.val_accuracy,
+                    fixed_spec=src.spec, fixed_training=src.recipe()), skip_if_exists=False)
             todo += 1
     return todo
 
@@ -65,63 +68,93 @@ class Candidate:
     val: list[float]
     test: list[float]
 
-    @staticmethod
-    def _ms(xs: list[float]) -> tuple[float, float]:
-        return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+    @property
+    def val_stat(self) -> Stat:
+        return stat(self.val)
 
     @property
-    def val_mean_std(self) -> tuple[float, float]:
-        return self._ms(self.val)
-
-    @property
-    def test_mean_std(self) -> tuple[float, float]:
-        return self._ms(self.test)
+    def test_stat(self) -> Stat:
+        return stat(self.test)
 
 
-def summarize_final(final: optuna.Study, sources: list[FrozenTrial],
+def summarize_final(final: optuna.Study, sources: list[TrialRecord],
                     seeds: int) -> list[Candidate]:
     """One row per candidate with its finished seeds, best mean validation accuracy first."""
-    by_source: dict[int, list[FrozenTrial]] = {}
-    for t in final.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get("seed", -1) < seeds:
-            by_source.setdefault(t.user_attrs["source_trial"], []).append(t)
+    by_source: dict[int, list[TrialRecord]] = {}
+    for r in records.complete(final):
+        if (r.seed if r.seed is not None else -1) < seeds:
+            by_source.setdefault(r.source_trial, []).append(r)
     rows = []
     for src in sources:
-        runs = sorted(by_source.get(src.number, []), key=lambda t: t.user_attrs["seed"])
+        runs = sorted(by_source.get(src.number, []), key=lambda r: r.seed)
         if not runs:
             continue
         rows.append(Candidate(
-            src.number, src.user_attrs["n_params"], src.user_attrs["architecture"],
-            src.user_attrs["spec"], recipe(src), [t.user_attrs["seed"] for t in runs],
-            [t.value for t in runs], [t.user_attrs["test_accuracy"] for t in runs]))
+            src.number, src.n_params, src.architecture, src.spec, src.recipe(),
+            [r.seed for r in runs], [r.val_accuracy for r in runs],
+            [r.test_accuracy for r in runs]))
     # Selection looks at validation only; fewer parameters break ties.
-    return sorted(rows, key=lambda c: (-c.val_mean_std[0], c.n_params))
+    return sorted(rows, key=lambda c: (-c.val_stat.mean, c.n_params))
 
 
 def write_spec_file(path: Path, cand: Candidate, epochs: int, meta: dict[str, Any]) -> None:
-    """The chosen net as a file ``mnist-search train --spec FILE --seeds N`` reproduces.
-
-    Written to a temporary file and renamed, so a crash never leaves half a file.
-    """
+    """The chosen net as a file ``mnist-search train --spec FILE --seeds N`` reproduces."""
     ArchSpec.from_dict(cand.spec)  # refuse to write something that does not load back
-    vm, vs = cand.val_mean_std
-    tm, ts = cand.test_mean_std
+    v, t = cand.val_stat, cand.test_stat
     body = {"spec": cand.spec, "training": cand.training, "epochs": epochs,
             "n_params": cand.n_params, "architecture": cand.architecture,
             "source_trial": cand.source_trial,
             "result": {"seeds": cand.seeds, "val_accuracy": cand.val,
-                       "test_accuracy": cand.test, "val_mean": vm, "val_std": vs,
-                       "test_mean": tm, "test_std": ts},
+                       "test_accuracy": cand.test, "val_mean": v.mean, "val_std": v.std,
+                       "test_mean": t.mean, "test_std": t.std},
             **meta}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(body, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(body, indent=2) + "\n")
+
+
+@dataclass
+class FinalOutcome:
+    """What the final stage retrained and chose; ``chosen`` is None when nothing finished."""
+
+    epochs: int
+    seeds: int
+    candidates: list[Candidate] = field(default_factory=list)
+    best_spec: Path | None = None
+    skipped: str | None = None  # why nothing was retrained
+
+    @property
+    def chosen(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates else None
+
+
+def run_final(study: optuna.Study, final: optuna.Study, objective: Callable, *, top: int,
+              seeds: int, epochs: int, best_spec: Path, meta: dict[str, Any],
+              callbacks: list) -> FinalOutcome:
+    """Retrain the search's top candidates with several seeds; choose on validation; write the
+    chosen net to ``best_spec``."""
+    out = FinalOutcome(epochs, seeds)
+    sources = finalists(study, top)
+    if not sources:
+        out.skipped = "the search has no complete searched trial"
+        return out
+    todo = enqueue_final(final, sources, seeds)
+    log.info("final stage: %d candidate(s) × %d seed(s), %d epoch(s) each; %d run(s) to train "
+             "(study %r)", len(sources), seeds, epochs, todo, final.study_name)
+    if todo:
+        try:
+            final.optimize(objective, n_trials=todo, callbacks=callbacks, catch=())
+        except KeyboardInterrupt:
+            log.info("interrupted: finished retrainings are kept (shown below); run again to "
+                     "train the rest")
+    out.candidates = summarize_final(final, sources, seeds)
+    if out.chosen is not None:
+        write_spec_file(best_spec, out.chosen, epochs, meta)
+        out.best_spec = best_spec
+    return out
 
 
 class LeaveTimeForFinal:
     """A study callback that stops the search once the time left is what the final stage is
-    estimated to need, so that ``--timeout`` covers both stages.
+    estimated to need, so that a time limit covers both stages.
 
     The estimate scales the current top candidates' own training times (evaluation excluded: a
     final run validates once per epoch) to the final length, with a margin. It waits for
@@ -138,15 +171,11 @@ class LeaveTimeForFinal:
         self.stopped_with: float | None = None  # seconds left when it stopped the search
 
     def estimate(self, study: optuna.Study) -> float:
-        from .study import top_trials
-
-        best = [t for t in top_trials(study, self.top) if "fixed_spec" not in t.user_attrs]
         return self.margin * self.seeds * self.scale * sum(
-            t.user_attrs.get("train_seconds", t.user_attrs.get("seconds", 0.0)) for t in best)
+            r.train_seconds if r.train_seconds is not None else (r.seconds or 0.0)
+            for r in finalists(study, self.top))
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        import time
-
         self.seen += 1
         need = self.estimate(study)
         left = self.end - time.time()

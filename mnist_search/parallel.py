@@ -2,7 +2,8 @@
 
 Groups are candidates that share every shape: the seed replicas a replay queued (identical fixed
 parameters), or, in a search, one sampled architecture plus K-1 variants of it whose learning
-rate, momentum or weight decay the sampler picks (everything else fixed to the first's). A
+rate, momentum or weight decay the sampler picks (the space's ``free`` parameters; everything else
+fixed to the first's). A
 candidate that cannot be fused (BatchNorm, dropout) trains alone.
 """
 
@@ -15,13 +16,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .fused import FusedError, check_fusable, train_fused
-from .study import Objective
+from .objective import Objective
+from .records import TrialRecord
 from .train import Diverged, TimeUp, train
-
-# The parameters a search's variants keep from the first member: what fused training shares,
-# and the architecture. The rest (learning rate, momentum, weight decay) the sampler chooses.
-SHARED_TRAINING = ("batch_size", "optimizer", "schedule", "augment")
-FREE = ("sgd_lr", "sgd_momentum", "adam_lr", "weight_decay")
 
 
 def _next_waiting(study: optuna.Study) -> FrozenTrial | None:
@@ -31,8 +28,8 @@ def _next_waiting(study: optuna.Study) -> FrozenTrial | None:
 
 def _replica_key(trial: FrozenTrial | optuna.Trial) -> tuple | None:
     """Queued seed replicas of a documented experiment: same experiment, same protocol."""
-    a = trial.user_attrs
-    return (a["experiment"], a.get("protocol")) if "experiment" in a else None
+    r = TrialRecord.of(trial)
+    return (r.experiment, r.protocol) if r.experiment is not None else None
 
 
 def _ask_group(study: optuna.Study, k: int) -> list[optuna.Trial]:
@@ -47,11 +44,26 @@ def _ask_group(study: optuna.Study, k: int) -> list[optuna.Trial]:
     return group
 
 
-def _variants(study: optuna.Study, first: optuna.Trial, k: int) -> list[optuna.Trial]:
-    keep = {n: v for n, v in first.params.items() if n not in FREE}
+def _variants(study: optuna.Study, first: optuna.Trial, k: int,
+              free: tuple[str, ...]) -> list[optuna.Trial]:
+    """K-1 more trials that keep every parameter of ``first`` but the space's free ones."""
+    keep = {n: v for n, v in first.params.items() if n not in free}
     for _ in range(k - 1):
         study.enqueue_trial(keep, skip_if_exists=False)
     return [study.ask() for _ in range(k - 1)]
+
+
+def run_trials(study: optuna.Study, objective: Objective, k: int = 1, *,
+               n_trials: int | None = None, timeout: float | None = None,
+               callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+               stop: Callable[[], bool] = lambda: False) -> None:
+    """``study.optimize`` for K = 1 (with its heartbeats); fused groups of K otherwise."""
+    if k == 1:
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=list(callbacks),
+                       catch=())
+    else:
+        run_parallel(study, objective, k, n_trials=n_trials, timeout=timeout,
+                     callbacks=callbacks, stop=stop)
 
 
 def run_parallel(study: optuna.Study, objective: Objective, k: int, *,
@@ -89,7 +101,7 @@ def run_parallel(study: optuna.Study, objective: Objective, k: int, *,
                         check_fusable(spec, [cfg])
                     except FusedError:
                         continue
-                    group += _variants(study, trial, room)
+                    group += _variants(study, trial, room, objective.space.free)
             outcomes = _train(objective, members)
             for (trial, _, _), outcome in zip(members, outcomes):
                 try:

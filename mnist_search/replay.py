@@ -6,18 +6,30 @@ so it shows in the dashboard beside searched ones and is trained by the same obj
 
 from __future__ import annotations
 
+import logging
 import math
-import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import optuna
-from optuna.trial import TrialState
 
-from .experiments import DOCUMENTED_PROTOCOL, PROTOCOL_NAME, Experiment, get_experiment
-from .space import spec_params, training_params
+from . import records, storage
+from .data import load_mnist
+from .device import resolve_device
+from .errors import ConfigError
+from .experiments import (DOCUMENTED_PROTOCOL, PROTOCOL_NAME, Experiment, documented_experiments,
+                          get_experiment)
+from .objective import Objective
+from .parallel import run_trials
+from .protocol import Protocol
+from .records import TrialRecord
+from .render import TrialLog
+from .spaces.plain import spec_params, training_params
+from .stats import Stat, stat
+from .study import open_study
+from .train import Speed
 
-REPLAY_STUDY = "documented-experiments"
+log = logging.getLogger("mnist_search")
 # "Still performs reasonably well": the tool reads it as at least this test accuracy (%), the
 # error rate of a plain linear classifier on MNIST being about 8%.
 REASONABLE_ACCURACY = 90.0
@@ -31,22 +43,22 @@ def documented_params(exp: Experiment) -> dict[str, Any]:
 
 def documented_attrs(exp: Experiment, seed: int) -> dict[str, Any]:
     d = exp.documented
-    return {"experiment": exp.id, "experiment_title": exp.title, "protocol": PROTOCOL_NAME,
-            "seed": seed, "documented_params": d.get("params"),
-            "documented_params_text": d.get("params_text"),
-            "documented_train_accuracy": d.get("train_accuracy"),
-            "documented_test_accuracy": d.get("test_accuracy")}
+    return records.queued(
+        experiment=exp.id, experiment_title=exp.title, protocol=PROTOCOL_NAME, seed=seed,
+        documented_params=d.get("params"), documented_params_text=d.get("params_text"),
+        documented_train_accuracy=d.get("train_accuracy"),
+        documented_test_accuracy=d.get("test_accuracy"))
 
 
-def _key(t: optuna.trial.FrozenTrial) -> tuple[Any, Any]:
-    return t.user_attrs.get("experiment"), t.user_attrs.get("seed")
+def _key(r: TrialRecord) -> tuple[Any, Any]:
+    return r.experiment, r.seed
 
 
 def enqueue_replay(study: optuna.Study, exp_ids: Iterable[int], seeds: int) -> tuple[int, int]:
     """Queue the (experiment, seed) runs not yet done or queued. Returns (queued, already done)."""
-    trials = study.get_trials(deepcopy=False)
-    done = {_key(t) for t in trials if t.state == TrialState.COMPLETE}
-    waiting = {_key(t) for t in trials if t.state == TrialState.WAITING}
+    trials = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False)]
+    done = {_key(t) for t in trials if t.state == "COMPLETE"}
+    waiting = {_key(t) for t in trials if t.state == "WAITING"}
     queued = skipped = 0
     for exp_id in exp_ids:
         exp = get_experiment(exp_id)
@@ -68,10 +80,8 @@ def warm_start(study: optuna.Study, budget: int, space: str = "plain") -> list[s
 
     Returns one message per experiment: queued, already in the study, or over the budget.
     """
-    from .experiments import documented_experiments
-
     messages = []
-    present = {t.user_attrs.get("experiment") for t in study.get_trials(deepcopy=False)}
+    present = {TrialRecord.of(t).experiment for t in study.get_trials(deepcopy=False)}
     for exp in documented_experiments():
         if exp.true_params > budget:
             messages.append(f"warm start: Exp{exp.id} skipped, {exp.true_params:,} parameters "
@@ -84,57 +94,36 @@ def warm_start(study: optuna.Study, budget: int, space: str = "plain") -> list[s
                 study.enqueue_trial(documented_params(exp), user_attrs=attrs)
             else:
                 hp = {**DOCUMENTED_PROTOCOL, "batch_size": exp.batch_size}
-                study.enqueue_trial({}, user_attrs={**attrs, "fixed_spec": exp.spec.to_dict(),
-                                                    "fixed_training": hp})
+                study.enqueue_trial({}, user_attrs={**attrs, **records.queued(
+                    fixed_spec=exp.spec.to_dict(), fixed_training=hp)})
             messages.append(f"warm start: Exp{exp.id} queued ({exp.true_params:,} parameters, "
                             f"batch {exp.batch_size})")
     return messages
 
 
-@dataclass
-class Stat:
-    mean: float
-    std: float
-    n: int
-
-    def __str__(self) -> str:
-        return f"{self.mean:.2f} ± {self.std:.2f}"
-
-    def to_dict(self) -> dict[str, float]:
-        return {"mean": self.mean, "std": self.std, "n": self.n}
-
-
-def stat(values: list[float]) -> Stat | None:
-    if not values:
-        return None
-    return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0,
-                len(values))
-
-
 def summarize(study: optuna.Study, exp_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
     """One row per experiment: documented values beside the mean ± std of its replayed seeds."""
-    by_exp: dict[int, list[optuna.trial.FrozenTrial]] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get("protocol") == PROTOCOL_NAME:
-            by_exp.setdefault(t.user_attrs["experiment"], []).append(t)
+    by_exp: dict[int, list[TrialRecord]] = {}
+    for r in records.complete(study):
+        if r.protocol == PROTOCOL_NAME:
+            by_exp.setdefault(r.experiment, []).append(r)
     rows = []
     for exp_id in sorted(exp_ids if exp_ids is not None else by_exp):
-        exp, trials = get_experiment(exp_id), by_exp.get(exp_id, [])
-        if not trials:
+        exp, runs = get_experiment(exp_id), by_exp.get(exp_id, [])
+        if not runs:
             continue
         d, true = exp.documented, exp.true_params
-        per_epoch = [t.user_attrs["train_seconds"] / t.user_attrs["epochs"] for t in trials
-                     if "train_seconds" in t.user_attrs]
-        test = stat([t.user_attrs["test_accuracy"] for t in trials])
+        per_epoch = [r.train_seconds / r.epochs for r in runs if r.train_seconds is not None]
+        test = stat([r.test_accuracy for r in runs])
         rows.append({
             "experiment": exp.id, "title": exp.title, "batch_size": exp.batch_size,
             "documented_params": d.get("params"), "documented_params_text": d.get("params_text"),
             "true_params": true, "count_is_wrong": exp.count_is_wrong, "note": exp.note,
-            "seeds": sorted(t.user_attrs["seed"] for t in trials),
+            "seeds": sorted(r.seed for r in runs),
             "documented_train_accuracy": d.get("train_accuracy"),
             "documented_test_accuracy": d.get("test_accuracy"),
-            "train_accuracy": stat([t.user_attrs["train_accuracy"] for t in trials]),
-            "val_accuracy": stat([t.value for t in trials]),
+            "train_accuracy": stat([r.train_accuracy for r in runs]),
+            "val_accuracy": stat([r.val_accuracy for r in runs]),
             "test_accuracy": test,
             "seconds_per_epoch": stat(per_epoch),
             "documented_efficiency": _efficiency(d.get("test_accuracy"), d.get("params")),
@@ -191,3 +180,87 @@ def to_json(rows: list[dict[str, Any]], found: list[dict[str, Any]],
     return {"protocol": protocol,
             "experiments": [{k: plain(v) for k, v in r.items()} for r in rows],
             "findings": found}
+
+
+# --- running a replay ----------------------------------------------------------------------------
+
+def experiment_ids(value: str | Iterable[int]) -> list[int]:
+    """Sorted distinct experiment ids from "1,3,6" or an iterable of ints; ConfigError if any is
+    not a documented experiment."""
+    valid = [e.id for e in documented_experiments()]
+    text = value if isinstance(value, str) else ",".join(map(str, value))
+    try:
+        ids = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        ids = []
+    if not ids or any(i not in valid for i in ids):
+        raise ConfigError("experiments", f"{text!r}: give ids from "
+                                         f"{', '.join(map(str, valid))}, comma-separated")
+    return ids
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    experiments: str | tuple[int, ...] = (1, 2, 3, 4, 5, 6)  # ids, or "1,3,6"
+    seeds: int = 3  # runs per experiment, seeds 0..seeds-1
+    epochs: int = 1
+    device: str = "auto"
+    study_name: str = "documented-experiments"
+    storage: str | None = None  # default sqlite:///studies/<study_name>.db
+    data_dir: str | None = None
+    train_subset: int | None = None
+    val_size: int = 5000
+    artifacts: str | None = None
+    parallel: int = 1
+    amp: bool | None = None
+    channels_last: bool | None = None
+
+    def check(self) -> Protocol:
+        experiment_ids(self.experiments)
+        if self.seeds < 1:
+            raise ConfigError("seeds", f"{self.seeds}: must be at least 1")
+        if self.parallel < 1:
+            raise ConfigError("parallel", f"{self.parallel}: must be at least 1")
+        return Protocol(epochs=self.epochs, train_subset=self.train_subset,
+                        val_size=self.val_size)
+
+
+@dataclass
+class ReplayOutcome:
+    rows: list[dict[str, Any]]
+    findings: list[dict[str, Any]]
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return to_json(self.rows, self.findings, self.protocol)
+
+
+def run_replay(config: ReplayConfig) -> ReplayOutcome:
+    """Train what is missing of the (experiment, seed) runs; summarise all that are done."""
+    from .artifacts import artifact_store
+
+    protocol = config.check()
+    dev = resolve_device(config.device)
+    url = config.storage or storage.default_storage(config.study_name)
+    storage.check(url, default=config.storage is None)
+    splits = protocol.splits(load_mnist(config.data_dir), dev)
+    storage.prepare(url)
+    study = open_study(storage.open_storage(url), config.study_name, None, protocol,
+                       pruner="none", space="plain")
+    ids = experiment_ids(config.experiments)
+    queued, done = enqueue_replay(study, ids, config.seeds)
+    log.info("replay in %s: %d run(s) to train, %d already done; protocol %s: %s, %d epoch(s)",
+             url, queued, done, PROTOCOL_NAME, DOCUMENTED_PROTOCOL, config.epochs)
+    if queued:
+        objective = Objective(None, protocol, splits, progress=log.info,
+                              artifact_store=artifact_store(config.artifacts),
+                              speed=Speed(config.amp, config.channels_last), space="plain")
+        try:
+            run_trials(study, objective, config.parallel, n_trials=queued,
+                       callbacks=[TrialLog()])
+        except KeyboardInterrupt:
+            log.info("interrupted: finished runs are kept; run again to train the rest")
+    rows = summarize(study, ids)
+    return ReplayOutcome(rows, findings(rows), {"name": PROTOCOL_NAME, "epochs": config.epochs,
+                                                "batch_size": "per experiment",
+                                                **DOCUMENTED_PROTOCOL})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,20 +14,17 @@ import optuna
 from optuna.trial import TrialState
 
 from .experiments import documented_experiments
-from .study import tally, top_trials, trial_row
+from .files import write_atomic
+from .records import TrialRecord, complete, tally, top_trials
 
 # --- data ------------------------------------------------------------------------------------------
 
 
 def accuracy_points(study: optuna.Study) -> list[dict[str, Any]]:
     """Every complete trial: parameters, validation and test accuracy."""
-    pts = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.value is None or not math.isfinite(t.value) or "n_params" not in t.user_attrs:
-            continue
-        pts.append({"trial": t.number, "n_params": t.user_attrs["n_params"], "val": t.value,
-                    "test": t.user_attrs.get("test_accuracy"),
-                    "architecture": t.user_attrs.get("architecture", "")})
+    pts = [{"trial": r.number, "n_params": r.n_params, "val": r.val_accuracy,
+            "test": r.test_accuracy, "architecture": r.architecture or ""}
+           for r in complete(study) if r.n_params is not None]
     return sorted(pts, key=lambda p: (p["n_params"], -p["val"]))
 
 
@@ -77,7 +73,7 @@ def report_data(study: optuna.Study, replay_rows: list[dict[str, Any]] | None = 
     return {"study": study.study_name, "budget": study.user_attrs.get("budget"),
             "protocol": study.user_attrs.get("protocol"), "points": points,
             "front": pareto_front(points), "documented": documented_points(replay_rows),
-            "curves": learning_curves(study), "top": [trial_row(x) for x in top_trials(study, top)],
+            "curves": learning_curves(study), "top": top_trials(study, top),
             "counts": {"complete": t.complete, "pruned": t.pruned, "failed": t.failed,
                        "over_budget": t.over_budget}}
 
@@ -137,17 +133,20 @@ def figure_curves(data: dict[str, Any]):
     return fig
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
+def _table(rows: list[TrialRecord]) -> str:
     def pct(v):
         return "-" if v is None else f"{v:.2f}%"
+
+    def cell(v) -> str:
+        return f"<td>{html.escape(str(v))}</td>"
 
     head = ("<tr><th>trial</th><th>params</th><th>val acc</th><th>test acc</th><th>seconds</th>"
             "<th>batch</th><th>optimizer</th><th>architecture</th></tr>")
     body = "".join(
-        f"<tr><td>{r['trial']}</td><td>{r['n_params']:,}</td><td>{pct(r['val_accuracy'])}</td>"
-        f"<td>{pct(r['test_accuracy'])}</td><td>{(r['seconds'] or 0):.1f}</td>"
-        f"<td>{r['batch_size']}</td><td>{html.escape(str(r['optimizer']))}</td>"
-        f"<td><code>{html.escape(str(r['architecture']))}</code></td></tr>" for r in rows)
+        "<tr>" + "".join(cell(v) for v in (
+            r.number, f"{r.n_params or 0:,}", pct(r.val_accuracy), pct(r.test_accuracy),
+            f"{r.seconds or 0:.1f}", r.batch_size, (r.training or {}).get("optimizer")))
+        + f"<td><code>{html.escape(str(r.architecture))}</code></td></tr>" for r in rows)
     return f"<table>{head}{body}</table>"
 
 
@@ -192,9 +191,28 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:last-child{{te
 def write_report(study: optuna.Study, out: Path,
                  replay_rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     data = report_data(study, replay_rows)
-    text = render_html(study, data)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)  # never leave a half-written report
+    write_atomic(out, render_html(study, data))  # never leave a half-written report
     return data
+
+
+def report_study(study_name: str, storage_url: str | None, out: Path,
+                 replay_study: str = "documented-experiments",
+                 replay_storage: str | None = None) -> dict[str, Any]:
+    """Write the report of a study that must exist, with the replayed experiments placed on its
+    plot when their study exists; returns the figures' data."""
+    import logging
+
+    from .replay import summarize
+    from .storage import default_storage, load_existing, missing_sqlite_file, open_storage
+
+    study = load_existing(study_name, storage_url or default_storage(study_name))
+    rows = None
+    rurl = replay_storage or default_storage(replay_study)
+    if replay_storage or missing_sqlite_file(rurl) is None:
+        try:
+            rows = summarize(optuna.load_study(study_name=replay_study,
+                                               storage=open_storage(rurl)))
+        except KeyError:
+            logging.getLogger("mnist_search").info(
+                "no replay study %r in %s: documented values only", replay_study, rurl)
+    return write_report(study, out, rows)

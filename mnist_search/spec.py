@@ -10,11 +10,13 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .errors import UsageError
+
 HEADS = ("flatten", "gap")
 KINDS = ("conv", "sep")  # a full convolution, or depthwise-separable (depthwise k×k, pointwise 1×1)
 
 
-class SpecError(ValueError):
+class SpecError(UsageError):
     """A spec that cannot be built (bad value or a feature map that shrinks away)."""
 
 

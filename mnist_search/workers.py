@@ -1,12 +1,16 @@
-"""Several worker processes on one study: seeds, devices, and starting and stopping them."""
+"""Several worker processes on one study: their seeds and devices, and starting and stopping them.
+
+A worker gets the search's config (serialized) and its rank on its standard input, never on its
+command line, so nothing of the config (a storage password, say) shows in the process list.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
-from typing import Any
 
 import torch
 
@@ -28,8 +32,8 @@ def worker_device(name: str, device: torch.device, rank: int) -> torch.device:
     return device
 
 
-def run_workers(args: list[Any], n: int, cpu: bool = False) -> list[int]:
-    """Run ``mnist-search <args> --rank r`` for r in 0..n-1 and wait for all of them.
+def run_workers(config_json: str, n: int, cpu: bool = False) -> list[int]:
+    """Start ``python -m mnist_search.worker`` n times, ranks 0..n-1, and wait for all of them.
 
     On a CPU the workers share the cores: each gets cores/n threads instead of all of them, as N
     processes with a thread per core each would oversubscribe the machine.
@@ -37,8 +41,13 @@ def run_workers(args: list[Any], n: int, cpu: bool = False) -> list[int]:
     env = dict(os.environ)
     if cpu and "OMP_NUM_THREADS" not in env:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
-    procs = [subprocess.Popen([sys.executable, "-m", "mnist_search", *map(str, args),
-                               "--rank", str(r)], env=env) for r in range(n)]
+    procs = []
+    for rank in range(n):
+        p = subprocess.Popen([sys.executable, "-m", "mnist_search.worker"], env=env,
+                             stdin=subprocess.PIPE, text=True)
+        p.stdin.write(json.dumps({"config": json.loads(config_json), "rank": rank}))
+        p.stdin.close()
+        procs.append(p)
     try:
         return [p.wait() for p in procs]
     except KeyboardInterrupt:

@@ -8,8 +8,10 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from mnist_search.cli import app
-from mnist_search.space import spec_params, training_params
-from mnist_search.study import Protocol, open_storage, open_study
+from mnist_search.spaces.plain import spec_params, training_params
+from mnist_search.protocol import Protocol
+from mnist_search.storage import open_storage
+from mnist_search.study import open_study
 
 runner = CliRunner()
 QUICK = ["--epochs", "1", "--train-subset", "400", "--val-size", "1000", "--device", "cpu"]
@@ -83,7 +85,7 @@ def test_over_budget_and_diverging_trials_are_pruned_not_failed(in_tmp, data_dir
     """An enqueued over-budget net costs no training; a NaN loss prunes with its reason."""
     from mnist_search.data import make_splits
     from mnist_search.experiments import get_experiment
-    from mnist_search.study import make_objective
+    from mnist_search.objective import Objective
 
     storage = open_storage("sqlite:///s.db")
     protocol = Protocol(epochs=1, train_subset=300, val_size=1000)
@@ -94,7 +96,7 @@ def test_over_budget_and_diverging_trials_are_pruned_not_failed(in_tmp, data_dir
                         skip_if_exists=False)
     splits = make_splits(mnist, "cpu", val_size=1000, train_subset=300)
     with pytest.warns(UserWarning, match="out of range"):
-        study.optimize(make_objective(25000, protocol, splits, space="plain"), n_trials=2)
+        study.optimize(Objective(25000, protocol, splits, space="plain"), n_trials=2)
     over, nan = study.get_trials()
     assert over.state == TrialState.PRUNED and over.user_attrs["n_params"] == 480_176
     assert over.constraints["budget"] == 480_176 - 25000 and not over.intermediate_values

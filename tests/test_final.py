@@ -9,7 +9,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from mnist_search.final import Candidate, LeaveTimeForFinal, write_spec_file
-from mnist_search.space_modern import build_spec
+from mnist_search.spaces.modern import build_spec
 
 
 def _study_with(seconds_by_value):

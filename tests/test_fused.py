@@ -84,7 +84,7 @@ def test_optimize_parallel_groups_variants_of_one_net(tmp_path, monkeypatch, dat
     from typer.testing import CliRunner
 
     from mnist_search.cli import app
-    from mnist_search.parallel import FREE
+    from mnist_search.spaces import get_space
 
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(app, ["optimize", "--budget", "3000", "--n-trials", "6", "--parallel",
@@ -98,7 +98,8 @@ def test_optimize_parallel_groups_variants_of_one_net(tmp_path, monkeypatch, dat
     for g in (trials[0:3], trials[3:6]):
         if g[0].user_attrs["spec"]["batchnorm"] or g[0].user_attrs["spec"]["dropout"]:
             continue  # not fusable: trained one by one
-        shared = [{k: v for k, v in t.params.items() if k not in FREE} for t in g]
+        free = get_space("modern").free
+        shared = [{k: v for k, v in t.params.items() if k not in free} for t in g]
         assert shared[0] == shared[1] == shared[2]
 
 

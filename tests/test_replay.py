@@ -9,9 +9,12 @@ from typer.testing import CliRunner
 from mnist_search.cli import app
 from mnist_search.data import make_splits
 from mnist_search.experiments import PROTOCOL_NAME, get_experiment
-from mnist_search.replay import (Stat, documented_params, enqueue_replay, findings, summarize,
-                                 warm_start)
-from mnist_search.study import Protocol, make_objective, open_storage, open_study
+from mnist_search.replay import documented_params, enqueue_replay, findings, summarize, warm_start
+from mnist_search.stats import Stat
+from mnist_search.objective import Objective
+from mnist_search.protocol import Protocol
+from mnist_search.storage import open_storage
+from mnist_search.study import open_study
 
 runner = CliRunner()
 TINY = ["--train-subset", "300", "--val-size", "1000", "--device", "cpu"]
@@ -25,7 +28,7 @@ def test_enqueued_experiments_train_with_their_fixed_params(tmp_path, mnist):
     assert enqueue_replay(study, [3, 6], seeds=2) == (4, 0)  # queued once, not twice
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 4
     splits = make_splits(mnist, "cpu", val_size=1000, train_subset=300)
-    study.optimize(make_objective(None, protocol, splits, space="plain"), n_trials=4)
+    study.optimize(Objective(None, protocol, splits, space="plain"), n_trials=4)
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     for t in trials:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from mnist_search.cli import app
 from mnist_search.report import (accuracy_points, documented_points, learning_curves,
                                  pareto_front, report_data)
-from mnist_search.replay import Stat
+from mnist_search.stats import Stat
 
 runner = CliRunner()
 TINY = ["--train-subset", "400", "--val-size", "1000", "--device", "cpu"]

@@ -2,7 +2,7 @@ import optuna
 import pytest
 
 from mnist_search.experiments import documented_experiments
-from mnist_search.space import (smallest_params, spec_params, suggest_spec, suggest_training,
+from mnist_search.spaces.plain import (smallest_params, spec_params, suggest_spec, suggest_training,
                                 training_params)
 from mnist_search.spec import count_params
 
@@ -53,7 +53,7 @@ def test_channel_progressions_are_reachable(chans):
 
 @pytest.mark.parametrize("budget", [300, 1000, 5000, 25000])
 def test_modern_proposals_fit_the_budget_and_build(budget):
-    from mnist_search import space_modern as modern
+    from mnist_search.spaces import modern
     from mnist_search.model import build_model, module_params
 
     study = optuna.create_study(direction="maximize",
@@ -80,7 +80,7 @@ def test_modern_proposals_fit_the_budget_and_build(budget):
 
 
 def test_modern_build_spec_is_the_documented_shape():
-    from mnist_search.space_modern import build_spec, smallest_params
+    from mnist_search.spaces.modern import build_spec, smallest_params
     from mnist_search.spec import describe
 
     spec = build_spec(2, "same", [2, 2], [8, 16], separable=True, residual=True, transition=True)
@@ -90,7 +90,7 @@ def test_modern_build_spec_is_the_documented_shape():
 
 
 def test_unknown_space_is_refused():
-    from mnist_search.space import get_space
+    from mnist_search.spaces import get_space
     from mnist_search.spec import SpecError
 
     with pytest.raises(SpecError, match="space 'fancy'; valid: modern, plain"):

@@ -100,7 +100,7 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
 
 def test_modern_recipe_learns(small_splits):
     """Separable residual blocks, 1×1 transition, label smoothing, Nesterov SGD, augmentation."""
-    from mnist_search.space_modern import build_spec
+    from mnist_search.spaces.modern import build_spec
 
     spec = build_spec(2, "same", [2, 1], [12, 16], separable=True, residual=True,
                       transition=True, head="flatten")

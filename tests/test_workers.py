@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 from mnist_search.cli import app
 from mnist_search.experiments import get_experiment
 from mnist_search.replay import documented_params
-from mnist_search.study import Protocol, open_storage, open_study
+from mnist_search.protocol import Protocol
+from mnist_search.storage import open_storage
+from mnist_search.study import open_study
 
 runner = CliRunner()
 TINY = ["--train-subset", "200", "--val-size", "500", "--device", "cpu"]

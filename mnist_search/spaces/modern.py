@@ -21,8 +21,8 @@ from typing import Any
 
 import optuna
 
-from .space import _largest
-from .spec import ArchSpec, ConvLayer, SpecError, count_params
+from ..spec import ArchSpec, ConvLayer, SpecError, count_params
+from .base import Space, largest, pick
 
 SPACE_VERSION = "modern-1"
 STAGES = (2, 3)
@@ -71,20 +71,8 @@ def _fits(budget: int, *args: Any, **kwargs: Any) -> bool:
         return False
 
 
-def _pick(trial: optuna.Trial, name: str, choices: tuple, ok) -> Any:
-    """Ask for a categorical only while more than one of its options is feasible."""
-    feasible = [c for c in choices if ok(c)]
-    if not feasible:
-        raise SpecError(f"no feasible value for {name}")
-    return trial.suggest_categorical(name, choices) if len(feasible) > 1 else feasible[0]
-
-
 def smallest_net() -> ArchSpec:
     return build_spec(2, "same", [1, 1], [WIDTH[0]] * 2)
-
-
-def smallest_params() -> int:
-    return count_params(smallest_net())
 
 
 def suggest_spec(trial: optuna.Trial, budget: int) -> ArchSpec:
@@ -95,24 +83,24 @@ def suggest_spec(trial: optuna.Trial, budget: int) -> ArchSpec:
 
     s_ok = [s for s in STAGES if minimal(s)]
     stages = trial.suggest_int("stages", s_ok[0], s_ok[-1])
-    padding = _pick(trial, "padding", PADDINGS, lambda p: minimal(stages, p))
+    padding = pick(trial, "padding", PADDINGS, lambda p: minimal(stages, p))
     blocks = [1] * stages
     for s in range(stages):
         def with_blocks(b: int) -> bool:
             return minimal(stages, padding, blocks[:s] + [b] + blocks[s + 1:])
-        blocks[s] = trial.suggest_int(f"blocks{s + 1}", 1, _largest(1, MAX_BLOCKS, with_blocks))
+        blocks[s] = trial.suggest_int(f"blocks{s + 1}", 1, largest(1, MAX_BLOCKS, with_blocks))
     kw: dict[str, Any] = {}
     for name in ("separable", "transition") + (("residual",) if padding == "same" else ()):
-        kw[name] = _pick(trial, name, (False, True),
+        kw[name] = pick(trial, name, (False, True),
                          lambda v: minimal(stages, padding, blocks, **kw, **{name: v}))
-    kw["head"] = _pick(trial, "head", ("gap", "flatten"),
+    kw["head"] = pick(trial, "head", ("gap", "flatten"),
                        lambda h: minimal(stages, padding, blocks, **kw, head=h))
     kw["dropout"] = trial.suggest_categorical("dropout", DROPOUTS)
     widths = [lo] * stages
     for s in range(stages):
         def with_width(w: int) -> bool:
             return _fits(budget, stages, padding, blocks, widths[:s] + [w] + widths[s + 1:], **kw)
-        widths[s] = trial.suggest_int(f"width{s + 1}", lo, _largest(lo, WIDTH[1], with_width),
+        widths[s] = trial.suggest_int(f"width{s + 1}", lo, largest(lo, WIDTH[1], with_width),
                                       log=True)
     return build_spec(stages, padding, blocks, widths, **kw)
 
@@ -132,3 +120,8 @@ def suggest_training(trial: optuna.Trial) -> dict[str, Any]:
     hp["label_smoothing"] = trial.suggest_categorical("label_smoothing", LABEL_SMOOTHING)
     hp["augment"] = trial.suggest_categorical("augment", AUGMENTS)
     return hp
+
+
+SPACE = Space("modern", SPACE_VERSION, suggest_spec, suggest_training, smallest_net,
+              free=("sgd_lr", "sgd_wd", "adamw_lr", "adamw_wd"))
+smallest_params = SPACE.smallest_params

@@ -1,4 +1,5 @@
-"""The search space, define-by-run with Optuna: one trial's choices -> (ArchSpec, training settings).
+"""The plain search space, the write-up's kind of net, define-by-run with Optuna: one trial's
+choices -> (ArchSpec, training settings).
 
 The space is feasible by construction under the parameter budget. Choices are made in an order
 where each one is offered only as far as some completion still fits: a width's upper bound is the
@@ -6,7 +7,7 @@ largest width for which the rest of the net, at its smallest, stays within budge
 one feasible option left is fixed rather than asked. Optuna allows an int range to change between
 trials (categorical choices may not), so those bounds are int ranges.
 
-Every documented experiment is a point of this space (see ``experiment_params``).
+Every documented experiment is a point of this space (see ``spec_params`` and ``training_params``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 import optuna
 
-from .spec import ArchSpec, ConvLayer, SpecError, count_params
+from ..spec import ArchSpec, ConvLayer, SpecError, count_params
+from .base import Space, largest
 
 SPACE_VERSION = "1"
 MAX_CONV = 4
@@ -53,20 +55,8 @@ def _fits(budget: int, *args: Any) -> bool:
     return n is not None and n <= budget
 
 
-def _largest(lo: int, hi: int, fits) -> int:
-    """Largest w in [lo, hi] with fits(w), given fits is monotone (true, then false)."""
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
-    return lo
-
-
 def smallest_net() -> ArchSpec:
     return _spec(1, KERNELS[0], 0, [False], False, "gap", [CHANNELS[0]], [])
-
-
-def smallest_params() -> int:
-    return count_params(smallest_net())
 
 
 def _pool_allowed(size: int, i: int, n_conv: int, shrink: int, pools: list[bool]) -> bool:
@@ -85,7 +75,7 @@ def suggest_spec(trial: optuna.Trial, budget: int) -> ArchSpec:
         return _fits(budget, n_conv, kernel, padding, pools, bn, head, [lo_c] * n_conv,
                      [lo_h] * n_hidden)
 
-    n_max = _largest(1, MAX_CONV, lambda n: minimal(n, 3, 0, [False] * n, False, "gap"))
+    n_max = largest(1, MAX_CONV, lambda n: minimal(n, 3, 0, [False] * n, False, "gap"))
     n_conv = trial.suggest_int("n_conv", 1, n_max)
     k_ok = [k for k in KERNELS if minimal(n_conv, k, 0, [False] * n_conv, False, "gap")]
     kernel = trial.suggest_categorical("kernel", KERNELS) if len(k_ok) > 1 else k_ok[0]
@@ -106,7 +96,7 @@ def suggest_spec(trial: optuna.Trial, budget: int) -> ArchSpec:
     else:
         head = "gap"
     dropout = trial.suggest_categorical("dropout", DROPOUTS)
-    h_max = _largest(0, MAX_HIDDEN, lambda n: minimal(n_conv, kernel, padding, pools, batchnorm,
+    h_max = largest(0, MAX_HIDDEN, lambda n: minimal(n_conv, kernel, padding, pools, batchnorm,
                                                       head, n))
     n_hidden = trial.suggest_int("n_hidden", 0, h_max)
 
@@ -119,10 +109,10 @@ def suggest_spec(trial: optuna.Trial, budget: int) -> ArchSpec:
         return _fits(budget, n_conv, kernel, padding, pools, batchnorm, head, ch, hd)
 
     for i in range(n_conv):
-        hi = _largest(lo_c, CHANNELS[1], lambda w: with_width(i, w, True))
+        hi = largest(lo_c, CHANNELS[1], lambda w: with_width(i, w, True))
         channels[i] = trial.suggest_int(f"ch{i + 1}", lo_c, hi, log=True)
     for j in range(n_hidden):
-        hi = _largest(lo_h, HIDDEN[1], lambda w: with_width(j, w, False))
+        hi = largest(lo_h, HIDDEN[1], lambda w: with_width(j, w, False))
         hidden[j] = trial.suggest_int(f"fc{j + 1}", lo_h, hi, log=True)
     return _spec(n_conv, kernel, padding, pools, batchnorm, head, channels, hidden, dropout)
 
@@ -187,27 +177,7 @@ def training_params(hp: dict[str, Any]) -> dict[str, Any]:
     return p
 
 
-# --- registry ------------------------------------------------------------------------------------
-
-SPACES = ("modern", "plain")
-
-
-class Space:
-    """One search space: its name, version and the two sampling functions."""
-
-    def __init__(self, name: str):
-        if name not in SPACES:
-            raise SpecError(f"space {name!r}; valid: {', '.join(SPACES)}")
-        if name == "plain":
-            import sys
-
-            module = sys.modules[__name__]
-        else:
-            from . import space_modern as module
-        self.name, self.version = name, module.SPACE_VERSION
-        self.suggest_spec, self.suggest_training = module.suggest_spec, module.suggest_training
-        self.smallest_net, self.smallest_params = module.smallest_net, module.smallest_params
-
-
-def get_space(name: str) -> Space:
-    return Space(name)
+SPACE = Space("plain", SPACE_VERSION, suggest_spec, suggest_training, smallest_net,
+              # Fused variants of one net differ only in these (the optimizer's own settings).
+              free=("sgd_lr", "sgd_momentum", "adam_lr", "weight_decay"))
+smallest_params = SPACE.smallest_params

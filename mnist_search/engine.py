@@ -1,0 +1,269 @@
+"""The search engine: one frozen config in, one outcome out.
+
+``run_search`` checks the whole config before any work, loads and verifies the data, creates the
+study once, queues warm starts, runs the search in this process or in worker processes (each
+started from the serialized config and its rank, ``worker.py``), then the final stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from . import storage
+from .data import Splits, load_mnist
+from .device import resolve_device
+from .errors import ConfigError
+from .final import FinalOutcome, LeaveTimeForFinal, final_study_name, run_final
+from .objective import Objective
+from .parallel import run_trials
+from .protocol import Protocol
+from .records import Tally, TrialRecord, tally, top_trials
+from .render import TrialLog
+from .spaces import SPACES, get_space
+from .spec import describe
+from .study import PRUNERS, open_study
+from .train import Speed
+from .workers import run_workers, worker_device, worker_seed
+
+log = logging.getLogger("mnist_search")
+DEFAULT_TIMEOUT = 900.0  # seconds, when neither a trial count nor a time limit is given
+WARM_STARTS = ("documented",)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything one search needs. Paths may be ``str`` or ``Path``; None means the default."""
+
+    budget: int = 25000  # hard cap on trainable parameters
+    space: str = "modern"
+    # The protocol: how each candidate is trained and judged.
+    epochs: int = 1
+    train_subset: int | None = None
+    val_size: int = 5000
+    # Stopping: after n_trials (per process), or timeout seconds (default 900 without n_trials).
+    n_trials: int | None = None
+    timeout: float | None = None
+    study_name: str | None = None  # default budget-<budget>; the same name resumes
+    storage: str | None = None  # default sqlite:///studies/<study_name>.db
+    seed: int | None = None  # None: drawn at random (and recorded in the outcome's config)
+    device: str = "auto"
+    data_dir: str | Path | None = None
+    pruner: str = "median"
+    warm_start: str | None = None  # "documented": queue the write-up's nets that fit
+    workers: int = 1
+    heartbeat: int = 10
+    parallel: int = 1
+    amp: bool | None = None
+    channels_last: bool | None = None
+    compile: bool = False
+    artifacts: str | Path | None = None
+    # The final stage: retrain the top candidates with several seeds (0: none).
+    final_seeds: int = 0
+    final_epochs: int | None = None  # default: epochs
+    final_top: int = 3
+    best_spec: str | Path | None = None  # default studies/<study_name>-best.json
+
+    @property
+    def protocol(self) -> Protocol:
+        return Protocol(epochs=self.epochs, train_subset=self.train_subset,
+                        val_size=self.val_size)
+
+    @property
+    def final_protocol(self) -> Protocol:
+        return dataclasses.replace(self.protocol, epochs=self.final_epochs or self.epochs)
+
+    @property
+    def speed(self) -> Speed:
+        return Speed(self.amp, self.channels_last, None, self.compile)
+
+    def check(self) -> None:
+        """Raise ConfigError for the first bad setting; touches nothing."""
+        if self.space not in SPACES:
+            raise ConfigError("space", f"{self.space!r}; valid: {', '.join(SPACES)}")
+        sp = get_space(self.space)
+        if self.budget <= 0:
+            raise ConfigError("budget", f"{self.budget}: must be a positive number of parameters")
+        if self.budget < sp.smallest_params():
+            raise ConfigError("budget", f"{self.budget:,} is below the smallest net in the "
+                              f"{self.space} search space ({sp.smallest_params():,} parameters: "
+                              f"{describe(sp.smallest_net())})")
+        if self.final_seeds < 0:
+            raise ConfigError("final_seeds", f"{self.final_seeds}: must be 0 (no final stage) "
+                                             "or more")
+        if self.final_epochs is not None and self.final_epochs < 1:
+            raise ConfigError("final_epochs", f"{self.final_epochs}: must be at least 1")
+        if self.final_top < 1:
+            raise ConfigError("final_top", f"{self.final_top}: must be at least 1")
+        self.protocol  # noqa: B018 -- a Protocol checks epochs, val_size and train_subset
+        if self.n_trials is not None and self.n_trials < 1:
+            raise ConfigError("n_trials", f"{self.n_trials}: must be at least 1")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ConfigError("timeout", f"{self.timeout}: must be a positive number of seconds")
+        if self.pruner not in PRUNERS:
+            raise ConfigError("pruner", f"{self.pruner!r}; valid: {', '.join(PRUNERS)}")
+        if self.warm_start not in (None, *WARM_STARTS):
+            raise ConfigError("warm_start", f"{self.warm_start!r}; valid: "
+                                            f"{', '.join(WARM_STARTS)}")
+        for name, low, unit in (("workers", 1, ""), ("heartbeat", 1, " second"),
+                                ("parallel", 1, "")):
+            if getattr(self, name) < low:
+                raise ConfigError(name, f"{getattr(self, name)}: must be at least {low}{unit}")
+
+    def resolved(self) -> SearchConfig:
+        """The config with every default filled in (the seed drawn once, here)."""
+        name = self.study_name or f"budget-{self.budget}"
+        return dataclasses.replace(
+            self, study_name=name, storage=self.storage or storage.default_storage(name),
+            seed=self.seed if self.seed is not None else random.SystemRandom().randrange(2**31),
+            timeout=(DEFAULT_TIMEOUT if self.timeout is None and self.n_trials is None
+                     else self.timeout),
+            best_spec=str(self.best_spec or storage.STUDIES / f"{name}-best.json"))
+
+    def to_json(self) -> str:
+        return json.dumps({k: str(v) if isinstance(v, Path) else v
+                           for k, v in dataclasses.asdict(self).items()})
+
+
+@dataclass
+class SearchOutcome:
+    config: SearchConfig  # as run: every default filled in
+    study: optuna.Study
+    final: FinalOutcome | None = None
+    interrupted: bool = False  # stopped by Ctrl-C; running the same search again resumes it
+    stopped_for_final: float | None = None  # seconds left when the search made room for it
+    worker_exit_codes: list[int] = field(default_factory=list)
+
+    @property
+    def best(self) -> TrialRecord | None:
+        """The search's best trial by validation accuracy (fewest parameters on ties)."""
+        best = top_trials(self.study, 1)
+        return best[0] if best else None
+
+    def top(self, k: int = 10) -> list[TrialRecord]:
+        return top_trials(self.study, k)
+
+    @property
+    def tally(self) -> Tally:
+        return tally(self.study.get_trials(deepcopy=False))
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.worker_exit_codes)
+
+
+def run_search(config: SearchConfig) -> SearchOutcome:
+    """Run one search as configured, and its final stage when asked. Raises a UsageError (with
+    nothing written) for a bad config, storage or data folder."""
+    cfg = config.resolved()
+    cfg.check()
+    dev = resolve_device(cfg.device)
+    storage.check(cfg.storage, default=config.storage is None)
+    splits = cfg.protocol.splits(load_mnist(cfg.data_dir), dev)  # verified before any write
+    storage.prepare(cfg.storage)
+    # The study is created here, once, before any worker starts: workers that each created a
+    # fresh SQLite study at the same moment would collide.
+    study = _open(cfg, seed=cfg.seed)
+    final = None
+    if cfg.final_seeds:
+        # Opened now so that a mismatch with an earlier final stage stops the run before the
+        # search, not after it.
+        final = open_study(storage.open_storage(cfg.storage, heartbeat=cfg.heartbeat),
+                           final_study_name(cfg.study_name), cfg.budget, cfg.final_protocol,
+                           seed=cfg.seed, pruner="none", space=cfg.space)
+    if cfg.warm_start:
+        from .replay import warm_start
+
+        for line in warm_start(study, cfg.budget, cfg.space):
+            log.info(line)
+    out = SearchOutcome(cfg, study)
+    if cfg.workers > 1:
+        del splits  # each worker loads its own copy on its own device
+        log.info("study %r in %s: starting %d workers", cfg.study_name, cfg.storage, cfg.workers)
+        out.worker_exit_codes = run_workers(cfg.to_json(), cfg.workers, cpu=dev.type == "cpu")
+        if not out.ok:
+            return out
+        splits = None
+    else:
+        out.interrupted, out.stopped_for_final = _search(cfg, study, splits, dev,
+                                                         with_final=final is not None)
+    if final is not None and not out.interrupted:
+        if splits is None:
+            splits = cfg.protocol.splits(load_mnist(cfg.data_dir), dev)
+        out.final = _final_stage(cfg, study, final, splits)
+    return out
+
+
+def run_worker(config: SearchConfig, rank: int) -> None:
+    """One worker process of a search: the study exists already; search until the limits."""
+    dev = worker_device(config.device, resolve_device(config.device), rank)
+    splits = config.protocol.splits(load_mnist(config.data_dir), dev)
+    study = _open(config, seed=worker_seed(config.seed, rank))
+    _search(config, study, splits, dev, with_final=False)
+
+
+def _open(cfg: SearchConfig, seed: int) -> optuna.Study:
+    # Heartbeats come from study.optimize; --parallel runs ask-and-tell, which has none.
+    beat = cfg.heartbeat if cfg.parallel == 1 else None
+    return open_study(storage.open_storage(cfg.storage, heartbeat=beat), cfg.study_name,
+                      cfg.budget, cfg.protocol, seed=seed, pruner=cfg.pruner, space=cfg.space)
+
+
+def _search(cfg: SearchConfig, study: optuna.Study, splits: Splits, dev: torch.device,
+            with_final: bool) -> tuple[bool, float | None]:
+    """Search in this process until its limits. Returns (interrupted, seconds left when it
+    stopped to leave time for the final stage)."""
+    from .artifacts import artifact_store
+
+    limits = " and ".join(x for x in (f"{cfg.n_trials} trials" if cfg.n_trials else "",
+                                      f"{cfg.timeout:.0f} s" if cfg.timeout else "") if x)
+    log.info("study %r in %s: budget %s parameters, %d epoch(s) on %s train / %s val images, "
+             "device %s, seed %d; stopping after %s", cfg.study_name, cfg.storage,
+             f"{cfg.budget:,}", cfg.epochs, f"{len(splits.train):,}", f"{len(splits.val):,}",
+             dev, cfg.seed, limits)
+    deadline = time.time() + cfg.timeout if cfg.timeout else None
+    objective = Objective(cfg.budget, cfg.protocol, splits, base_seed=cfg.seed, deadline=deadline,
+                          progress=log.info, artifact_store=artifact_store(cfg.artifacts),
+                          speed=cfg.speed, space=cfg.space)
+    callbacks: list[Any] = [TrialLog()]
+    reserve = None
+    if with_final and deadline is not None:
+        reserve = LeaveTimeForFinal(deadline, cfg.final_top, cfg.final_seeds, cfg.epochs,
+                                    cfg.final_epochs or cfg.epochs)
+        callbacks.append(reserve)
+    interrupted = False
+    try:
+        run_trials(study, objective, cfg.parallel, n_trials=cfg.n_trials, timeout=cfg.timeout,
+                   callbacks=callbacks,
+                   stop=lambda: reserve is not None and reserve.stopped_with is not None)
+    except KeyboardInterrupt:
+        log.info("interrupted: the running trial is marked failed; run again to resume")
+        interrupted = True
+    stopped = reserve.stopped_with if reserve is not None else None
+    if stopped is not None:
+        log.info("search stopped with %.0f s left: about what the final stage needs (estimated "
+                 "from the top candidates' trial times)", stopped)
+    return interrupted, stopped
+
+
+def _final_stage(cfg: SearchConfig, study: optuna.Study, final: optuna.Study,
+                 splits: Splits) -> FinalOutcome:
+    from .artifacts import artifact_store
+
+    objective = Objective(cfg.budget, cfg.final_protocol, splits, progress=log.info,
+                          artifact_store=artifact_store(cfg.artifacts), speed=cfg.speed,
+                          space=cfg.space)
+    return run_final(study, final, objective, top=cfg.final_top, seeds=cfg.final_seeds,
+                     epochs=cfg.final_protocol.epochs, best_spec=Path(cfg.best_spec),
+                     meta={"budget": cfg.budget, "space": cfg.space, "study": cfg.study_name,
+                           "storage": cfg.storage},
+                     callbacks=[TrialLog()])

@@ -1,0 +1,25 @@
+"""The one kind of error a user can fix: bad input, or a resource that cannot be used as asked.
+
+Every such error is a ``UsageError``; the command line shows it as one line with exit status 2.
+"""
+
+from __future__ import annotations
+
+
+class UsageError(ValueError):
+    """Bad input or an unusable resource, said in one line that names the value."""
+
+
+class ConfigError(UsageError):
+    """A bad setting of a search, run or replay, named by its option.
+
+    ``str()`` names it as a Python field (``budget 0: ...``); the command line names it as a
+    flag (``--budget 0: ...``) through ``as_flag``.
+    """
+
+    def __init__(self, option: str, rest: str):
+        super().__init__(f"{option} {rest}")
+        self.option, self.rest = option, rest
+
+    def as_flag(self) -> str:
+        return f"--{self.option.replace('_', '-')} {self.rest}"

@@ -1,0 +1,123 @@
+"""The objective: sample a candidate, enforce the budget, train it, report to the pruner, and
+record what happened on the trial (``records``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import optuna
+
+from . import records
+from .data import Splits
+from .protocol import Protocol
+from .spaces import get_space
+from .spec import ArchSpec, count_params, describe
+from .train import PER_RUN, Diverged, Speed, TimeUp, TrainConfig, TrainResult, train
+
+UNCAPPED = 10**9  # the budget of a study without one
+
+
+class Objective:
+    """Validation accuracy (%) after the protocol's training.
+
+    Split in three steps so that several trials can share one fused training (``parallel.py``):
+    ``prepare`` samples the trial and enforces the budget, ``reporter`` feeds the pruner, and
+    ``finish`` records a result. ``__call__`` runs them for one trial.
+
+    ``deadline`` (a ``time.time()`` value) stops a trial still training when the search's time is
+    up; it is recorded as pruned with that reason. ``progress`` receives a line per validation.
+    A trial queued with a ``seed`` trains with that seed (seed replicas), one queued with
+    ``fixed_spec`` and ``fixed_training`` trains that net with those settings instead of sampling
+    (warm starts, final retrainings). With an ``artifact_store``, each completed trial's weights
+    are stored there.
+    """
+
+    def __init__(self, budget: int | None, protocol: Protocol, splits: Splits, *,
+                 base_seed: int = 0, deadline: float | None = None,
+                 progress: Callable[[str], None] | None = None, artifact_store: Any = None,
+                 speed: Speed = Speed(), space: str = "modern"):
+        self.space = get_space(space)
+        self.budget, self.protocol, self.splits = budget, protocol, splits
+        self.cap = budget if budget is not None else UNCAPPED
+        self.base_seed, self.deadline, self.progress = base_seed, deadline, progress
+        self.artifact_store, self.speed = artifact_store, speed
+        self.device = splits.train.images.device
+
+    def prepare(self, trial: optuna.Trial) -> tuple[ArchSpec, TrainConfig]:
+        records.write(trial, started=time.time())
+        queued = records.TrialRecord.of(trial)
+        if queued.is_fixed:
+            spec = ArchSpec.from_dict(queued.fixed_spec)
+            hp = {k: v for k, v in queued.fixed_training.items() if k not in PER_RUN}
+        else:
+            spec = self.space.suggest_spec(trial, self.cap)
+            hp = self.space.suggest_training(trial)
+        n = count_params(spec)
+        records.write(trial, n_params=n, architecture=describe(spec), spec=spec.to_dict(),
+                      epochs=self.protocol.epochs, batch_size=hp["batch_size"],
+                      device=str(self.device),
+                      speed=self.speed.resolve(self.device, self.protocol.epochs).to_dict())
+        # Feasible when <= 0; TPE ranks infeasible trials below every feasible one.
+        trial.set_constraint("budget", n - self.cap)
+        if n > self.cap:
+            records.write(trial, pruned_reason=f"over budget: {n:,} > {self.budget:,} parameters")
+            self._seconds(trial)
+            raise optuna.TrialPruned(f"over budget ({n} > {self.budget})")
+        seed = queued.seed if queued.seed is not None else self.base_seed + trial.number
+        cfg = TrainConfig(epochs=self.protocol.epochs, reports_per_epoch=self.protocol.reports,
+                          seed=seed, **hp)
+        records.write(trial, seed=seed, training=cfg.to_dict())
+        return spec, cfg
+
+    def reporter(self, trial: optuna.Trial) -> Callable[[int, float], None]:
+        total_steps = self.protocol.epochs * self.protocol.reports
+
+        def on_report(step: int, val: float) -> None:
+            trial.report(val, step)
+            if self.progress is not None:
+                self.progress(f"  trial {trial.number}: {100 * (step + 1) // total_steps}% "
+                              f"trained, val {val:.2f}%")
+            if trial.should_prune():
+                records.write(trial, pruned_reason=f"pruned at step {step}: val {val:.2f}%")
+                raise optuna.TrialPruned(f"val {val:.2f}% at step {step}")
+
+        return on_report
+
+    def _seconds(self, trial: optuna.Trial) -> None:
+        records.write(trial, seconds=round(time.time() - trial.user_attrs["started"], 3))
+
+    def finish(self, trial: optuna.Trial, outcome: TrainResult | BaseException) -> float:
+        """Record a training's result on the trial, or turn its failure into a pruned trial."""
+        self._seconds(trial)
+        if isinstance(outcome, Diverged):
+            records.write(trial, pruned_reason=f"diverged: {outcome}")
+            raise optuna.TrialPruned(str(outcome))
+        if isinstance(outcome, TimeUp):
+            records.write(trial, pruned_reason=f"stopped: {outcome}")
+            raise optuna.TrialPruned(str(outcome))
+        if isinstance(outcome, BaseException):
+            raise outcome
+        records.write(trial, train_accuracy=outcome.train_accuracy,
+                      test_accuracy=outcome.test_accuracy,  # reports only, never selection
+                      train_seconds=round(outcome.train_seconds, 3),
+                      images_per_second=round(outcome.images_per_second, 1))
+        if self.artifact_store is not None:
+            from .artifacts import save_weights
+
+            records.write(trial, weights_artifact_id=save_weights(trial, outcome.model,
+                                                                   self.artifact_store))
+        return outcome.val_accuracy
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        spec, cfg = self.prepare(trial)
+        try:
+            outcome: TrainResult | BaseException = train(
+                spec, cfg, self.splits, on_report=self.reporter(trial), deadline=self.deadline,
+                keep_model=self.artifact_store is not None, speed=self.speed)
+        except (Diverged, TimeUp) as e:
+            outcome = e
+        except BaseException:
+            self._seconds(trial)
+            raise
+        return self.finish(trial, outcome)

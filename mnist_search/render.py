@@ -1,0 +1,167 @@
+"""Terminal rendering: log set-up, progress lines and tables. Plain functions that turn results into
+lines of text; the commands print them, the engine logs the progress lines."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from .records import TrialRecord, tally, top_trials
+
+if TYPE_CHECKING:
+    from .final import FinalOutcome
+
+log = logging.getLogger("mnist_search")
+
+
+class _Stderr(logging.Handler):
+    """Writes to whatever sys.stderr is at the time (it may be swapped, as in tests)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr, flush=True)
+        except Exception:
+            self.handleError(record)
+
+
+def setup_logging(prefix: str = "") -> None:
+    """Progress to stderr, one line per message; Optuna's own logs down to warnings."""
+    handlers = [h for h in log.handlers if isinstance(h, _Stderr)]
+    if not handlers:
+        handlers = [_Stderr()]
+        log.addHandler(handlers[0])
+    handlers[0].setFormatter(logging.Formatter(prefix + "%(message)s"))
+    log.setLevel(logging.INFO)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}%"
+
+
+class TrialLog:
+    """A study callback: one line per finished trial, what it was and how the study stands."""
+
+    def __init__(self) -> None:
+        self.start = time.time()
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        log.info(trial_line(study, trial, time.time() - self.start))
+
+
+def trial_line(study: optuna.Study, trial: FrozenTrial, elapsed: float) -> str:
+    t = tally(study.get_trials(deepcopy=False))
+    best = top_trials(study, 1)
+    r = TrialRecord.of(trial)
+    what = (f"val {r.val_accuracy:.2f}%" if r.val_accuracy is not None
+            else r.pruned_reason or r.state.lower())
+    standing = (f"best {best[0].val_accuracy:.2f}% @ {best[0].n_params or 0:,}"
+                if best else "no complete trial yet")
+    name = f"trial {r.number}"
+    if r.source_trial is not None:  # a final-stage run
+        name = f"final run {r.number} (trial {r.source_trial}, seed {r.seed})"
+    return (f"{name} {r.state}: {what} | {r.n_params or 0:,} params {r.architecture or '?'} | "
+            f"{r.seconds or 0:.0f}s || done {t.complete}, pruned {t.pruned} | {standing} | "
+            f"{elapsed:.0f}s")
+
+
+def study_summary(study: optuna.Study, url: str, top: int) -> list[str]:
+    t = tally(study.get_trials(deepcopy=False))
+    lines = ["", f"study {study.study_name}: {t.complete} complete, {t.pruned} pruned "
+                 f"({t.over_budget} over budget), {t.failed} failed"]
+    rows = top_trials(study, top)
+    if rows:
+        lines.append(f"{'trial':>5}  {'params':>7}  {'val acc':>7}  {'test acc':>8}  "
+                     f"{'seconds':>7}  architecture")
+        lines += [f"{r.number:>5}  {r.n_params or 0:>7,}  {pct(r.val_accuracy):>7}  "
+                  f"{pct(r.test_accuracy):>8}  {r.seconds or 0:>7.1f}  {r.architecture}"
+                  for r in rows]
+        lines.append("(selected on validation accuracy; test accuracy is shown, never used)")
+    lines += ["", f"open it with:  optuna-dashboard {url}",
+              f"   or (with trained weights attached):  mnist-search dashboard --storage {url} "
+              f"--study-name {study.study_name}"]
+    return lines
+
+
+def final_summary(out: FinalOutcome) -> list[str]:
+    if out.skipped:
+        return [f"final stage skipped: {out.skipped}"]
+    lines = ["", f"final: {len(out.candidates)} candidate(s) retrained from scratch, "
+                 f"{out.epochs} epoch(s), seeds 0-{out.seeds - 1}; chosen on mean validation "
+                 "accuracy",
+             f"{'trial':>5}  {'params':>7}  {'val mean ± std':>15}  {'test mean ± std':>15}  "
+             "architecture"]
+    for c in out.candidates:
+        v, t = c.val_stat, c.test_stat
+        lines.append(f"{c.source_trial:>5}  {c.n_params:>7,}  {v.mean:>8.2f} ± {v.std:4.2f}  "
+                     f"{t.mean:>8.2f} ± {t.std:4.2f}  {c.architecture}  ({len(c.seeds)} seeds)")
+    best = out.chosen
+    if best is not None:
+        t = best.test_stat
+        lines += ["", f"chosen: trial {best.source_trial}, {best.n_params:,} parameters, test "
+                      f"{t.mean:.2f} ± {t.std:.2f}% over {len(best.seeds)} seeds "
+                      f"({out.epochs} epochs)",
+                  f"written to {out.best_spec}; reproduce with:  mnist-search train --spec "
+                  f"{out.best_spec} --seeds {out.seeds}"]
+    return lines
+
+
+def fields_table(out: dict[str, Any]) -> list[str]:
+    """A training's result, one field a line."""
+    lines = []
+    for key, value in out.items():
+        if key == "runs":
+            continue
+        shown = pct(value) if key.endswith(("accuracy", "mean", "std")) else (
+            f"{value:,}" if isinstance(value, int) else value)
+        lines.append(f"{key:>18}: {shown}")
+    return lines
+
+
+def replay_table(rows: list[dict[str, Any]], found: list[dict[str, Any]]) -> list[str]:
+    def both(doc, measured) -> str:
+        return f"{pct(doc):>7} | {str(measured) + '%' if measured else '-':<15}"
+
+    lines = ["", f"{'exp':>3}  {'params: documented → true':<30}  "
+                 f"{'train acc: doc | measured':<25}  {'test acc: doc | measured':<25}  "
+                 f"{'s/epoch':>7}  {'efficiency: doc → true':>22}"]
+    for r in rows:
+        params = f"{r['documented_params_text']} → {r['true_params']:,}"
+        if r["count_is_wrong"]:
+            params += " (!)"
+        eff = (f"{r['documented_efficiency']:.2f} → {r['efficiency']:.2f}"
+               if r["documented_efficiency"] else "-")
+        spe = r["seconds_per_epoch"]
+        lines.append(f"{r['experiment']:>3}  {params:<30}  "
+                     f"{both(r['documented_train_accuracy'], r['train_accuracy'])}  "
+                     f"{both(r['documented_test_accuracy'], r['test_accuracy'])}  "
+                     f"{spe.mean if spe else 0:>7.1f}  {eff:>22}")
+    n = {len(r["seeds"]) for r in rows}
+    lines.append(f"(measured: mean ± std over {'/'.join(map(str, sorted(n)))} seed(s); "
+                 "efficiency = test accuracy / (params/1000), 'true' with the measured accuracy "
+                 "and true count)")
+    lines += [f"(!) Exp{r['experiment']}: {r['note']}" for r in rows if r["count_is_wrong"]]
+    lines += ["", "findings of the write-up:"]
+    for f in found:
+        verdict = {True: "holds", False: "does not hold", None: "not checked"}[f["holds"]]
+        lines.append(f"  ({f['id']}) {f['claim']}: {verdict.upper()} — {f['detail']}")
+    return lines
+
+
+def experiments_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [f"{'id':>2}  {'batch':>5}  {'doc params':>16}  {'true params':>11}  "
+             f"{'doc train':>9}  {'doc test':>8}  architecture"]
+    for r in rows:
+        mark = "  (!)" if r["count_is_wrong"] else ""
+        lines.append(f"{r['id']:>2}  {r['batch_size']:>5}  {r['documented_params_text']:>16}  "
+                     f"{r['true_params']:>11,}  {pct(r['documented_train_accuracy']):>9}  "
+                     f"{pct(r['documented_test_accuracy']):>8}  {r['architecture']}{mark}")
+    lines += [f"(!) Exp{r['id']}: {r['note']}" for r in rows if r["count_is_wrong"]]
+    return lines

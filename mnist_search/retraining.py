@@ -1,0 +1,138 @@
+"""Train one net alone, without a study: a spec file (as ``optimize`` or ``export`` writes it) or
+a documented experiment, with one or several seeds."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .data import load_mnist
+from .device import resolve_device
+from .errors import ConfigError, UsageError
+from .experiments import DOCUMENTED_PROTOCOL, get_experiment
+from .protocol import Protocol
+from .records import TrialRecord
+from .spec import ArchSpec, SpecError, count_params, describe
+from .stats import stat
+from .train import Diverged, Speed, TrainConfig, train
+
+log = logging.getLogger("mnist_search")
+
+
+@dataclass(frozen=True)
+class SpecFile:
+    """A net and how to train it: a spec, its training settings, and (optionally) its epochs."""
+
+    spec: ArchSpec
+    training: dict[str, Any] = field(default_factory=dict)
+    epochs: int | None = None
+
+    @classmethod
+    def read(cls, path: str | Path) -> SpecFile:
+        """A JSON spec, bare or as {"spec": ..., "training": ..., "epochs": E}."""
+        try:
+            raw = json.loads(Path(path).read_text())
+        except OSError as e:
+            raise ConfigError("spec", f"{path}: cannot read it ({e.strerror})") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError("spec", f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
+        training, epochs = {}, None
+        if isinstance(raw, dict) and "spec" in raw:
+            training, epochs = raw.get("training") or {}, raw.get("epochs")
+            raw = raw["spec"]
+        try:
+            spec = ArchSpec.from_dict(raw)
+        except SpecError as e:
+            raise ConfigError("spec", f"{path}: {e}") from None
+        return cls(spec, training, epochs if isinstance(epochs, int) and epochs >= 1 else None)
+
+    @classmethod
+    def of(cls, record: TrialRecord) -> SpecFile:
+        """The net and recipe of a trained trial, at the trial's length."""
+        return cls(ArchSpec.from_dict(record.spec), record.recipe(), record.epochs)
+
+    @classmethod
+    def experiment(cls, exp_id: int) -> SpecFile:
+        """A documented experiment under the documented protocol."""
+        try:
+            exp = get_experiment(exp_id)
+        except KeyError as e:
+            raise UsageError(e.args[0]) from None
+        return cls(exp.spec, {**DOCUMENTED_PROTOCOL, "batch_size": exp.batch_size})
+
+
+@dataclass
+class RetrainOutcome:
+    spec: ArchSpec
+    epochs: int
+    batch_size: int
+    device: str
+    speed: dict[str, Any]
+    runs: list[dict[str, Any]]  # one per seed
+
+    def to_dict(self) -> dict[str, Any]:
+        """One run's fields as they are; several runs as validation and test mean ± std."""
+        out: dict[str, Any] = {"n_params": count_params(self.spec),
+                               "architecture": describe(self.spec), "epochs": self.epochs,
+                               "batch_size": self.batch_size, "device": self.device}
+        if len(self.runs) == 1:
+            out.update({k: v for k, v in self.runs[0].items() if k != "seed"})
+        else:
+            for key in ("val", "test"):
+                s = stat([r[f"{key}_accuracy"] for r in self.runs])
+                out[f"{key}_mean"], out[f"{key}_std"] = s.mean, s.std
+            out["seconds"] = round(sum(r["seconds"] for r in self.runs), 3)
+            out["runs"] = self.runs
+        out["speed"] = self.speed
+        return out
+
+
+def retrain(net: SpecFile, *, epochs: int | None = None, seed: int = 0, seeds: int = 1,
+            device: str = "auto", data_dir: str | Path | None = None,
+            train_subset: int | None = None, val_size: int = 5000,
+            speed: Speed = Speed()) -> RetrainOutcome:
+    """Train ``net`` with seeds ``seed`` … ``seed + seeds - 1``; epochs default to the file's,
+    else 1."""
+    if seeds < 1:
+        raise ConfigError("seeds", f"{seeds}: must be at least 1")
+    epochs = epochs if epochs is not None else net.epochs or 1
+    protocol = Protocol(epochs=epochs, train_subset=train_subset, val_size=val_size)
+    training = {"batch_size": 128, **DOCUMENTED_PROTOCOL, **net.training}
+    try:
+        cfgs = [TrainConfig(**{**training, "epochs": epochs, "seed": seed + k})
+                for k in range(seeds)]
+    except (TypeError, ValueError) as e:
+        raise ConfigError("spec", f"bad training settings: {e}") from None
+    dev = resolve_device(device)
+    splits = protocol.splits(load_mnist(data_dir), dev)
+    log.info("training %s (%s parameters) for %d epoch(s) on %s%s", describe(net.spec),
+             f"{count_params(net.spec):,}", epochs, dev,
+             f", seeds {seed}-{seed + seeds - 1}" if seeds > 1 else "")
+    runs = []
+    for cfg in cfgs:
+        started = time.time()
+
+        def progress(step: int, val: float, cfg=cfg, started=started) -> None:
+            # One line per epoch: a 40-epoch run on a CPU takes many minutes.
+            if cfg.epochs > 1:
+                log.info("seed %d, epoch %d/%d: val %.2f%% (%.0f s)", cfg.seed, step + 1,
+                         cfg.epochs, val, time.time() - started)
+
+        try:
+            r = train(net.spec, cfg, splits, speed=speed, on_report=progress)
+        except Diverged as e:
+            raise UsageError(f"training diverged (seed {cfg.seed}): {e}; try a lower learning "
+                             "rate") from None
+        runs.append({"seed": cfg.seed, "train_accuracy": r.train_accuracy,
+                     "val_accuracy": r.val_accuracy, "test_accuracy": r.test_accuracy,
+                     "seconds": round(r.seconds, 3),
+                     "images_per_second": round(r.images_per_second, 1)})
+        if seeds > 1:
+            log.info("seed %d: val %.2f%%, test %.2f%%, %.0f s", cfg.seed, r.val_accuracy,
+                     r.test_accuracy, r.seconds)
+    return RetrainOutcome(net.spec, epochs, cfgs[0].batch_size, str(dev),
+                          speed.resolve(dev, epochs).to_dict(), runs)

@@ -1,0 +1,19 @@
+"""The registry of search spaces: ``modern`` (the default) and ``plain`` (the write-up's kind)."""
+
+from __future__ import annotations
+
+from ..spec import SpecError
+from . import modern, plain
+from .base import Space
+
+SPACES: dict[str, Space] = {"modern": modern.SPACE, "plain": plain.SPACE}
+
+
+def get_space(name: str) -> Space:
+    try:
+        return SPACES[name]
+    except KeyError:
+        raise SpecError(f"space {name!r}; valid: {', '.join(SPACES)}") from None
+
+
+__all__ = ["SPACES", "Space", "get_space"]

@@ -1,0 +1,47 @@
+"""What a search space is, and the helpers every space uses to stay feasible by construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import optuna
+
+from ..spec import ArchSpec, SpecError
+
+
+@dataclass(frozen=True)
+class Space:
+    """One search space: a trial's choices → (spec under a budget, training settings).
+
+    ``free`` names the trial parameters that may differ between the members of one fused group
+    (they change the training, not the shapes); everything else a group shares.
+    """
+
+    name: str
+    version: str
+    suggest_spec: Callable[[optuna.Trial, int], ArchSpec]
+    suggest_training: Callable[[optuna.Trial], dict[str, Any]]
+    smallest_net: Callable[[], ArchSpec]
+    free: tuple[str, ...] = ()
+
+    def smallest_params(self) -> int:
+        from ..spec import count_params
+
+        return count_params(self.smallest_net())
+
+
+def largest(lo: int, hi: int, fits: Callable[[int], bool]) -> int:
+    """Largest w in [lo, hi] with fits(w), given fits is monotone (true, then false)."""
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
+def pick(trial: optuna.Trial, name: str, choices: tuple, ok: Callable[[Any], bool]) -> Any:
+    """Ask for a categorical only while more than one of its options is feasible."""
+    feasible = [c for c in choices if ok(c)]
+    if not feasible:
+        raise SpecError(f"no feasible value for {name}")
+    return trial.suggest_categorical(name, choices) if len(feasible) > 1 else feasible[0]

@@ -1,0 +1,27 @@
+"""Mean ± standard deviation over runs (seeds), the one way the tool summarises repeated runs."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stat:
+    mean: float
+    std: float  # sample standard deviation; 0 for one run
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:.2f} ± {self.std:.2f}"
+
+    def to_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "std": self.std, "n": self.n}
+
+
+def stat(values: list[float]) -> Stat | None:
+    """Mean ± std of ``values``; None when there are none."""
+    if not values:
+        return None
+    return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0,
+                len(values))
