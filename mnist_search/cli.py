@@ -6,15 +6,41 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from .errors import ConfigError, UsageError
 from .render import setup_logging
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+
+class OneLineErrors(TyperGroup):
+    """Option values the parser itself refuses (not a number, no such option) also end as one
+    line and exit status 2, like every other bad input."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except TyperException as e:
+            if type(e).__name__ == "NoArgsIsHelpError":
+                e.show()  # the help text, as for --help
+            else:
+                typer.echo(f"error: {' '.join(e.format_message().split())}", err=True)
+            code = e.exit_code
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
                   help="Find the best small CNN for MNIST under a hard parameter budget.")
 log = logging.getLogger("mnist_search")
 
@@ -34,7 +60,9 @@ ChannelsLast = Annotated[Optional[bool], typer.Option(
 Compile = Annotated[bool, typer.Option(
     "--compile/--no-compile", help="torch.compile each model (pays only for long trials).")]
 Storage = Annotated[Optional[str], typer.Option(
-    help="Optuna storage URL; default sqlite:///studies/<study-name>.db.", show_default=False)]
+    envvar="MNIST_SEARCH_STORAGE", show_envvar=False, show_default=False,
+    help="Optuna storage URL (or $MNIST_SEARCH_STORAGE, to keep a password off the command "
+         "line); default sqlite:///studies/<study-name>.db.")]
 TrainSubset = Annotated[Optional[int], typer.Option(
     help="Train on only the first N training images (quick runs); default: all 55,000.",
     show_default=False)]

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from .errors import ConfigError
-from .storage import default_storage, open_storage, require_database
+from .storage import default_storage, masked, open_storage, require_database
 
 log = logging.getLogger("mnist_search")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -28,5 +28,6 @@ def serve(study_name: str, storage_url: str | None = None, *, port: int = 8080,
     if host not in LOOPBACK:
         log.warning("warning: binding %s makes the dashboard reachable from the network, "
                     "without authentication", host)
-    log.info("optuna-dashboard for %s on http://%s:%d/ (Ctrl-C stops it)", url, host, port)
+    log.info("optuna-dashboard for %s on http://%s:%d/ (Ctrl-C stops it)", masked(url), host,
+             port)
     run_server(st, host=host, port=port, artifact_store=artifact_store(artifacts))

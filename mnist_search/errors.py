@@ -23,3 +23,12 @@ class ConfigError(UsageError):
 
     def as_flag(self) -> str:
         return f"--{self.option.replace('_', '-')} {self.rest}"
+
+
+SEEDS = 2**32  # seeds are 0 … 2**32 - 1, what every random generator here accepts
+
+
+def check_seed(option: str, seed: int | None, count: int = 1) -> None:
+    """Seeds ``seed`` … ``seed + count - 1`` must all be valid seeds."""
+    if seed is not None and not 0 <= seed <= SEEDS - count:
+        raise ConfigError(option, f"{seed}: must be between 0 and {SEEDS - count:,}")

@@ -13,10 +13,11 @@ from optuna.artifacts import FileSystemArtifactStore
 from .artifacts import DEFAULT_ARTIFACTS, ArtifactError, artifact_store, pick_trial, rebuild
 from .data import Split, load_test
 from .device import resolve_device
+from .files import check_writable
 from .records import TrialRecord
 from .storage import default_storage, load_existing
 from .spec import ArchSpec, count_params, describe, layer_summary
-from .train import evaluate
+from .train import eval_batch, evaluate
 
 FILES = ("state_dict.pt", "model.torchscript.pt", "spec.json", "summary.txt")
 
@@ -57,7 +58,8 @@ def verify_export(out: Path, test: Split) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         model = torch.jit.load(str(out / FILES[1]), map_location=test.images.device)
-    return evaluate(model, test)
+    spec = ArchSpec.from_dict(json.loads((out / FILES[2]).read_text())["spec"])
+    return evaluate(model, test, eval_batch(spec))
 
 
 @dataclass
@@ -78,6 +80,7 @@ def export_study_trial(study_name: str, storage_url: str | None, which: str, out
                        data_dir: str | Path | None = None) -> ExportOutcome:
     """Export trial ``which`` ('best' or a number) of a study that must exist; with
     ``verify_on`` (a device), evaluate the exported file on the test set."""
+    check_writable("out", out, folder=True)
     study = load_existing(study_name, storage_url or default_storage(study_name))
     folder = Path(artifacts) if artifacts else DEFAULT_ARTIFACTS
     if not folder.is_dir():

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from . import records
 from .files import write_atomic
@@ -39,17 +39,23 @@ def finalists(study: optuna.Study, top: int) -> list[TrialRecord]:
     return [r for r in top_trials(study, top) if not r.is_fixed]
 
 
+def wanted(sources: list[TrialRecord], seeds: int) -> set[tuple[int, int]]:
+    """The (candidate, seed) retrainings this final stage is made of."""
+    return {(src.number, seed) for src in sources for seed in range(seeds)}
+
+
 def enqueue_final(final: optuna.Study, sources: list[TrialRecord], seeds: int) -> int:
-    """Queue (candidate, seed) retrainings not yet finished or queued; return how many to run."""
+    """Queue the wanted retrainings not yet finished, queued or running; return how many of the
+    wanted ones are still to run."""
     trials = [TrialRecord.of(t) for t in final.get_trials(deepcopy=False)]
     finished = {_key(t) for t in trials if t.state in ("COMPLETE", "PRUNED")}
-    waiting = {_key(t) for t in trials if t.state == "WAITING"}
+    pending = {_key(t) for t in trials if t.state in ("WAITING", "RUNNING")}
     todo = 0
     for src in sources:
         for seed in range(seeds):
             if (src.number, seed) in finished:
                 continue
-            if (src.number, seed) not in waiting:
+            if (src.number, seed) not in pending:
                 final.enqueue_trial({}, user_attrs=records.queued(
                     source_trial=src.number, seed=seed, source_value=src.val_accuracy,
                     fixed_spec=src.spec, fixed_training=src.recipe()), skip_if_exists=False)
@@ -119,11 +125,13 @@ class FinalOutcome:
     seeds: int
     candidates: list[Candidate] = field(default_factory=list)
     best_spec: Path | None = None
-    skipped: str | None = None  # why nothing was retrained
+    skipped: str | None = None  # why nothing was retrained, or nothing chosen
 
     @property
     def chosen(self) -> Candidate | None:
-        return self.candidates[0] if self.candidates else None
+        """The best by mean validation accuracy among candidates with every seed finished."""
+        full = [c for c in self.candidates if len(c.seeds) == self.seeds]
+        return full[0] if full else None
 
 
 def run_final(study: optuna.Study, final: optuna.Study, objective: Callable, *, top: int,
@@ -136,19 +144,33 @@ def run_final(study: optuna.Study, final: optuna.Study, objective: Callable, *, 
     if not sources:
         out.skipped = "the search has no complete searched trial"
         return out
+    # A run killed mid-retraining left a RUNNING trial: fail it now (and queue its retry) rather
+    # than after its heartbeats run out.
+    optuna.storages.fail_stale_trials(final)
     todo = enqueue_final(final, sources, seeds)
     log.info("final stage: %d candidate(s) × %d seed(s), %d epoch(s) each; %d run(s) to train "
              "(study %r)", len(sources), seeds, epochs, todo, final.study_name)
+    # Every waiting trial is taken in turn; those queued for an earlier choice of candidates
+    # are pruned at once by the objective (``wanted``), so they cannot use up the runs.
+    waiting = len(final.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
     if todo:
+        objective.wanted = wanted(sources, seeds)
         try:
-            final.optimize(objective, n_trials=todo, callbacks=callbacks, catch=())
+            final.optimize(objective, n_trials=waiting, callbacks=callbacks, catch=())
         except KeyboardInterrupt:
             log.info("interrupted: finished retrainings are kept (shown below); run again to "
                      "train the rest")
     out.candidates = summarize_final(final, sources, seeds)
+    if out.chosen is None:
+        out.skipped = (f"no candidate has all {seeds} seed(s) retrained yet (see above); run the "
+                       "same command again to finish them")
     if out.chosen is not None:
-        write_spec_file(best_spec, out.chosen, epochs, meta)
-        out.best_spec = best_spec
+        try:
+            write_spec_file(best_spec, out.chosen, epochs, meta)
+            out.best_spec = best_spec
+        except OSError as e:  # checked before the search; the results stay in the final study
+            log.error("could not write %s: %s; the retrainings are kept in study %r",
+                      best_spec, e, final.study_name)
     return out
 
 

@@ -22,8 +22,8 @@ from .data import Splits
 from .model import build_model, module_params
 from .memory import keep_freed_memory
 from .spec import ArchSpec
-from .train import (Diverged, ReportFn, TimeUp, TrainConfig, TrainResult, evaluate,
-                    report_points)
+from .train import (Diverged, ReportFn, TimeUp, TrainConfig, TrainResult, batches_per_epoch,
+                    eval_batch, evaluate, report_points)
 
 SHARED = ("epochs", "batch_size", "optimizer", "schedule", "augment", "reports_per_epoch")
 
@@ -146,7 +146,7 @@ def train_fused(spec: ArchSpec, cfgs: list[TrainConfig], splits: Splits, *,
     opt = _StackedOptimizer(params, cfgs)
     n = len(data)
     bs = min(cfgs[0].batch_size, n)
-    steps = math.ceil(n / bs)
+    steps = batches_per_epoch(n, bs)
     epochs = cfgs[0].epochs
     lrs = _lr_schedules(cfgs, epochs * steps).to(device)
     points = set(report_points(steps, cfgs[0].reports_per_epoch))
@@ -235,5 +235,6 @@ def _unstack(spec: ArchSpec, params, buffers, k: int, device) -> torch.nn.Module
 def _evaluate_stacked(spec: ArchSpec, params, buffers, split, which: list[int]) -> list[float]:
     # Evaluating each candidate with a plain module keeps accuracies exactly what an exported
     # model reproduces; evaluation is a small part of the time.
-    return [evaluate(_unstack(spec, params, buffers, k, split.images.device), split)
+    return [evaluate(_unstack(spec, params, buffers, k, split.images.device), split,
+                     eval_batch(spec))
             for k in which]

@@ -35,3 +35,14 @@ def keep_freed_memory() -> bool:
         return False
     _done = ok
     return ok
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's free blocks back to the OS (after a training, whose sizes the next one
+    will not reuse): the kept memory is for one net's steps, not for every net a search tries."""
+    if not _done:
+        return
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

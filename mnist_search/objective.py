@@ -3,6 +3,7 @@ record what happened on the trial (``records``)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Callable
 
@@ -15,6 +16,7 @@ from .spaces import get_space
 from .spec import ArchSpec, count_params, describe
 from .train import PER_RUN, Diverged, Speed, TimeUp, TrainConfig, TrainResult, train
 
+log = logging.getLogger("mnist_search")
 UNCAPPED = 10**9  # the budget of a study without one
 
 
@@ -43,10 +45,18 @@ class Objective:
         self.base_seed, self.deadline, self.progress = base_seed, deadline, progress
         self.artifact_store, self.speed = artifact_store, speed
         self.device = splits.train.images.device
+        # The (source trial, seed) retrainings a final stage wants; a queued retraining of
+        # another candidate (left from an earlier run) is pruned without training.
+        self.wanted: set[tuple[int, int]] | None = None
 
     def prepare(self, trial: optuna.Trial) -> tuple[ArchSpec, TrainConfig]:
         records.write(trial, started=time.time())
         queued = records.TrialRecord.of(trial)
+        if (self.wanted is not None and queued.source_trial is not None
+                and (queued.source_trial, queued.seed) not in self.wanted):
+            records.write(trial, pruned_reason="no longer a finalist")
+            self._seconds(trial)
+            raise optuna.TrialPruned("no longer a finalist")
         if queued.is_fixed:
             spec = ArchSpec.from_dict(queued.fixed_spec)
             hp = {k: v for k, v in queued.fixed_training.items() if k not in PER_RUN}
@@ -105,8 +115,12 @@ class Objective:
         if self.artifact_store is not None:
             from .artifacts import save_weights
 
-            records.write(trial, weights_artifact_id=save_weights(trial, outcome.model,
-                                                                   self.artifact_store))
+            try:
+                records.write(trial, weights_artifact_id=save_weights(trial, outcome.model,
+                                                                       self.artifact_store))
+            except OSError as e:  # a full disk must not cost the trained trial or the search
+                log.warning("trial %d: weights not stored (%s); its result is kept",
+                            trial.number, e)
         return outcome.val_accuracy
 
     def __call__(self, trial: optuna.Trial) -> float:

@@ -12,6 +12,9 @@ from .data import TRAIN_IMAGES, Mnist, Splits, make_splits
 from .errors import ConfigError
 
 
+MAX_EPOCHS = 10000
+
+
 @dataclass(frozen=True)
 class Protocol:
     epochs: int = 1
@@ -22,8 +25,9 @@ class Protocol:
     reports_per_epoch: int = 0  # 0: 4 for runs of up to 2 epochs, else 1
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError("epochs", f"{self.epochs}: must be at least 1")
+        if not 1 <= self.epochs <= MAX_EPOCHS:
+            raise ConfigError("epochs", f"{self.epochs}: must be at least 1" if self.epochs < 1
+                              else f"{self.epochs}: must be at most {MAX_EPOCHS}")
         if not 0 < self.val_size < TRAIN_IMAGES:
             raise ConfigError("val_size", f"{self.val_size}: must be between 1 and "
                                           f"{TRAIN_IMAGES - 1:,}")

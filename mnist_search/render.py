@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from .records import TrialRecord, tally, top_trials
+from .storage import masked
 
 if TYPE_CHECKING:
     from .final import FinalOutcome
@@ -73,6 +74,7 @@ def trial_line(study: optuna.Study, trial: FrozenTrial, elapsed: float) -> str:
 
 
 def study_summary(study: optuna.Study, url: str, top: int) -> list[str]:
+    url = masked(url)  # the password stays out of the terminal and its scrollback
     t = tally(study.get_trials(deepcopy=False))
     lines = ["", f"study {study.study_name}: {t.complete} complete, {t.pruned} pruned "
                  f"({t.over_budget} over budget), {t.failed} failed"]
@@ -91,7 +93,7 @@ def study_summary(study: optuna.Study, url: str, top: int) -> list[str]:
 
 
 def final_summary(out: FinalOutcome) -> list[str]:
-    if out.skipped:
+    if not out.candidates:
         return [f"final stage skipped: {out.skipped}"]
     lines = ["", f"final: {len(out.candidates)} candidate(s) retrained from scratch, "
                  f"{out.epochs} epoch(s), seeds 0-{out.seeds - 1}; chosen on mean validation "
@@ -101,15 +103,19 @@ def final_summary(out: FinalOutcome) -> list[str]:
     for c in out.candidates:
         v, t = c.val_stat, c.test_stat
         lines.append(f"{c.source_trial:>5}  {c.n_params:>7,}  {v.mean:>8.2f} ± {v.std:4.2f}  "
-                     f"{t.mean:>8.2f} ± {t.std:4.2f}  {c.architecture}  ({len(c.seeds)} seeds)")
+                     f"{t.mean:>8.2f} ± {t.std:4.2f}  {c.architecture}  "
+                     f"({len(c.seeds)} of {out.seeds} seeds)")
     best = out.chosen
     if best is not None:
         t = best.test_stat
         lines += ["", f"chosen: trial {best.source_trial}, {best.n_params:,} parameters, test "
                       f"{t.mean:.2f} ± {t.std:.2f}% over {len(best.seeds)} seeds "
-                      f"({out.epochs} epochs)",
-                  f"written to {out.best_spec}; reproduce with:  mnist-search train --spec "
-                  f"{out.best_spec} --seeds {out.seeds}"]
+                      f"({out.epochs} epochs)"]
+    elif out.skipped:
+        lines += ["", f"nothing chosen: {out.skipped}"]
+    if best is not None and out.best_spec is not None:
+        lines.append(f"written to {out.best_spec}; reproduce with:  mnist-search train --spec "
+                     f"{out.best_spec} --seeds {out.seeds}")
     return lines
 
 

@@ -17,6 +17,7 @@ from . import records, storage
 from .data import load_mnist
 from .device import resolve_device
 from .errors import ConfigError
+from .files import check_writable
 from .experiments import (DOCUMENTED_PROTOCOL, PROTOCOL_NAME, Experiment, documented_experiments,
                           get_experiment)
 from .objective import Objective
@@ -217,10 +218,12 @@ class ReplayConfig:
 
     def check(self) -> Protocol:
         experiment_ids(self.experiments)
-        if self.seeds < 1:
-            raise ConfigError("seeds", f"{self.seeds}: must be at least 1")
-        if self.parallel < 1:
-            raise ConfigError("parallel", f"{self.parallel}: must be at least 1")
+        for name, high in (("seeds", 1000), ("parallel", 256)):
+            value = getattr(self, name)
+            if not 1 <= value <= high:
+                raise ConfigError(name, f"{value}: must be at least 1" if value < 1
+                                  else f"{value}: must be at most {high}")
+        storage.check_study_name(self.study_name)
         return Protocol(epochs=self.epochs, train_subset=self.train_subset,
                         val_size=self.val_size)
 
@@ -237,9 +240,10 @@ class ReplayOutcome:
 
 def run_replay(config: ReplayConfig) -> ReplayOutcome:
     """Train what is missing of the (experiment, seed) runs; summarise all that are done."""
-    from .artifacts import artifact_store
+    from .artifacts import DEFAULT_ARTIFACTS, artifact_store
 
     protocol = config.check()
+    check_writable("artifacts", config.artifacts or DEFAULT_ARTIFACTS, folder=True)
     dev = resolve_device(config.device)
     url = config.storage or storage.default_storage(config.study_name)
     storage.check(url, default=config.storage is None)
@@ -250,7 +254,7 @@ def run_replay(config: ReplayConfig) -> ReplayOutcome:
     ids = experiment_ids(config.experiments)
     queued, done = enqueue_replay(study, ids, config.seeds)
     log.info("replay in %s: %d run(s) to train, %d already done; protocol %s: %s, %d epoch(s)",
-             url, queued, done, PROTOCOL_NAME, DOCUMENTED_PROTOCOL, config.epochs)
+             storage.masked(url), queued, done, PROTOCOL_NAME, DOCUMENTED_PROTOCOL, config.epochs)
     if queued:
         objective = Objective(None, protocol, splits, progress=log.info,
                               artifact_store=artifact_store(config.artifacts),

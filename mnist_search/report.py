@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .experiments import documented_experiments
-from .files import write_atomic
+from .files import check_writable, write_atomic
 from .records import TrialRecord, complete, tally, top_trials
 
 # --- data ------------------------------------------------------------------------------------------
@@ -203,8 +203,10 @@ def report_study(study_name: str, storage_url: str | None, out: Path,
     import logging
 
     from .replay import summarize
-    from .storage import default_storage, load_existing, missing_sqlite_file, open_storage
+    from .storage import (default_storage, load_existing, masked, missing_sqlite_file,
+                          open_storage)
 
+    check_writable("out", out, folder=False)
     study = load_existing(study_name, storage_url or default_storage(study_name))
     rows = None
     rurl = replay_storage or default_storage(replay_study)
@@ -214,5 +216,5 @@ def report_study(study_name: str, storage_url: str | None, out: Path,
                                                storage=open_storage(rurl)))
         except KeyError:
             logging.getLogger("mnist_search").info(
-                "no replay study %r in %s: documented values only", replay_study, rurl)
+                "no replay study %r in %s: documented values only", replay_study, masked(rurl))
     return write_report(study, out, rows)

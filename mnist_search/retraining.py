@@ -12,11 +12,11 @@ from typing import Any
 
 from .data import load_mnist
 from .device import resolve_device
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, UsageError, check_seed
 from .experiments import DOCUMENTED_PROTOCOL, get_experiment
 from .protocol import Protocol
 from .records import TrialRecord
-from .spec import ArchSpec, SpecError, count_params, describe
+from .spec import ArchSpec, SpecError, check_batch, count_params, describe
 from .stats import stat
 from .train import Diverged, Speed, TrainConfig, train
 
@@ -44,11 +44,17 @@ class SpecFile:
         if isinstance(raw, dict) and "spec" in raw:
             training, epochs = raw.get("training") or {}, raw.get("epochs")
             raw = raw["spec"]
+            if not isinstance(training, dict):
+                raise ConfigError("spec", f"{path}: 'training' must be an object of training "
+                                          "settings")
+            if epochs is not None and (type(epochs) is not int or epochs < 1):
+                raise ConfigError("spec", f"{path}: epochs={epochs!r}: must be a whole number, "
+                                          "at least 1")
         try:
             spec = ArchSpec.from_dict(raw)
         except SpecError as e:
             raise ConfigError("spec", f"{path}: {e}") from None
-        return cls(spec, training, epochs if isinstance(epochs, int) and epochs >= 1 else None)
+        return cls(spec, training, epochs)
 
     @classmethod
     def of(cls, record: TrialRecord) -> SpecFile:
@@ -97,8 +103,10 @@ def retrain(net: SpecFile, *, epochs: int | None = None, seed: int = 0, seeds: i
             speed: Speed = Speed()) -> RetrainOutcome:
     """Train ``net`` with seeds ``seed`` … ``seed + seeds - 1``; epochs default to the file's,
     else 1."""
-    if seeds < 1:
-        raise ConfigError("seeds", f"{seeds}: must be at least 1")
+    if not 1 <= seeds <= 1000:
+        raise ConfigError("seeds", f"{seeds}: must be between 1 and 1000" if seeds > 0
+                          else f"{seeds}: must be at least 1")
+    check_seed("seed", seed, seeds)
     epochs = epochs if epochs is not None else net.epochs or 1
     protocol = Protocol(epochs=epochs, train_subset=train_subset, val_size=val_size)
     training = {"batch_size": 128, **DOCUMENTED_PROTOCOL, **net.training}
@@ -107,6 +115,10 @@ def retrain(net: SpecFile, *, epochs: int | None = None, seed: int = 0, seeds: i
                 for k in range(seeds)]
     except (TypeError, ValueError) as e:
         raise ConfigError("spec", f"bad training settings: {e}") from None
+    try:
+        check_batch(net.spec, cfgs[0].batch_size)
+    except SpecError as e:
+        raise ConfigError("spec", str(e)) from None
     dev = resolve_device(device)
     splits = protocol.splits(load_mnist(data_dir), dev)
     log.info("training %s (%s parameters) for %d epoch(s) on %s%s", describe(net.spec),

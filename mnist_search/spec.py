@@ -55,22 +55,112 @@ class ArchSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ArchSpec:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise SpecError(f"unknown spec field(s) {sorted(unknown)}; valid: {sorted(known)}")
+    def from_dict(cls, d: Any) -> ArchSpec:
+        """A spec from untrusted data (a file, a stored trial): every field's type and range is
+        checked, and the net's size bounded, before anything is built or allocated."""
+        if not isinstance(d, dict):
+            raise SpecError(f"a spec is a JSON object, not {type(d).__name__}")
+        _check_fields(d, cls, "spec")
         if "convs" not in d:
             raise SpecError("spec needs 'convs': a list of {out_channels, kernel, padding, pool}")
-        try:
-            spec = cls(**d)
-        except TypeError as e:
-            raise SpecError(f"bad spec: {e}") from None
+        convs, hidden = d["convs"], d.get("hidden", [])
+        if not isinstance(convs, list) or not 1 <= len(convs) <= LIMITS["convs"]:
+            raise SpecError(f"convs: a list of 1 to {LIMITS['convs']} layers")
+        if not isinstance(hidden, list) or len(hidden) > LIMITS["hidden_layers"]:
+            raise SpecError(f"hidden: a list of at most {LIMITS['hidden_layers']} widths")
+        for i, c in enumerate(convs, start=1):
+            if not isinstance(c, dict):
+                raise SpecError(f"conv layer {i}: an object, not {type(c).__name__}")
+            _check_fields(c, ConvLayer, f"conv layer {i}")
+        for j, h in enumerate(hidden, start=1):
+            _check_value(f"hidden layer {j}", h, int, (1, LIMITS["width"]))
+        for name, want in FIXED.items():
+            if d.get(name, want) != want:
+                raise SpecError(f"{name}={d[name]!r}: MNIST nets have {name}={want}")
+        spec = cls(**d)
         validate(spec)
+        work = activations(spec)
+        if work > LIMITS["activations"]:
+            raise SpecError(f"the net's feature maps hold {work:,} values per image; at most "
+                            f"{LIMITS['activations']:,} are allowed")
+        n = count_params(spec)
+        if n > LIMITS["params"]:
+            raise SpecError(f"{n:,} parameters; at most {LIMITS['params']:,} are allowed")
+        macs = sum(m for _, m in multiply_adds(spec))
+        if macs > LIMITS["multiply_adds"]:
+            raise SpecError(f"{macs:,} multiply-adds per image; at most "
+                            f"{LIMITS['multiply_adds']:,} are allowed")
         return spec
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+# Bounds on a spec read from a file: generous for MNIST nets (Exp1, the largest documented,
+# has 480,176 parameters and 58,496 feature-map values per image), small enough that a hostile
+# file is refused in milliseconds instead of allocating gigabytes.
+LIMITS = {"convs": 64, "hidden_layers": 8, "width": 4096, "kernel": 28, "padding": 14,
+          "params": 20_000_000, "activations": 4_000_000, "multiply_adds": 500_000_000,
+          "batch_bytes": 8 << 30}
+FIXED = {"in_channels": 1, "input_size": 28, "num_classes": 10}
+RANGES = {"out_channels": (1, LIMITS["width"]), "kernel": (1, LIMITS["kernel"]),
+          "padding": (0, LIMITS["padding"]), "dropout": (0.0, 0.999)}
+KIND_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _check_value(where: str, value: Any, kind: type, bounds: tuple | None = None) -> None:
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:  # bool is an int to Python, and an int is not a bool: check exactly
+        ok = type(value) is kind
+    if not ok:
+        raise SpecError(f"{where}={value!r}: must be {KIND_NAMES[kind]}")
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise SpecError(f"{where}={value!r}: must be between {bounds[0]} and {bounds[1]}")
+
+
+def _check_fields(d: dict[str, Any], cls: type, where: str) -> None:
+    """Known names only, each of its declared type and within its range."""
+    fields_ = cls.__dataclass_fields__
+    unknown = set(d) - set(fields_)
+    if unknown:
+        raise SpecError(f"unknown {where} field(s) {sorted(unknown)}; valid: {sorted(fields_)}")
+    kinds = {"int": int, "bool": bool, "float": float, "str": str}
+    for name, value in d.items():
+        kind = kinds.get(str(fields_[name].type))
+        if kind is not None:
+            _check_value(f"{where}: {name}" if where != "spec" else name, value, kind,
+                         RANGES.get(name))
+
+
+def activations(spec: ArchSpec) -> int:
+    """Feature-map values per image, summed over the conv layers (the memory a batch needs)."""
+    return sum(s.out_channels * (s.size_in + 2 * l.padding - l.kernel + 1) ** 2
+               for s, l in zip(conv_shapes(spec), spec.convs))
+
+
+def check_batch(spec: ArchSpec, batch_size: int) -> None:
+    """Refuse a batch whose activations (kept for the backward pass, about 3 copies in float32)
+    would need more than ``LIMITS['batch_bytes']``."""
+    need = 12 * activations(spec) * batch_size
+    if need > LIMITS["batch_bytes"]:
+        raise SpecError(f"batch_size={batch_size} with {activations(spec):,} feature-map values "
+                        f"per image needs about {need / 2**30:.0f} GiB; at most "
+                        f"{LIMITS['batch_bytes'] >> 30} GiB are allowed: use a smaller batch")
+
+
+def multiply_adds(spec: ArchSpec) -> list[tuple[str, int]]:
+    """Multiply-adds per image of each layer, named as in ``layer_summary``."""
+    rows = []
+    for s, l in zip(conv_shapes(spec), spec.convs):
+        out = (s.size_in + 2 * l.padding - l.kernel + 1) ** 2
+        per = (s.in_channels * l.kernel ** 2 + s.in_channels * s.out_channels if l.kind == "sep"
+               else s.in_channels * s.out_channels * l.kernel ** 2)
+        rows.append((f"{'SepConv2d' if l.kind == 'sep' else 'Conv2d'}-{s.index}", per * out))
+    widths = [feature_count(spec), *spec.hidden, spec.num_classes]
+    rows += [(f"Linear-{len(rows) + j}", a * b)
+             for j, (a, b) in enumerate(zip(widths, widths[1:]), start=1)]
+    return rows
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,9 @@ and studies that must already exist loaded without creating a file for a mistype
 
 from __future__ import annotations
 
+import random
+import re
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,30 @@ class StorageError(UsageError):
     """A storage URL that cannot work, or a study that is not where it was looked for."""
 
 
+# A study name becomes a file name under studies/: no path separators, no leading dot.
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
+def check_study_name(name: str) -> None:
+    if not NAME.fullmatch(name):
+        from .errors import ConfigError
+
+        raise ConfigError("study_name", f"{name!r}: use 1 to 128 letters, digits, '.', '_' or "
+                                        "'-', not starting with '.' or '-'")
+
+
 def default_storage(study_name: str) -> str:
     return f"sqlite:///{STUDIES}/{study_name}.db"
+
+
+def masked(text: str, url: str | None = None) -> str:
+    """``text`` with the password of any URL in it (and of ``url``, wherever it appears in
+    ``text``, e.g. in a driver's message) replaced by ***."""
+    if url:
+        m = re.search(r"://[^:/@\s]*:([^@\s]+)@", url)
+        if m:
+            text = text.replace(m.group(1), "***")
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1***@", text)
 
 
 def check_url(url: str) -> None:
@@ -30,16 +55,16 @@ def check_url(url: str) -> None:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise StorageError(f"storage URL {url!r} is malformed; expected for example "
+        raise StorageError(f"storage URL {masked(url)!r} is malformed; expected for example "
                            "sqlite:///studies/NAME.db or postgresql://USER@HOST/DB") from None
     if parsed.get_backend_name() == "sqlite":
         db = parsed.database
         if not db or db == ":memory:":
-            raise StorageError(f"storage URL {url!r} names no database file; expected "
+            raise StorageError(f"storage URL {masked(url)!r} names no database file; expected "
                                "sqlite:///path/to/file.db")
         parent = Path(db).expanduser().resolve().parent
         if not parent.is_dir():
-            raise StorageError(f"storage URL {url!r}: folder {parent} does not exist")
+            raise StorageError(f"storage URL {masked(url)!r}: folder {parent} does not exist")
 
 
 def check_reachable(url: str) -> None:
@@ -56,7 +81,12 @@ def check_reachable(url: str) -> None:
             pass
         engine.dispose()
     except Exception as e:
-        raise StorageError(f"storage {url!r} is unusable: {str(e).splitlines()[0]}") from None
+        raise _unusable(url, e) from None
+
+
+def _unusable(url: str, e: Exception) -> StorageError:
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return StorageError(masked(f"storage {masked(url)!r} is unusable: {first}", url))
 
 
 def check(url: str, *, default: bool = False) -> None:
@@ -88,13 +118,25 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.RDBS
         beat = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat,
                 "heartbeat_stale_trial_callback":
                     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)}
-    try:
-        with warnings.catch_warnings():
-            # Heartbeats are marked experimental in Optuna; this tool relies on them knowingly.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beat)
-    except Exception as e:
-        raise StorageError(f"storage {url!r} is unusable: {str(e).splitlines()[0]}") from None
+    for attempt in range(8):
+        try:
+            with warnings.catch_warnings():
+                # Heartbeats are marked experimental in Optuna; this tool relies on them.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beat)
+        except Exception as e:
+            # Processes starting at once on a new database race to create its schema; the
+            # loser sees a duplicate key and finds the schema made once it tries again.
+            if attempt == 7 or not _schema_race(e):
+                raise _unusable(url, e) from None
+            time.sleep(0.1 + random.random() * 0.4)
+    raise AssertionError("unreachable")
+
+
+def _schema_race(e: Exception) -> bool:
+    text = str(e).lower()
+    return any(s in text for s in ("unique constraint", "already exists", "duplicate key",
+                                   "database is locked"))
 
 
 def missing_sqlite_file(url: str) -> Path | None:
@@ -120,4 +162,4 @@ def load_existing(study_name: str, url: str) -> optuna.Study:
     try:
         return optuna.load_study(study_name=study_name, storage=open_storage(url))
     except KeyError:
-        raise StorageError(f"no study named {study_name!r} in {url}") from None
+        raise StorageError(f"no study named {study_name!r} in {masked(url)}") from None

@@ -3,7 +3,11 @@ loaded after checking it was made for the same search; and its pruner."""
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import optuna
+from optuna.trial import FrozenTrial
 
 from .errors import UsageError
 from .protocol import Protocol
@@ -14,6 +18,26 @@ PRUNERS = ("median", "hyperband", "none")
 
 class StudyError(UsageError):
     """A study that cannot be used as asked."""
+
+
+class TrialSeededTPE(optuna.samplers.TPESampler):
+    """TPE whose random draws for each trial derive from (seed, trial number).
+
+    A one-process study with a given seed repeats itself trial for trial, while a resumed run,
+    a second process or a worker on the same study never replays another trial's draws: no two
+    trials share a number.
+    """
+
+    def __init__(self, seed: int | None):
+        super().__init__(seed=seed)
+        self._base_seed = seed
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self._base_seed is not None:
+            s = int(np.random.SeedSequence([self._base_seed, trial.number]).generate_state(1)[0])
+            self._rng.rng.seed(s)
+            self._random_sampler._rng.rng.seed(s)
+        super().before_trial(study, trial)
 
 
 def make_pruner(name: str, protocol: Protocol) -> optuna.pruners.BasePruner:
@@ -38,27 +62,42 @@ def open_study(storage: optuna.storages.BaseStorage, study_name: str, budget: in
     """
     wanted = {"budget": budget, "space_version": get_space(space).version,
               "protocol": protocol.to_dict()}
-    sampler = optuna.samplers.TPESampler(seed=seed)
+    kwargs = {"study_name": study_name, "storage": storage, "sampler": TrialSeededTPE(seed),
+              "pruner": make_pruner(pruner, protocol)}
     try:
         storage.get_study_id_from_name(study_name)
-        exists = True
     except KeyError:
-        exists = False
-    if exists:
-        study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler,
-                                  pruner=make_pruner(pruner, protocol))
-        if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-            raise StudyError(f"study {study_name!r} exists with direction "
-                             f"{study.direction.name}; this tool needs MAXIMIZE (use another "
-                             "--study-name)")
-        stored = study.user_attrs
-        for key, value in wanted.items():
-            if key in stored and stored[key] != value:
-                raise StudyError(f"study {study_name!r} exists with {key}={stored[key]}, not "
-                                 f"{value}; use that {key} or another --study-name")
-        return study
-    study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
-                                sampler=sampler, pruner=make_pruner(pruner, protocol))
+        try:
+            study = optuna.create_study(direction="maximize", **kwargs)
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another process made it a moment ago: check it like any existing study
+        else:
+            for key, value in wanted.items():
+                study.set_user_attr(key, value)
+            return study
+    study = optuna.load_study(**kwargs)
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise StudyError(f"study {study_name!r} exists with direction "
+                         f"{study.direction.name}; this tool needs MAXIMIZE (use another "
+                         "--study-name)")
+    stored = _attrs_once_made(study, tuple(wanted))
     for key, value in wanted.items():
-        study.set_user_attr(key, value)
+        if stored[key] != value:
+            raise StudyError(f"study {study_name!r} exists with {key}={stored[key]}, not "
+                             f"{value}; use that {key} or another --study-name")
     return study
+
+
+def _attrs_once_made(study: optuna.Study, keys: tuple[str, ...], wait: float = 10.0) -> dict:
+    """The study's attributes, once the process that is creating it has written them all. A
+    study that never gets them was made by another tool and is refused, not adopted."""
+    end = time.time() + wait
+    while True:
+        stored = study.user_attrs
+        if all(k in stored for k in keys):
+            return stored
+        if study.get_trials(deepcopy=False) or time.time() > end:
+            raise StudyError(f"study {study.study_name!r} exists but was not made by "
+                             "mnist-search (it records no budget, space or protocol); use "
+                             "another --study-name")
+        time.sleep(0.2)

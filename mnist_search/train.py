@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
 import torch
@@ -19,12 +19,15 @@ from torch import nn
 from .augment import STRENGTHS, augment
 from .data import Split, Splits
 from .model import build_model, module_params
-from .memory import keep_freed_memory
-from .spec import ArchSpec
+from .memory import keep_freed_memory, release_freed_memory
+from .spec import ArchSpec, activations
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "onecycle", "cosine")
-EVAL_BATCH = 2000
+EVAL_BATCH = 2000  # images per evaluation batch, at most
+EVAL_BYTES = 128 << 20  # and at most this much feature-map memory per evaluation batch
+KIND_WORDS = {"int": "a whole number", "bool": "true or false", "str": "a string",
+              "float": "a finite number"}
 # TrainConfig fields that belong to one run (the protocol's length, the seed), not to a recipe.
 PER_RUN = ("epochs", "seed", "reports_per_epoch")
 BENCHMARK_EPOCHS = 5  # cudnn.benchmark by default from this many epochs on
@@ -46,9 +49,20 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        # Settings may come from a file: check types first (True is an int to Python, and a
+        # float batch size would fail only mid-training).
+        for f in fields(self):
+            v = getattr(self, f.name)
+            ok = {"int": type(v) is int, "bool": type(v) is bool, "str": type(v) is str,
+                  "float": isinstance(v, (int, float)) and not isinstance(v, bool)
+                  and math.isfinite(v)}[str(f.type)]
+            if not ok:
+                raise ValueError(f"{f.name}={v!r}; must be {KIND_WORDS[str(f.type)]}")
         checks = [
             (self.epochs >= 1, f"epochs={self.epochs}; must be >= 1"),
-            (self.batch_size >= 1, f"batch_size={self.batch_size}; must be >= 1"),
+            (1 <= self.batch_size <= 65536, f"batch_size={self.batch_size}; must be 1 to 65536"),
+            (0 <= self.momentum < 1, f"momentum={self.momentum}; must be in [0, 1)"),
+            (0 <= self.weight_decay <= 10, f"weight_decay={self.weight_decay}; must be 0 to 10"),
             (self.optimizer in OPTIMIZERS,
              f"optimizer={self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}"),
             (self.lr > 0, f"lr={self.lr}; must be > 0"),
@@ -136,6 +150,12 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def eval_batch(spec: ArchSpec) -> int:
+    """Images per evaluation batch: large for speed, small enough that a wide net's feature maps
+    stay within EVAL_BYTES (2,000 images of a 96-channel 28×28 net would take gigabytes)."""
+    return max(16, min(EVAL_BATCH, EVAL_BYTES // (4 * activations(spec))))
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, split: Split, batch: int = EVAL_BATCH) -> float:
     """Accuracy in percent, in large batches."""
@@ -179,6 +199,15 @@ def report_points(steps_per_epoch: int, reports: int) -> list[int]:
     return sorted({math.ceil(k * steps_per_epoch / reports) - 1 for k in range(1, reports + 1)})
 
 
+def batches_per_epoch(n: int, batch_size: int) -> int:
+    """Every image once per epoch, except that a last batch of one image is left out: BatchNorm
+    cannot normalise a single value per channel. (The permutation changes every epoch, so no
+    image is left out for good.)"""
+    if n > 1 and n % batch_size == 1:
+        return n // batch_size
+    return math.ceil(n / batch_size)
+
+
 def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: ReportFn | None = None,
           evaluate_test: bool = True, keep_model: bool = False,
           deadline: float | None = None, speed: Speed = Speed()) -> TrainResult:
@@ -208,9 +237,10 @@ def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: Report
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(sp.amp))
     n = len(data)
     bs = min(cfg.batch_size, n)
-    steps = math.ceil(n / bs)
+    steps = batches_per_epoch(n, bs)
     sched = make_schedule(opt, cfg, cfg.epochs * steps)
     points = set(report_points(steps, cfg.reports_per_epoch))
+    eval_bs = eval_batch(spec)
     history: list[tuple[int, float]] = []
     eval_seconds = 0.0
     train_acc = 0.0
@@ -248,7 +278,7 @@ def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: Report
                 t0 = time.perf_counter()
                 # Evaluation stays in float32 and uncompiled: recorded accuracies must be what an
                 # exported model reproduces.
-                val = evaluate(model, splits.val)
+                val = evaluate(model, splits.val, eval_bs)
                 eval_seconds += time.perf_counter() - t0
                 history.append((step, val))
                 if on_report is not None:
@@ -259,11 +289,13 @@ def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: Report
     if evaluate_test:
         _sync(device)
         t0 = time.perf_counter()
-        test_acc = evaluate(model, splits.test)
+        test_acc = evaluate(model, splits.test, eval_bs)
         eval_seconds += time.perf_counter() - t0
     _sync(device)
     seconds = time.perf_counter() - start
     train_seconds = max(seconds - eval_seconds, 1e-9)
+    if device.type == "cpu":
+        release_freed_memory()  # the next trial's net has other shapes: give the heap back
     return TrainResult(
         n_params=module_params(model), train_accuracy=train_acc, val_accuracy=history[-1][1],
         test_accuracy=test_acc, seconds=seconds, train_seconds=train_seconds,

@@ -1,4 +1,4 @@
-"""Several worker processes on one study: their seeds and devices, and starting and stopping them.
+"""Several worker processes on one study: their devices, and starting and stopping them.
 
 A worker gets the search's config (serialized) and its rank on its standard input, never on its
 command line, so nothing of the config (a storage password, say) shows in the process list.
@@ -13,15 +13,6 @@ import subprocess
 import sys
 
 import torch
-
-# A large odd stride keeps the workers' sampler seeds apart for any base seed.
-SEED_STRIDE = 1_000_003
-
-
-def worker_seed(base: int, rank: int) -> int:
-    """Workers sharing one sampler seed would propose the same trials; each gets its own."""
-    return (base + SEED_STRIDE * rank) % 2**32
-
 
 def worker_device(name: str, device: torch.device, rank: int) -> torch.device:
     """On a machine with several GPUs, 'auto' and 'cuda' mean round-robin over them; a device
