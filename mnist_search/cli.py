@@ -1,6 +1,6 @@
 """The ``mnist-search`` command. Each command declares its options, makes one call into the
-library and renders the result; a UsageError becomes one line and exit status 2 here, at the
-edge."""
+library and renders the result; a UsageError from the library becomes one line and exit status 2
+here, at the edge (``OneLineErrors``)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ class OneLineErrors(TyperGroup):
             else:
                 typer.echo(f"error: {' '.join(e.format_message().split())}", err=True)
             code = e.exit_code
+        except UsageError as e:
+            # Raised by the library call a command makes; shown here, once the command's live
+            # progress display has closed, as one line.
+            typer.echo(f"error: {e.as_flag() if isinstance(e, ConfigError) else e}", err=True)
+            code = 2
         except typer.Abort:
             typer.echo("aborted", err=True)
             code = 1
@@ -62,7 +67,7 @@ Compile = Annotated[bool, typer.Option(
 Storage = Annotated[Optional[str], typer.Option(
     envvar="MNIST_SEARCH_STORAGE", show_envvar=False, show_default=False,
     help="Optuna storage URL (or $MNIST_SEARCH_STORAGE, to keep a password off the command "
-         "line); default sqlite:///studies/<study-name>.db.")]
+         "line); default sqlite:///studies/mnist-search.db, which holds every study.")]
 TrainSubset = Annotated[Optional[int], typer.Option(
     help="Train on only the first N training images (quick runs); default: all 55,000.",
     show_default=False)]
@@ -70,21 +75,22 @@ Artifacts = Annotated[Optional[Path], typer.Option(
     help="Folder of trained weights; default studies/artifacts.", show_default=False)]
 StudyName = Annotated[str, typer.Option(help="Study to read.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines; results only.")]
 
 
-def fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"mnist-search {__version__}")
+        raise typer.Exit()
 
 
-def call(fn, *args, **kwargs):
-    """Run one library call; its UsageError is the user's, shown as one line."""
-    try:
-        return fn(*args, **kwargs)
-    except ConfigError as e:
-        fail(e.as_flag())
-    except UsageError as e:
-        fail(str(e))
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")]
+        = False) -> None:
+    """Find the best small CNN for MNIST under a hard parameter budget."""
 
 
 def echo(lines: list[str]) -> None:
@@ -140,6 +146,7 @@ def optimize(
     best_spec: Annotated[Optional[Path], typer.Option(
         help="Where the final stage writes the chosen net for 'train --spec'; default "
              "studies/<study-name>-best.json.", show_default=False)] = None,
+    quiet: Quiet = False,
 ) -> None:
     """Search architectures and training settings under --budget parameters.
 
@@ -147,16 +154,17 @@ def optimize(
     --study-name: all processes work on the same study. With --final-seeds, the best
     candidates are then retrained at --final-epochs and the chosen one reported on the test set."""
     from .engine import SearchConfig, run_search
-    from .render import final_summary, study_summary
+    from .render import final_summary, progress, study_summary
 
-    setup_logging()
-    out = call(run_search, SearchConfig(
+    config = SearchConfig(
         budget=budget, space=space, epochs=epochs, train_subset=train_subset, val_size=val_size,
         n_trials=n_trials, timeout=timeout, study_name=study_name, storage=storage, seed=seed,
         device=device, data_dir=data_dir, pruner=pruner, warm_start=warm_start, workers=workers,
         heartbeat=heartbeat, parallel=parallel, amp=amp, channels_last=channels_last,
         compile=compile_model, artifacts=artifacts, final_seeds=final_seeds,
-        final_epochs=final_epochs, final_top=final_top, best_spec=best_spec))
+        final_epochs=final_epochs, final_top=final_top, best_spec=best_spec)
+    with progress(quiet):
+        out = run_search(config)
     echo(study_summary(out.study, out.config.storage, top))
     if not out.ok:
         log.info("worker exit statuses: %s", out.worker_exit_codes)
@@ -175,17 +183,24 @@ def train_cmd(
     epochs: Annotated[Optional[int], typer.Option(
         help="Training epochs; default: the spec file's 'epochs', else 1.",
         show_default=False)] = None,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = 0,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Seed for initialisation and batch order; default: the spec file's, else 0.",
+        show_default=False)] = None,
     seeds: Annotated[int, typer.Option(
         help="Train this many times, seeds --seed, --seed+1, ...; report mean ± std.")] = 1,
     device: Device = "auto",
     data_dir: DataDir = None,
-    train_subset: TrainSubset = None,
-    val_size: ValSize = 5000,
+    train_subset: Annotated[Optional[int], typer.Option(
+        help="Train on only the first N training images; default: the spec file's, else all "
+             "55,000.", show_default=False)] = None,
+    val_size: Annotated[Optional[int], typer.Option(
+        help="Training images held out for validation; default: the spec file's, else 5000.",
+        show_default=False)] = None,
     amp: Amp = None,
     channels_last: ChannelsLast = None,
     compile_model: Compile = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train one spec (--spec) or one documented experiment (--experiment) and report it.
 
@@ -195,14 +210,13 @@ def train_cmd(
     from .render import fields_table
     from .train import Speed
 
-    setup_logging()
+    setup_logging(quiet=quiet)
     if (spec is None) == (experiment is None):
-        fail("give exactly one of --spec FILE or --experiment N")
-    net = call(SpecFile.read, spec) if spec is not None else call(SpecFile.experiment,
-                                                                    experiment)
-    out = call(retrain, net, epochs=epochs, seed=seed, seeds=seeds, device=device,
-               data_dir=data_dir, train_subset=train_subset, val_size=val_size,
-               speed=Speed(amp, channels_last, None, compile_model)).to_dict()
+        raise UsageError("give exactly one of --spec FILE or --experiment N")
+    net = SpecFile.read(spec) if spec is not None else SpecFile.experiment(experiment)
+    out = retrain(net, epochs=epochs, seed=seed, seeds=seeds, device=device, data_dir=data_dir,
+                  train_subset=train_subset, val_size=val_size,
+                  speed=Speed(amp, channels_last, None, compile_model)).to_dict()
     if as_json:
         typer.echo(json.dumps(out))
     else:
@@ -227,17 +241,19 @@ def replay(
     amp: Amp = None,
     channels_last: ChannelsLast = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Re-run the write-up's experiments as fixed trials; show documented vs measured."""
     from .replay import ReplayConfig, run_replay
-    from .render import replay_table
+    from .render import progress, replay_table
 
-    setup_logging()
-    out = call(run_replay, ReplayConfig(
+    config = ReplayConfig(
         experiments=experiments_, seeds=seeds, epochs=epochs, device=device,
         study_name=study_name, storage=storage, data_dir=data_dir, train_subset=train_subset,
         val_size=val_size, artifacts=artifacts, parallel=parallel, amp=amp,
-        channels_last=channels_last))
+        channels_last=channels_last)
+    with progress(quiet):
+        out = run_replay(config)
     if as_json:
         typer.echo(json.dumps(out.to_json(), indent=2))
     else:
@@ -265,7 +281,7 @@ def report(
         help="Study of replayed experiments to place on the plot, if it exists.")] =
         "documented-experiments",
     replay_storage: Annotated[Optional[str], typer.Option(
-        help="Its storage URL; default sqlite:///studies/<replay-study>.db.",
+        help="Its storage URL; default: --storage.",
         show_default=False)] = None,
     out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("report.html"),
 ) -> None:
@@ -273,7 +289,7 @@ def report(
     from .report import report_study
 
     setup_logging()
-    data = call(report_study, study_name, storage, out, replay_study, replay_storage)
+    data = report_study(study_name, storage, out, replay_study, replay_storage)
     typer.echo(f"wrote {out} ({len(data['points'])} complete trials, "
                f"{len(data['front'])} on the Pareto front, "
                f"{sum(1 for d in data['documented'] if d['measured_test'] is not None)} "
@@ -288,30 +304,28 @@ def export(
     storage: Storage = None,
     artifacts: Artifacts = None,
     verify: Annotated[bool, typer.Option(
-        help="Evaluate the exported model on the test set and compare with the trial.")] = True,
-    device: Device = "cpu",
+        help="Evaluate each exported model on the raw test images and compare with the trial."
+    )] = True,
     data_dir: DataDir = None,
 ) -> None:
-    """Export a trained trial: state_dict, TorchScript, spec JSON and a per-layer summary."""
+    """Export a trained trial: a torch.export program and an ONNX model that take raw MNIST
+    images, the state_dict, spec JSON (retrains with 'train --spec') and a layer summary."""
     from .export import export_study_trial
-    from .render import pct
+    from .render import export_lines
 
     setup_logging()
-    done = call(export_study_trial, study_name, storage, trial, out, artifacts=artifacts,
-                verify_on=device if verify else None, data_dir=data_dir)
-    echo([f"wrote {f}" for f in done.files])
-    if done.test_accuracy is not None:
-        typer.echo(f"exported model: test accuracy {done.test_accuracy:.2f}% (trial "
-                   f"{done.record.number} recorded {pct(done.record.test_accuracy)})"
-                   f"{'' if done.matches else ' -- MISMATCH'}")
-        if not done.matches:
-            raise typer.Exit(1)
+    done = export_study_trial(study_name, storage, trial, out, artifacts=artifacts,
+                verify=verify, data_dir=data_dir)
+    echo(export_lines(done))
+    if done.test_accuracy and not done.matches:
+        raise typer.Exit(1)
 
 
 @app.command()
 def dashboard(
     study_name: Annotated[Optional[str], typer.Option(
-        help="Study whose database to open; default budget-25000.", show_default=False)] = None,
+        help="Accepted for older scripts: the dashboard shows every study in --storage.",
+        show_default=False, hidden=True)] = None,
     storage: Storage = None,
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     host: Annotated[str, typer.Option(
@@ -323,8 +337,7 @@ def dashboard(
     from .dashboard import serve
 
     setup_logging()
-    call(serve, study_name or "budget-25000", storage, port=port, host=host,
-         artifacts=artifacts)
+    serve(storage, port=port, host=host, artifacts=artifacts)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ log = logging.getLogger("mnist_search")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def serve(study_name: str, storage_url: str | None = None, *, port: int = 8080,
+def serve(storage_url: str | None = None, *, port: int = 8080,
           host: str = "127.0.0.1", artifacts: str | Path | None = None) -> None:
     """Serve until interrupted. Any host but loopback is allowed with a warning: the dashboard
     has no authentication."""
@@ -22,7 +22,7 @@ def serve(study_name: str, storage_url: str | None = None, *, port: int = 8080,
 
     if not 0 < port < 65536:
         raise ConfigError("port", f"{port}: must be between 1 and 65535")
-    url = storage_url or default_storage(study_name)
+    url = storage_url or default_storage()
     require_database(url)
     st = open_storage(url)
     if host not in LOOPBACK:

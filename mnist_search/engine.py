@@ -31,7 +31,7 @@ from .objective import Objective
 from .parallel import run_trials
 from .protocol import MAX_EPOCHS, Protocol
 from .records import Tally, TrialRecord, tally, top_trials
-from .render import TrialLog
+from .render import TrialLog, step_line
 from .spaces import SPACES, get_space
 from .spec import describe
 from .study import PRUNERS, open_study
@@ -58,7 +58,7 @@ class SearchConfig:
     n_trials: int | None = None
     timeout: float | None = None
     study_name: str | None = None  # default budget-<budget>; the same name resumes
-    storage: str | None = None  # default sqlite:///studies/<study_name>.db
+    storage: str | None = None  # default sqlite:///studies/mnist-search.db (all studies)
     seed: int | None = None  # None: drawn at random (and recorded in the outcome's config)
     device: str = "auto"
     data_dir: str | Path | None = None
@@ -132,7 +132,7 @@ class SearchConfig:
         """The config with every default filled in (the seed drawn once, here)."""
         name = self.study_name or f"budget-{self.budget}"
         return dataclasses.replace(
-            self, study_name=name, storage=self.storage or storage.default_storage(name),
+            self, study_name=name, storage=self.storage or storage.default_storage(),
             seed=self.seed if self.seed is not None else random.SystemRandom().randrange(2**31),
             timeout=(DEFAULT_TIMEOUT if self.timeout is None and self.n_trials is None
                      else self.timeout),
@@ -185,6 +185,10 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     # The study is created here, once, before any worker starts: workers that each created a
     # fresh SQLite study at the same moment would collide.
     study = _open(cfg)
+    before = tally(study.get_trials(deepcopy=False))
+    if before.complete + before.pruned + before.failed:
+        log.info("resuming study %r: it holds %d complete, %d pruned and %d failed trials",
+                 cfg.study_name, before.complete, before.pruned, before.failed)
     final = None
     if cfg.final_seeds:
         # Opened now so that a mismatch with an earlier final stage stops the run before the
@@ -244,9 +248,9 @@ def _search(cfg: SearchConfig, study: optuna.Study, splits: Splits, dev: torch.d
              dev, cfg.seed, limits)
     deadline = time.time() + cfg.timeout if cfg.timeout else None
     objective = Objective(cfg.budget, cfg.protocol, splits, base_seed=cfg.seed, deadline=deadline,
-                          progress=log.info, artifact_store=artifact_store(cfg.artifacts),
+                          progress=step_line, artifact_store=artifact_store(cfg.artifacts),
                           speed=cfg.speed, space=cfg.space)
-    callbacks: list[Any] = [TrialLog()]
+    callbacks: list[Any] = [TrialLog(cfg.n_trials, deadline)]
     reserve = None
     if with_final and deadline is not None:
         reserve = LeaveTimeForFinal(deadline, cfg.final_top, cfg.final_seeds, cfg.epochs,
@@ -269,11 +273,12 @@ def _search(cfg: SearchConfig, study: optuna.Study, splits: Splits, dev: torch.d
 
 def _final_stage(cfg: SearchConfig, study: optuna.Study, final: optuna.Study,
                  splits: Splits) -> FinalOutcome:
-    objective = Objective(cfg.budget, cfg.final_protocol, splits, progress=log.info,
+    objective = Objective(cfg.budget, cfg.final_protocol, splits, progress=step_line,
                           artifact_store=artifact_store(cfg.artifacts), speed=cfg.speed,
                           space=cfg.space)
     return run_final(study, final, objective, top=cfg.final_top, seeds=cfg.final_seeds,
                      epochs=cfg.final_protocol.epochs, best_spec=Path(cfg.best_spec),
                      meta={"budget": cfg.budget, "space": cfg.space, "study": cfg.study_name,
-                           "storage": storage.masked(cfg.storage)},
+                           "storage": storage.masked(cfg.storage),
+                           "protocol": cfg.protocol.data_split()},
                      callbacks=[TrialLog()])

@@ -109,7 +109,7 @@ def write_spec_file(path: Path, cand: Candidate, epochs: int, meta: dict[str, An
     v, t = cand.val_stat, cand.test_stat
     body = {"spec": cand.spec, "training": cand.training, "epochs": epochs,
             "n_params": cand.n_params, "architecture": cand.architecture,
-            "source_trial": cand.source_trial,
+            "source_trial": cand.source_trial, "seed": cand.seeds[0],
             "result": {"seeds": cand.seeds, "val_accuracy": cand.val,
                        "test_accuracy": cand.test, "val_mean": v.mean, "val_std": v.std,
                        "test_mean": t.mean, "test_std": t.std},

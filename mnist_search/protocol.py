@@ -48,6 +48,19 @@ class Protocol:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def data_split(self) -> dict[str, Any]:
+        """What a spec file records of the protocol: the data a net was trained and judged on."""
+        return {"train_subset": self.train_subset, "val_size": self.val_size,
+                "split_seed": self.split_seed}
+
+    def flags(self) -> str:
+        """The command-line options that give this protocol, e.g. ``--epochs 2 --val-size 1000``."""
+        out = [f"--epochs {self.epochs}"]
+        if self.train_subset is not None:
+            out.append(f"--train-subset {self.train_subset}")
+        out.append(f"--val-size {self.val_size}")
+        return " ".join(out)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Protocol:
         known = set(cls.__dataclass_fields__)

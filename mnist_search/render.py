@@ -3,6 +3,7 @@ lines of text; the commands print them, the engine logs the progress lines."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -16,6 +17,7 @@ from .records import TrialRecord, tally, top_trials
 from .storage import masked
 
 if TYPE_CHECKING:
+    from .export import ExportOutcome
     from .final import FinalOutcome
 
 log = logging.getLogger("mnist_search")
@@ -31,14 +33,15 @@ class _Stderr(logging.Handler):
             self.handleError(record)
 
 
-def setup_logging(prefix: str = "") -> None:
-    """Progress to stderr, one line per message; Optuna's own logs down to warnings."""
+def setup_logging(prefix: str = "", quiet: bool = False) -> None:
+    """Progress to stderr, one line per message (only warnings when ``quiet``); Optuna's own logs
+    down to warnings."""
     handlers = [h for h in log.handlers if isinstance(h, _Stderr)]
     if not handlers:
         handlers = [_Stderr()]
         log.addHandler(handlers[0])
     handlers[0].setFormatter(logging.Formatter(prefix + "%(message)s"))
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -48,16 +51,31 @@ def pct(v: float | None) -> str:
 
 
 class TrialLog:
-    """A study callback: one line per finished trial, what it was and how the study stands."""
+    """A study callback: one line per finished trial, what it was, how the study stands, and how
+    much of this run is left (trials, or time until ``deadline``)."""
 
-    def __init__(self) -> None:
-        self.start = time.time()
+    def __init__(self, n_trials: int | None = None, deadline: float | None = None) -> None:
+        self.start, self.n_trials, self.deadline, self.done = time.time(), n_trials, deadline, 0
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        log.info(trial_line(study, trial, time.time() - self.start))
+        self.done += 1
+        left = []
+        if self.n_trials:
+            left.append(f"{self.done}/{self.n_trials} trials")
+        if self.deadline:
+            left.append(f"{max(0.0, self.deadline - time.time()):.0f} s left")
+        line, status = trial_line(study, trial, time.time() - self.start)
+        tail = f" | {', '.join(left)}" if left else ""
+        log.info(line + tail, extra={"kind": "trial", "status": status + tail})
 
 
-def trial_line(study: optuna.Study, trial: FrozenTrial, elapsed: float) -> str:
+def step_line(text: str) -> None:
+    """A running trial's progress (a validation check): a line, or the live footer's last row."""
+    log.info(text, extra={"kind": "step"})
+
+
+def trial_line(study: optuna.Study, trial: FrozenTrial, elapsed: float) -> tuple[str, str]:
+    """The line for a finished trial, and the study's standing alone (for a live footer)."""
     t = tally(study.get_trials(deepcopy=False))
     best = top_trials(study, 1)
     r = TrialRecord.of(trial)
@@ -68,9 +86,59 @@ def trial_line(study: optuna.Study, trial: FrozenTrial, elapsed: float) -> str:
     name = f"trial {r.number}"
     if r.source_trial is not None:  # a final-stage run
         name = f"final run {r.number} (trial {r.source_trial}, seed {r.seed})"
+    status = (f"study: {t.complete} complete, {t.pruned} pruned, {t.failed} failed | {standing} "
+              f"| {elapsed:.0f}s")
     return (f"{name} {r.state}: {what} | {r.n_params or 0:,} params {r.architecture or '?'} | "
-            f"{r.seconds or 0:.0f}s || done {t.complete}, pruned {t.pruned} | {standing} | "
-            f"{elapsed:.0f}s")
+            f"{r.seconds or 0:.0f}s || {status}"), status
+
+
+class LiveFooter(logging.Handler):
+    """On a terminal: finished trials scroll by as lines, under them a footer that stays put
+    and shows how the study stands and the running trial's progress."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        super().__init__()
+        self.console = Console(stderr=True, highlight=False)
+        self.live = Live(console=self.console, transient=True, refresh_per_second=4)
+        self.status, self.step = "working…", ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.text import Text
+
+        kind, msg = getattr(record, "kind", None), self.format(record)
+        if kind == "step":
+            self.step = msg.strip()
+        else:
+            self.console.print(Text(msg))  # above the footer, kept in the scrollback
+            if kind == "trial":
+                self.status, self.step = record.status, ""
+        self.live.update(Text(f"── {self.status}\n   {self.step}"))
+
+
+@contextlib.contextmanager
+def progress(quiet: bool = False):
+    """Progress for one command: a live footer on a terminal, plain lines otherwise (pipes,
+    files, tests), warnings only with ``quiet``."""
+    setup_logging(quiet=quiet)
+    if quiet or not sys.stderr.isatty():
+        yield
+        return
+    footer = LiveFooter()
+    plain = [h for h in log.handlers if isinstance(h, _Stderr)]
+    for h in plain:
+        log.removeHandler(h)
+    log.addHandler(footer)
+    footer.live.start()
+    try:
+        yield
+    finally:
+        footer.live.stop()
+        log.removeHandler(footer)
+        for h in plain:
+            log.addHandler(h)
 
 
 def study_summary(study: optuna.Study, url: str, top: int) -> list[str]:
@@ -81,15 +149,37 @@ def study_summary(study: optuna.Study, url: str, top: int) -> list[str]:
     rows = top_trials(study, top)
     if rows:
         lines.append(f"{'trial':>5}  {'params':>7}  {'val acc':>7}  {'test acc':>8}  "
-                     f"{'seconds':>7}  architecture")
+                     f"{'seconds':>7}  architecture  [training]")
         lines += [f"{r.number:>5}  {r.n_params or 0:>7,}  {pct(r.val_accuracy):>7}  "
-                  f"{pct(r.test_accuracy):>8}  {r.seconds or 0:>7.1f}  {r.architecture}"
-                  for r in rows]
+                  f"{pct(r.test_accuracy):>8}  {r.seconds or 0:>7.1f}  {r.architecture}  "
+                  f"[{recipe(r.training)}]" for r in rows]
         lines.append("(selected on validation accuracy; test accuracy is shown, never used)")
-    lines += ["", f"open it with:  optuna-dashboard {url}",
-              f"   or (with trained weights attached):  mnist-search dashboard --storage {url} "
-              f"--study-name {study.study_name}"]
+    lines += ["", "next:",
+              f"  dashboard:  mnist-search dashboard --storage {url}   (or: optuna-dashboard "
+              f"{url})",
+              f"  report:     mnist-search report --storage {url} --study-name "
+              f"{study.study_name} --out report.html"]
+    if rows:
+        lines += [f"  export:     mnist-search export --storage {url} --study-name "
+                  f"{study.study_name} --out best-net",
+                  "  reproduce:  mnist-search train --spec best-net/spec.json   (after export)"]
     return lines
+
+
+def recipe(training: dict[str, Any] | None) -> str:
+    """A trial's training settings in one short line."""
+    t = training or {}
+    if not t:
+        return "?"
+    parts = [f"{t.get('optimizer')} lr {t.get('lr', 0):.3g}", f"batch {t.get('batch_size')}"]
+    if t.get("weight_decay"):
+        parts.append(f"wd {t['weight_decay']:.2g}")
+    parts.append(t.get("schedule", "constant"))
+    if t.get("label_smoothing"):
+        parts.append(f"smoothing {t['label_smoothing']:g}")
+    if t.get("augment", "none") != "none":
+        parts.append(f"augment {t['augment']}")
+    return ", ".join(parts)
 
 
 def final_summary(out: FinalOutcome) -> list[str]:
@@ -119,14 +209,33 @@ def final_summary(out: FinalOutcome) -> list[str]:
     return lines
 
 
+def export_lines(done: ExportOutcome) -> list[str]:
+    lines = [f"wrote {f}" for f in done.files]
+    for name, acc in done.test_accuracy.items():
+        lines.append(f"{name}: test accuracy {acc:.2f}% on the raw uint8 test images (trial "
+                     f"{done.record.number} recorded {pct(done.record.test_accuracy)})")
+    if done.test_accuracy and not done.matches:
+        lines.append("MISMATCH: an exported model does not reproduce the recorded accuracy")
+    if done.files:
+        lines += ["", "input: N×1×28×28 uint8 pixels 0..255 (normalised inside); output: N×10 "
+                      "log-probabilities. Load with torch.export.load(...).module() or "
+                      "onnxruntime.InferenceSession(...)."]
+    return lines
+
+
 def fields_table(out: dict[str, Any]) -> list[str]:
     """A training's result, one field a line."""
     lines = []
     for key, value in out.items():
         if key == "runs":
             continue
-        shown = pct(value) if key.endswith(("accuracy", "mean", "std")) else (
-            f"{value:,}" if isinstance(value, int) else value)
+        if key.endswith(("accuracy", "mean", "std")):
+            shown = pct(value)
+        elif isinstance(value, dict):  # e.g. speed: amp off, channels_last off, ...
+            shown = ", ".join(f"{k} {'on' if v is True else 'off' if v is False else v}"
+                              for k, v in value.items())
+        else:
+            shown = f"{value:,}" if isinstance(value, int) else value
         lines.append(f"{key:>18}: {shown}")
     return lines
 

@@ -24,7 +24,7 @@ from .objective import Objective
 from .parallel import run_trials
 from .protocol import Protocol
 from .records import TrialRecord
-from .render import TrialLog
+from .render import TrialLog, step_line
 from .spaces.plain import spec_params, training_params
 from .stats import Stat, stat
 from .study import open_study
@@ -207,7 +207,7 @@ class ReplayConfig:
     epochs: int = 1
     device: str = "auto"
     study_name: str = "documented-experiments"
-    storage: str | None = None  # default sqlite:///studies/<study_name>.db
+    storage: str | None = None  # default sqlite:///studies/mnist-search.db (all studies)
     data_dir: str | None = None
     train_subset: int | None = None
     val_size: int = 5000
@@ -245,18 +245,25 @@ def run_replay(config: ReplayConfig) -> ReplayOutcome:
     protocol = config.check()
     check_writable("artifacts", config.artifacts or DEFAULT_ARTIFACTS, folder=True)
     dev = resolve_device(config.device)
-    url = config.storage or storage.default_storage(config.study_name)
+    url = config.storage or storage.default_storage()
     storage.check(url, default=config.storage is None)
     splits = protocol.splits(load_mnist(config.data_dir), dev)
     storage.prepare(url)
     study = open_study(storage.open_storage(url), config.study_name, None, protocol,
                        pruner="none", space="plain")
     ids = experiment_ids(config.experiments)
+    if config.train_subset is not None:
+        log.warning("warning: --train-subset %d: the findings are judged on nets trained on %s of "
+                    "the 55,000 training images, not under the write-up's conditions",
+                    config.train_subset, f"{config.train_subset:,}")
+    if config.seeds == 1:
+        log.warning("warning: one seed per experiment: the findings compare single runs, with no "
+                    "spread to tell a real difference from noise (--seeds 3 or more)")
     queued, done = enqueue_replay(study, ids, config.seeds)
     log.info("replay in %s: %d run(s) to train, %d already done; protocol %s: %s, %d epoch(s)",
              storage.masked(url), queued, done, PROTOCOL_NAME, DOCUMENTED_PROTOCOL, config.epochs)
     if queued:
-        objective = Objective(None, protocol, splits, progress=log.info,
+        objective = Objective(None, protocol, splits, progress=step_line,
                               artifact_store=artifact_store(config.artifacts),
                               speed=Speed(config.amp, config.channels_last), space="plain")
         try:

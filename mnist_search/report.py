@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from .experiments import documented_experiments
 from .files import check_writable, write_atomic
+from .protocol import Protocol
 from .records import TrialRecord, complete, tally, top_trials
 
 # --- data ------------------------------------------------------------------------------------------
@@ -102,14 +103,23 @@ def figure_accuracy(data: dict[str, Any]):
     rep = [d for d in docs if d["measured_test"] is not None]
     if rep:
         fig.add_scatter(x=[d["n_params"] for d in rep], y=[d["measured_test"] for d in rep],
-                        mode="markers", name="write-up nets replayed: test mean ± std",
+                        mode="markers+text", name="write-up nets replayed: test mean ± std",
                         error_y={"type": "data", "array": [d["measured_std"] for d in rep]},
-                        text=[f"{d['label']}, {d['seeds']} seed(s)" for d in rep],
-                        marker={"size": 9, "symbol": "square"})
+                        text=[f"{d['label']} replayed" for d in rep],
+                        hovertext=[f"{d['label']}, {d['seeds']} seed(s)" for d in rep],
+                        textposition="bottom center", marker={"size": 9, "symbol": "square"})
+    xs = [p["n_params"] for p in pts] + [d["n_params"] for d in docs]
     if data["budget"]:
-        fig.add_vline(x=data["budget"], line_dash="dash", line_color="red",
-                      annotation_text=f"budget {data['budget']:,}")
-    fig.update_xaxes(type="log", title="trainable parameters (log scale)")
+        xs.append(data["budget"])
+        fig.add_vline(x=data["budget"], line_dash="dash", line_color="red")
+        # The label sits left of the line, inside the plot. On a log axis an annotation's x is
+        # the exponent (plotly's rule for log axes).
+        fig.add_annotation(x=math.log10(data["budget"]), y=1, yref="paper", xanchor="right",
+                           yanchor="top", showarrow=False, text=f"budget {data['budget']:,}",
+                           font={"color": "red"})
+    # A log axis from half the smallest to twice the largest count: every label stays inside.
+    fig.update_xaxes(type="log", title="trainable parameters (log scale)",
+                     range=[math.log10(min(xs) / 2), math.log10(max(xs) * 2)])
     fig.update_yaxes(title="accuracy (%)")
     fig.update_layout(title="Accuracy against parameter count", height=560)
     return fig
@@ -161,7 +171,12 @@ def render_html(study: optuna.Study, data: dict[str, Any]) -> str:
         with warnings.catch_warnings():
             # With few trials per parameter value the estimate is rough; the figure still shows.
             warnings.simplefilter("ignore", UserWarning)
-            figures.append(("importances", plot_param_importances(study)))
+            imp = plot_param_importances(study)
+        # One bar per parameter, each labelled: tall enough that no tick label is dropped.
+        bars = len(imp.data[0].y) if imp.data else 0
+        imp.update_layout(height=max(420, 60 + 26 * bars), margin={"l": 160})
+        imp.update_yaxes(automargin=True, dtick=1, tickfont={"size": 12})
+        figures.append(("importances", imp))
     except (ValueError, RuntimeError) as e:
         notes.append(f"parameter importances not drawn: {e}")
     figures.append(("curves", figure_curves(data)))
@@ -169,6 +184,7 @@ def render_html(study: optuna.Study, data: dict[str, Any]) -> str:
              + fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"plot-{name}")
              + "</div>" for name, fig in figures]
     c = data["counts"]
+    protocol = Protocol.from_dict(data["protocol"]).flags() if data["protocol"] else "-"
     budget = f"{data['budget']:,}" if data["budget"] else "none"
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
@@ -180,7 +196,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:last-child{{te
 <body><h1>Study {html.escape(data['study'])}</h1>
 <p>Budget {budget} parameters · {c['complete']} complete, {c['pruned']} pruned
 ({c['over_budget']} over budget), {c['failed']} failed · protocol
-<code>{html.escape(str(data['protocol']))}</code> · written {when}</p>
+<code>{html.escape(protocol)}</code> · written {when}</p>
 <p>Candidates are selected on validation accuracy; test accuracy is shown for reference only.</p>
 {''.join(parts)}
 <h2>Top trials</h2>{_table(data['top'])}
@@ -207,9 +223,9 @@ def report_study(study_name: str, storage_url: str | None, out: Path,
                           open_storage)
 
     check_writable("out", out, folder=False)
-    study = load_existing(study_name, storage_url or default_storage(study_name))
+    study = load_existing(study_name, storage_url or default_storage())
     rows = None
-    rurl = replay_storage or default_storage(replay_study)
+    rurl = replay_storage or storage_url or default_storage()
     if replay_storage or missing_sqlite_file(rurl) is None:
         try:
             rows = summarize(optuna.load_study(study_name=replay_study,

@@ -30,6 +30,9 @@ class SpecFile:
     spec: ArchSpec
     training: dict[str, Any] = field(default_factory=dict)
     epochs: int | None = None
+    seed: int | None = None  # the first seed it was trained with
+    # The data it was trained and judged on: train_subset, val_size, split_seed.
+    protocol: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def read(cls, path: str | Path) -> SpecFile:
@@ -40,10 +43,18 @@ class SpecFile:
             raise ConfigError("spec", f"{path}: cannot read it ({e.strerror})") from None
         except json.JSONDecodeError as e:
             raise ConfigError("spec", f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
-        training, epochs = {}, None
+        training, epochs, seed, protocol = {}, None, None, {}
         if isinstance(raw, dict) and "spec" in raw:
             training, epochs = raw.get("training") or {}, raw.get("epochs")
+            seed, protocol = raw.get("seed"), raw.get("protocol") or {}
             raw = raw["spec"]
+            if not isinstance(protocol, dict):
+                raise ConfigError("spec", f"{path}: 'protocol' must be an object")
+            try:
+                check_seed("seed", seed)
+                Protocol.from_dict(protocol)
+            except ConfigError as e:
+                raise ConfigError("spec", f"{path}: {e}") from None
             if not isinstance(training, dict):
                 raise ConfigError("spec", f"{path}: 'training' must be an object of training "
                                           "settings")
@@ -54,12 +65,12 @@ class SpecFile:
             spec = ArchSpec.from_dict(raw)
         except SpecError as e:
             raise ConfigError("spec", f"{path}: {e}") from None
-        return cls(spec, training, epochs)
+        return cls(spec, training, epochs, seed, protocol)
 
     @classmethod
     def of(cls, record: TrialRecord) -> SpecFile:
-        """The net and recipe of a trained trial, at the trial's length."""
-        return cls(ArchSpec.from_dict(record.spec), record.recipe(), record.epochs)
+        """The net and recipe of a trained trial, at the trial's length and seed."""
+        return cls(ArchSpec.from_dict(record.spec), record.recipe(), record.epochs, record.seed)
 
     @classmethod
     def experiment(cls, exp_id: int) -> SpecFile:
@@ -97,18 +108,22 @@ class RetrainOutcome:
         return out
 
 
-def retrain(net: SpecFile, *, epochs: int | None = None, seed: int = 0, seeds: int = 1,
-            device: str = "auto", data_dir: str | Path | None = None,
-            train_subset: int | None = None, val_size: int = 5000,
+def retrain(net: SpecFile, *, epochs: int | None = None, seed: int | None = None,
+            seeds: int = 1, device: str = "auto", data_dir: str | Path | None = None,
+            train_subset: int | None = None, val_size: int | None = None,
             speed: Speed = Speed()) -> RetrainOutcome:
-    """Train ``net`` with seeds ``seed`` … ``seed + seeds - 1``; epochs default to the file's,
-    else 1."""
+    """Train ``net`` with seeds ``seed`` … ``seed + seeds - 1``. What is not given comes from
+    the file (its epochs, seed and data split), else epochs 1, seed 0, all 55,000 training
+    images and 5,000 held out: a file that records them retrains to the same numbers."""
+    seed = seed if seed is not None else net.seed or 0
     if not 1 <= seeds <= 1000:
         raise ConfigError("seeds", f"{seeds}: must be between 1 and 1000" if seeds > 0
                           else f"{seeds}: must be at least 1")
     check_seed("seed", seed, seeds)
     epochs = epochs if epochs is not None else net.epochs or 1
-    protocol = Protocol(epochs=epochs, train_subset=train_subset, val_size=val_size)
+    protocol = Protocol.from_dict({**net.protocol, "epochs": epochs, **(
+        {"train_subset": train_subset} if train_subset is not None else {}), **(
+        {"val_size": val_size} if val_size is not None else {})})
     training = {"batch_size": 128, **DOCUMENTED_PROTOCOL, **net.training}
     try:
         cfgs = [TrainConfig(**{**training, "epochs": epochs, "seed": seed + k})

@@ -13,7 +13,8 @@ class Stat:
     n: int
 
     def __str__(self) -> str:
-        return f"{self.mean:.2f} ± {self.std:.2f}"
+        # One run has no spread to show.
+        return f"{self.mean:.2f}" if self.n == 1 else f"{self.mean:.2f} ± {self.std:.2f}"
 
     def to_dict(self) -> dict[str, float]:
         return {"mean": self.mean, "std": self.std, "n": self.n}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from .errors import UsageError
 
@@ -33,8 +34,13 @@ def check_study_name(name: str) -> None:
                                         "'-', not starting with '.' or '-'")
 
 
-def default_storage(study_name: str) -> str:
-    return f"sqlite:///{STUDIES}/{study_name}.db"
+DEFAULT_STORAGE = f"sqlite:///{STUDIES}/mnist-search.db"
+
+
+def default_storage() -> str:
+    """One SQLite file for every study (searches, their final stages, replays), so one dashboard
+    shows them side by side."""
+    return DEFAULT_STORAGE
 
 
 def masked(text: str, url: str | None = None) -> str:
@@ -103,6 +109,26 @@ def prepare(url: str) -> None:
         STUDIES.mkdir(exist_ok=True)
 
 
+class _BeatingStorage(optuna.storages.RDBStorage):
+    """RDB storage that records a trial's first heartbeat the moment the trial starts running.
+
+    Optuna's first beat comes from a thread started later; a process killed in between left a
+    RUNNING trial with no heartbeat at all, which no one ever fails or retries."""
+
+    def create_new_trial(self, study_id, template_trial=None):
+        trial_id = super().create_new_trial(study_id, template_trial)
+        if self.get_heartbeat_interval() and (
+                template_trial is None or template_trial.state == TrialState.RUNNING):
+            self.record_heartbeat(trial_id)
+        return trial_id
+
+    def set_trial_state_values(self, trial_id, state, values=None):
+        done = super().set_trial_state_values(trial_id, state, values)
+        if done and state == TrialState.RUNNING and self.get_heartbeat_interval():
+            self.record_heartbeat(trial_id)  # a queued trial taken up by this process
+        return done
+
+
 def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.RDBStorage:
     """An RDB storage. With ``heartbeat`` (seconds), a running trial whose process stops beating
     for three intervals is marked FAIL by the next worker to start a trial, and queued again."""
@@ -123,7 +149,7 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.RDBS
             with warnings.catch_warnings():
                 # Heartbeats are marked experimental in Optuna; this tool relies on them.
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beat)
+                return _BeatingStorage(url, engine_kwargs=kwargs, **beat)
         except Exception as e:
             # Processes starting at once on a new database race to create its schema; the
             # loser sees a duplicate key and finds the schema made once it tries again.

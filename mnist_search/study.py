@@ -4,6 +4,7 @@ loaded after checking it was made for the same search; and its pruner."""
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import optuna
@@ -11,7 +12,7 @@ from optuna.trial import FrozenTrial
 
 from .errors import UsageError
 from .protocol import Protocol
-from .spaces import get_space
+from .spaces import SPACES, get_space
 
 PRUNERS = ("median", "hyperband", "none")
 
@@ -72,6 +73,9 @@ def open_study(storage: optuna.storages.BaseStorage, study_name: str, budget: in
         except optuna.exceptions.DuplicatedStudyError:
             pass  # another process made it a moment ago: check it like any existing study
         else:
+            with warnings.catch_warnings():  # experimental in Optuna, and only a label
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(["validation accuracy (%)"])  # the dashboard's label
             for key, value in wanted.items():
                 study.set_user_attr(key, value)
             return study
@@ -83,9 +87,21 @@ def open_study(storage: optuna.storages.BaseStorage, study_name: str, budget: in
     stored = _attrs_once_made(study, tuple(wanted))
     for key, value in wanted.items():
         if stored[key] != value:
-            raise StudyError(f"study {study_name!r} exists with {key}={stored[key]}, not "
-                             f"{value}; use that {key} or another --study-name")
+            have, want = _in_flags(key, stored[key]), _in_flags(key, value)
+            them = "those" if have.count("--") > 1 else "that"
+            raise StudyError(f"study {study_name!r} exists with {have}, not {want}; use {them} "
+                             "or another --study-name")
     return study
+
+
+def _in_flags(key: str, value) -> str:
+    """A stored study attribute as the options that give it."""
+    if key == "budget":
+        return "no budget" if value is None else f"--budget {value}"
+    if key == "protocol":
+        return Protocol.from_dict(value).flags()
+    names = {s.version: name for name, s in SPACES.items()}
+    return f"--space {names[value]}" if value in names else f"search space version {value}"
 
 
 def _attrs_once_made(study: optuna.Study, keys: tuple[str, ...], wait: float = 10.0) -> dict:

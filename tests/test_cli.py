@@ -27,8 +27,8 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def load(name="budget-25000", db=None):
-    return optuna.load_study(study_name=name, storage=f"sqlite:///studies/{db or name}.db")
+def load(name="budget-25000"):
+    return optuna.load_study(study_name=name, storage="sqlite:///studies/mnist-search.db")
 
 
 def test_experiments_json_gives_true_counts():
@@ -50,7 +50,7 @@ def test_optimize_small_study(in_tmp, data_dir):
     r = run("optimize", "--budget", 25000, "--n-trials", 4, "--seed", 0, "--data-dir", data_dir,
             *QUICK)
     assert r.exit_code == 0, r.output
-    assert "optuna-dashboard sqlite:///studies/budget-25000.db" in r.stdout
+    assert "optuna-dashboard sqlite:///studies/mnist-search.db" in r.stdout
     trials = load().get_trials()
     assert len(trials) == 4
     for t in trials:
@@ -110,8 +110,26 @@ def test_existing_study_with_another_budget_is_refused(in_tmp, data_dir):
     r = run("optimize", "--budget", 6000, "--study-name", "mine", "--storage",
             "sqlite:///studies_x.db", "--n-trials", 1, "--data-dir", data_dir)
     assert r.exit_code == 2
-    assert "exists with budget=5000, not 6000" in r.stderr
+    assert "exists with --budget 5000, not --budget 6000; use that" in r.stderr
     assert len(load_trials("mine", "sqlite:///studies_x.db")) == 0
+
+
+def test_existing_study_with_another_protocol_names_the_flags(in_tmp, data_dir):
+    open_study(open_storage("sqlite:///p.db"), "p", 5000,
+               Protocol(epochs=1, train_subset=400, val_size=1000))
+    r = run("optimize", "--budget", 5000, "--study-name", "p", "--storage", "sqlite:///p.db",
+            "--n-trials", 1, "--data-dir", data_dir, "--epochs", 2, "--device", "cpu")
+    assert r.exit_code == 2
+    assert ("exists with --epochs 1 --train-subset 400 --val-size 1000, not --epochs 2 "
+            "--val-size 5000; use those or another --study-name") in r.stderr
+    assert "{" not in r.stderr  # no Python reprs
+
+
+def test_version():
+    from mnist_search import __version__
+
+    r = run("--version")
+    assert r.exit_code == 0 and r.stdout.strip() == f"mnist-search {__version__}"
 
 
 def load_trials(name, url):
@@ -187,7 +205,7 @@ def test_two_stage_search_retrains_the_best_and_writes_a_reproducible_spec(in_tm
             *QUICK, "--final-seeds", 2, "--final-top", 2, "--final-epochs", 2]
     r = run(*args)
     assert r.exit_code == 0, r.output
-    search, final = load("budget-3000"), load("budget-3000-final", "budget-3000")
+    search, final = load("budget-3000"), load("budget-3000-final")
     best = sorted((t for t in search.trials if t.state == TrialState.COMPLETE),
                   key=lambda t: -t.value)[:2]
     runs = [t for t in final.trials if t.state == TrialState.COMPLETE]
@@ -226,7 +244,7 @@ def test_two_stage_search_retrains_the_best_and_writes_a_reproducible_spec(in_tm
     r3 = run(*args[:4], 1, *args[5:])
     assert r3.exit_code == 0, r3.output
     pairs = [(t.user_attrs["source_trial"], t.user_attrs["seed"])
-             for t in load("budget-3000-final", "budget-3000").trials]
+             for t in load("budget-3000-final").trials]
     assert len(pairs) == len(set(pairs)) and set(pairs) >= {
         (t.user_attrs["source_trial"], t.user_attrs["seed"]) for t in runs}
 

@@ -92,7 +92,7 @@ def test_optimize_parallel_groups_variants_of_one_net(tmp_path, monkeypatch, dat
                                  "--device", "cpu", "--data-dir", str(data_dir)])
     assert r.exit_code == 0, r.output
     trials = optuna.load_study(study_name="budget-3000",
-                               storage="sqlite:///studies/budget-3000.db").trials
+                               storage="sqlite:///studies/mnist-search.db").trials
     assert len(trials) == 6
     assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
     for g in (trials[0:3], trials[3:6]):

@@ -44,7 +44,7 @@ def test_final_stage_after_a_kill_finishes_the_full_seeds(tmp_path, data_dir):
     args = ["optimize", "--budget", 3000, "--n-trials", 2, "--seed", 11, "--study-name", "kf",
             "--final-seeds", 2, "--final-epochs", 1, "--heartbeat", 1, "--data-dir", data_dir,
             "--train-subset", 500, "--val-size", 500, "--device", "cpu"]
-    url = f"sqlite:///{tmp_path}/studies/kf.db"
+    url = f"sqlite:///{tmp_path}/studies/mnist-search.db"
     first = cli(*args, cwd=tmp_path)
     killed = False
     for _ in range(2400):
@@ -126,7 +126,7 @@ def test_a_last_batch_of_one_image_does_not_crash_batchnorm(tmp_path, monkeypatc
                             "--data-dir", str(data_dir)])
     assert r.exit_code == 0, r.output
     trials = optuna.load_study(study_name="budget-3000",
-                               storage="sqlite:///studies/budget-3000.db").trials
+                               storage="sqlite:///studies/mnist-search.db").trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     assert all(t.user_attrs["spec"]["batchnorm"] for t in trials)  # the modern space's nets
 
@@ -160,7 +160,7 @@ def test_the_same_seed_proposes_new_candidates_on_resume(tmp_path, monkeypatch, 
                                 "--pruner", "none", "--data-dir", str(data_dir), *TINY])
         assert r.exit_code == 0, r.output
     trials = optuna.load_study(study_name="budget-3000",
-                               storage="sqlite:///studies/budget-3000.db").trials
+                               storage="sqlite:///studies/mnist-search.db").trials
     assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 6
 
 

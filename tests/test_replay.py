@@ -112,7 +112,7 @@ def test_warm_start_queues_what_fits(tmp_path, monkeypatch, data_dir):
     import optuna
 
     study = optuna.load_study(study_name="budget-25000",
-                              storage="sqlite:///studies/budget-25000.db")
+                              storage="sqlite:///studies/mnist-search.db")
     first = study.trials[0]
     # In the modern space the documented nets are queued as fixed specs, trained as they are.
     assert first.user_attrs["experiment"] == 3
@@ -126,7 +126,7 @@ def test_warm_start_queues_what_fits(tmp_path, monkeypatch, data_dir):
                             "--space", "plain", "--study-name", "plain",
                             "--warm-start", "documented", "--data-dir", str(data_dir), *TINY])
     assert r.exit_code == 0, r.output
-    study = optuna.load_study(study_name="plain", storage="sqlite:///studies/plain.db")
+    study = optuna.load_study(study_name="plain", storage="sqlite:///studies/mnist-search.db")
     assert study.trials[0].params == documented_params(get_experiment(3))
 
 

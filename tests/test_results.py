@@ -49,7 +49,7 @@ def in_study_dir(study_dir, monkeypatch):
 
 def _study(folder):
     return optuna.load_study(study_name="budget-20000",
-                             storage=f"sqlite:///{folder}/studies/budget-20000.db")
+                             storage=f"sqlite:///{folder}/studies/mnist-search.db")
 
 
 def test_pareto_front():
@@ -113,6 +113,16 @@ def test_report_draws_in_a_browser(in_study_dir, tmp_path):
                          timeout=120).stdout
     # plotly adds an <svg class="main-svg"> to each plot it draws; the raw file has none.
     assert dom.count('class="main-svg"') >= 4 * 2
+    # Every label is drawn at the default size: the budget line's, the replayed experiment's,
+    # and one tick label per bar of the importances chart (none skipped for lack of room).
+    import re
+
+    texts = set(re.findall(r"<text[^>]*>([^<]+)</text>", dom))
+    assert "budget 20,000" in texts and "Exp3 replayed" in texts
+    part = dom[dom.index('id="plot-importances"'):dom.index('id="plot-curves"')]
+    ticks = set(re.findall(r'class="ytick"><text[^>]*>([^<]+)</text>', part))
+    wanted = set(optuna.importance.get_param_importances(_study(in_study_dir)))
+    assert wanted and ticks >= wanted, (wanted - ticks)
     shot = tmp_path / "shot.png"
     subprocess.run([*common, "--window-size=1200,1800", f"--screenshot={shot}", url],
                    capture_output=True, timeout=120)
@@ -146,11 +156,76 @@ def test_export_best_reproduces_recorded_accuracy(in_study_dir, data_dir):
     assert json.loads(again.stdout)["n_params"] == best.user_attrs["n_params"]
 
 
+LOAD_WITHOUT_THE_PACKAGE = """
+import gzip, json, os, sys
+import numpy as np, onnxruntime, torch
+folder, data = sys.argv[1], sys.argv[2]
+
+
+def idx(name):
+    path = os.path.join(data, name)
+    return gzip.open(path + ".gz").read() if os.path.exists(path + ".gz") else open(path, "rb").read()
+
+
+images = np.frombuffer(idx("t10k-images-idx3-ubyte")[16:], np.uint8).reshape(-1, 1, 28, 28)
+labels = np.frombuffer(idx("t10k-labels-idx1-ubyte")[8:], np.uint8)
+program = torch.export.load(folder + "/model.pt2").module()
+onnx = onnxruntime.InferenceSession(folder + "/model.onnx", providers=["CPUExecutionProvider"])
+got = {"pt2": 0, "onnx": 0}
+for i in range(0, len(labels), 500):
+    x = images[i:i + 500]
+    with torch.inference_mode():
+        got["pt2"] += int((program(torch.from_numpy(x.copy())).argmax(1).numpy()
+                           == labels[i:i + 500]).sum())
+    got["onnx"] += int((onnx.run(None, {"images": x})[0].argmax(1) == labels[i:i + 500]).sum())
+assert not any(m.startswith("mnist_search") for m in sys.modules)
+print(json.dumps({k: 100.0 * v / len(labels) for k, v in got.items()}))
+"""
+
+
+def test_exported_models_load_anywhere_and_take_raw_images(in_study_dir, data_dir):
+    """model.pt2 and model.onnx, loaded in a fresh process without mnist_search, fed the raw
+    uint8 test images, give the trial's recorded test accuracy."""
+    r = runner.invoke(app, ["export", "--study-name", "budget-20000", "--out", "anywhere",
+                            "--data-dir", str(data_dir)])
+    assert r.exit_code == 0, r.output
+    spec = json.loads((in_study_dir / "anywhere" / "spec.json").read_text())
+    assert "uint8" in spec["model"]["input"] and "log-probabilities" in spec["model"]["output"]
+    out = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_THE_PACKAGE,
+                          str(in_study_dir / "anywhere"), str(data_dir)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["pt2"] == pytest.approx(spec["test_accuracy"], abs=1e-9)
+    assert got["onnx"] == pytest.approx(spec["test_accuracy"], abs=0.02)
+
+
+def test_exported_spec_retrains_to_the_trial_exactly(in_study_dir, data_dir):
+    """spec.json records recipe, length, seed and data split: `train --spec` with no other
+    option gives the trial's numbers again, exactly, on the CPU."""
+    r = runner.invoke(app, ["export", "--study-name", "budget-20000", "--out", "again",
+                            "--no-verify"])
+    assert r.exit_code == 0, r.output
+    spec = json.loads((in_study_dir / "again" / "spec.json").read_text())
+    assert spec["protocol"] == {"train_subset": 400, "val_size": 1000, "split_seed": 0}
+    trial = _study(in_study_dir).trials[spec["trial"]]
+    assert spec["seed"] == trial.user_attrs["seed"] and spec["epochs"] == 1
+    again = runner.invoke(app, ["train", "--spec", "again/spec.json", "--json", "--data-dir",
+                                str(data_dir), "--device", "cpu"])
+    assert again.exit_code == 0, again.output
+    out = json.loads(again.stdout)
+    assert out["val_accuracy"] == trial.value
+    assert out["test_accuracy"] == trial.user_attrs["test_accuracy"]
+
+
 def test_export_refuses_a_pruned_or_missing_trial(in_study_dir):
     r = runner.invoke(app, ["export", "--study-name", "budget-20000", "--trial", "99",
                             "--out", "x"])
     assert r.exit_code == 2 and "--trial 99: study 'budget-20000' has trials 0 to" in r.stderr
     r = runner.invoke(app, ["export", "--study-name", "nope", "--out", "x"])
+    assert r.exit_code == 2 and "no study named 'nope' in sqlite:///studies/mnist-search.db" in \
+        r.stderr
+    r = runner.invoke(app, ["export", "--storage", "sqlite:///studies/nope.db", "--out", "x"])
     assert r.exit_code == 2 and "no study database at studies/nope.db" in r.stderr
     assert not (in_study_dir / "x").exists()
 
