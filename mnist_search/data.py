@@ -292,8 +292,3 @@ def make_splits(data: Mnist, device: torch.device | str, val_size: int = 5000,
     return Splits(put(images[train_idx], labels[train_idx]), put(images[val_idx], labels[val_idx]),
                   put(data.test_images, data.test_labels), data.source)
 
-
-def load_test(data_dir: str | Path | None, device: torch.device | str) -> Split:
-    """The 10,000 test images alone, normalised on ``device`` (for checking an exported model)."""
-    data = load_mnist(data_dir)
-    return Split(normalise(data.test_images.to(device)), data.test_labels.to(device))
