@@ -203,13 +203,12 @@ def run_search(config: SearchConfig) -> SearchOutcome:
             log.info(line)
     out = SearchOutcome(cfg, study)
     if cfg.workers > 1:
-        del splits  # each worker loads its own copy on its own device
+        splits = None  # each worker loads its own copy on its own device
         log.info("study %r in %s: starting %d workers", cfg.study_name,
                  storage.masked(cfg.storage), cfg.workers)
         out.worker_exit_codes = run_workers(cfg.to_json(), cfg.workers, cpu=dev.type == "cpu")
         if not out.ok:
             return out
-        splits = None
     else:
         out.interrupted, out.stopped_for_final = _search(cfg, study, splits, dev,
                                                          with_final=final is not None)

@@ -7,6 +7,7 @@ without building a module, so the search can reject an over-budget proposal in m
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -73,7 +74,7 @@ class ArchSpec:
                 raise SpecError(f"conv layer {i}: an object, not {type(c).__name__}")
             _check_fields(c, ConvLayer, f"conv layer {i}")
         for j, h in enumerate(hidden, start=1):
-            _check_value(f"hidden layer {j}", h, int, (1, LIMITS["width"]))
+            check_value(f"hidden layer {j}", h, int, (1, LIMITS["width"]))
         for name, want in FIXED.items():
             if d.get(name, want) != want:
                 raise SpecError(f"{name}={d[name]!r}: MNIST nets have {name}={want}")
@@ -105,12 +106,16 @@ LIMITS = {"convs": 64, "hidden_layers": 8, "width": 4096, "kernel": 28, "padding
 FIXED = {"in_channels": 1, "input_size": 28, "num_classes": 10}
 RANGES = {"out_channels": (1, LIMITS["width"]), "kernel": (1, LIMITS["kernel"]),
           "padding": (0, LIMITS["padding"]), "dropout": (0.0, 0.999)}
-KIND_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+KIND_NAMES = {int: "a whole number", float: "a finite number", bool: "true or false",
+              str: "a string"}
+TYPES = {"int": int, "float": float, "bool": bool, "str": str}  # dataclass annotations → types
 
 
-def _check_value(where: str, value: Any, kind: type, bounds: tuple | None = None) -> None:
+def check_value(where: str, value: Any, kind: type, bounds: tuple | None = None) -> None:
+    """One value from untrusted data: of ``kind`` exactly, and within ``bounds``."""
     if kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value))
     else:  # bool is an int to Python, and an int is not a bool: check exactly
         ok = type(value) is kind
     if not ok:
@@ -125,11 +130,10 @@ def _check_fields(d: dict[str, Any], cls: type, where: str) -> None:
     unknown = set(d) - set(fields_)
     if unknown:
         raise SpecError(f"unknown {where} field(s) {sorted(unknown)}; valid: {sorted(fields_)}")
-    kinds = {"int": int, "bool": bool, "float": float, "str": str}
     for name, value in d.items():
-        kind = kinds.get(str(fields_[name].type))
+        kind = TYPES.get(str(fields_[name].type))
         if kind is not None:
-            _check_value(f"{where}: {name}" if where != "spec" else name, value, kind,
+            check_value(f"{where}: {name}" if where != "spec" else name, value, kind,
                          RANGES.get(name))
 
 

@@ -20,14 +20,12 @@ from .augment import STRENGTHS, augment
 from .data import Split, Splits
 from .model import build_model, module_params
 from .memory import keep_freed_memory, release_freed_memory
-from .spec import ArchSpec, activations
+from .spec import TYPES, ArchSpec, activations, check_value
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "onecycle", "cosine")
 EVAL_BATCH = 2000  # images per evaluation batch, at most
 EVAL_BYTES = 128 << 20  # and at most this much feature-map memory per evaluation batch
-KIND_WORDS = {"int": "a whole number", "bool": "true or false", "str": "a string",
-              "float": "a finite number"}
 # TrainConfig fields that belong to one run (the protocol's length, the seed), not to a recipe.
 PER_RUN = ("epochs", "seed", "reports_per_epoch")
 BENCHMARK_EPOCHS = 5  # cudnn.benchmark by default from this many epochs on
@@ -52,12 +50,7 @@ class TrainConfig:
         # Settings may come from a file: check types first (True is an int to Python, and a
         # float batch size would fail only mid-training).
         for f in fields(self):
-            v = getattr(self, f.name)
-            ok = {"int": type(v) is int, "bool": type(v) is bool, "str": type(v) is str,
-                  "float": isinstance(v, (int, float)) and not isinstance(v, bool)
-                  and math.isfinite(v)}[str(f.type)]
-            if not ok:
-                raise ValueError(f"{f.name}={v!r}; must be {KIND_WORDS[str(f.type)]}")
+            check_value(f.name, getattr(self, f.name), TYPES[str(f.type)])
         checks = [
             (self.epochs >= 1, f"epochs={self.epochs}; must be >= 1"),
             (1 <= self.batch_size <= 65536, f"batch_size={self.batch_size}; must be 1 to 65536"),
