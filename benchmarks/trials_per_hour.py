@@ -4,6 +4,9 @@ Runs the real command for --seconds, then counts finished trials (complete and p
 first trial's start and the last trial's end. Trials cut by the time limit are not counted.
 
     python benchmarks/trials_per_hour.py [--device cuda] [--seconds 120] [--parallel 1]
+        [--workers 1] [--train-subset N]
+
+The search alone: no warm start, no final stage.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=25000)
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--train-subset", type=int, default=None, help="quick runs only")
     ap.add_argument("--data-dir", default=os.environ.get("MNIST_SEARCH_DATA"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -33,7 +37,10 @@ def main() -> None:
         cmd = [sys.executable, "-m", "mnist_search", "optimize", "--budget", str(args.budget),
                "--epochs", "1", "--timeout", str(args.seconds), "--seed", "0", "--storage", url,
                "--study-name", "t", "--device", args.device, "--parallel", str(args.parallel),
-               "--workers", str(args.workers), "--artifacts", f"{tmp}/a"]
+               "--workers", str(args.workers), "--artifacts", f"{tmp}/a",
+               "--final-seeds", "0", "--warm-start", "none"]
+        if args.train_subset:
+            cmd += ["--train-subset", str(args.train_subset)]
         if args.data_dir:
             cmd += ["--data-dir", args.data_dir]
         subprocess.run(cmd, check=True, capture_output=True)
@@ -48,8 +55,9 @@ def main() -> None:
         rate = len(trials) / span * 3600
         device = (torch.cuda.get_device_name() if torch.cuda.is_available()
                   and args.device != "cpu" else f"CPU ({os.cpu_count()} cores)")
+        data = f"{args.train_subset:,} images" if args.train_subset else "full MNIST"
         line = (f"{len(trials)} trials ({done} complete) in {span:.0f} s: {rate:,.0f} trials/hour "
-                f"(budget {args.budget:,}, one epoch, parallel {args.parallel}, "
+                f"(budget {args.budget:,}, one epoch, {data}, parallel {args.parallel}, "
                 f"workers {args.workers})")
         print(line)
         print(f"\nRESULTS.md line: | {date.today()} | trials_per_hour.py | {device} | torch "

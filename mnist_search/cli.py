@@ -93,6 +93,12 @@ def _main(version: Annotated[bool, typer.Option(
     """Find the best small CNN for MNIST under a hard parameter budget."""
 
 
+def _epochs_or_auto(value: str) -> int | str:
+    """'auto' or a whole number; anything else is left for the config check to name."""
+    v = value.strip().lower()
+    return int(v) if v.lstrip("-").isdigit() else v
+
+
 def echo(lines: list[str]) -> None:
     for line in lines:
         typer.echo(line)
@@ -118,11 +124,11 @@ def optimize(
     data_dir: DataDir = None,
     train_subset: TrainSubset = None,
     val_size: ValSize = 5000,
-    pruner: Annotated[str, typer.Option(help="median, hyperband or none.")] = "median",
+    pruner: Annotated[str, typer.Option(help="median, hyperband, sha (successive halving over epochs) or none.")] = "median",
     artifacts: Artifacts = None,
-    warm_start: Annotated[Optional[str], typer.Option(
-        help="'documented': queue the write-up's architectures that fit the budget first.",
-        show_default=False)] = None,
+    warm_start: Annotated[str, typer.Option(
+        help="First trials: 'found' (the shipped nets found at the nearest budgets, fitted to "
+             "this one), 'documented' (the write-up's nets that fit) or 'none'.")] = "found",
     top: Annotated[int, typer.Option(help="Rows in the final table.")] = 10,
     workers: Annotated[int, typer.Option(
         help="Worker processes on this machine, all on the same study (GPUs round-robin).")] = 1,
@@ -138,11 +144,12 @@ def optimize(
     ] = "modern",
     final_seeds: Annotated[int, typer.Option(
         help="After the search, retrain the best candidates from scratch with this many seeds "
-             "(0: no final stage).")] = 0,
-    final_epochs: Annotated[Optional[int], typer.Option(
-        help="Epochs of each final retraining; default: --epochs.", show_default=False)] = None,
+             "(0: no final stage).")] = 1,
+    final_epochs: Annotated[str, typer.Option(
+        help="Epochs of each final retraining, or 'auto': as many as the time left allows "
+             "(without --timeout: --epochs).")] = "auto",
     final_top: Annotated[int, typer.Option(
-        help="How many of the best candidates (by validation) the final stage retrains.")] = 3,
+        help="How many of the best candidates (by validation) the final stage retrains.")] = 2,
     best_spec: Annotated[Optional[Path], typer.Option(
         help="Where the final stage writes the chosen net for 'train --spec'; default "
              "studies/<study-name>-best.json.", show_default=False)] = None,
@@ -162,7 +169,7 @@ def optimize(
         device=device, data_dir=data_dir, pruner=pruner, warm_start=warm_start, workers=workers,
         heartbeat=heartbeat, parallel=parallel, amp=amp, channels_last=channels_last,
         compile=compile_model, artifacts=artifacts, final_seeds=final_seeds,
-        final_epochs=final_epochs, final_top=final_top, best_spec=best_spec)
+        final_epochs=_epochs_or_auto(final_epochs), final_top=final_top, best_spec=best_spec)
     with progress(quiet):
         out = run_search(config)
     echo(study_summary(out.study, out.config.storage, top))

@@ -26,9 +26,12 @@ from .data import Splits, load_mnist
 from .device import resolve_device
 from .errors import ConfigError, check_seed
 from .files import check_writable
-from .final import FinalOutcome, LeaveTimeForFinal, final_study_name, run_final
+from .final import (FinalOutcome, LeaveTimeForFinal, final_lengths, final_study_name,
+                    run_final)
 from .objective import Objective
 from .parallel import run_trials
+from .known import warm_start_known
+from .warmup import warm_up
 from .protocol import MAX_EPOCHS, Protocol
 from .records import Tally, TrialRecord, tally, top_trials
 from .render import TrialLog, step_line
@@ -40,8 +43,12 @@ from .workers import run_workers, worker_device
 
 log = logging.getLogger("mnist_search")
 DEFAULT_TIMEOUT = 900.0  # seconds, when neither a trial count nor a time limit is given
+AUTO = "auto"
+# With an automatic final length, the search gets this share of the time limit and the final
+# stage the rest: one short trial tells too little about a net to spend more of it searching.
+SEARCH_SHARE = 0.4
 MAX_WORKERS = 64  # a typo such as --workers 1000 must not start a thousand processes
-WARM_STARTS = ("documented",)
+WARM_STARTS = ("found", "documented", "none")
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,8 @@ class SearchConfig:
     device: str = "auto"
     data_dir: str | Path | None = None
     pruner: str = "median"
-    warm_start: str | None = None  # "documented": queue the write-up's nets that fit
+    # First trials: "found" (shipped nets fitted to the budget), "documented" or "none".
+    warm_start: str = "found"
     workers: int = 1
     heartbeat: int = 10
     parallel: int = 1
@@ -72,9 +80,10 @@ class SearchConfig:
     compile: bool = False
     artifacts: str | Path | None = None
     # The final stage: retrain the top candidates with several seeds (0: none).
-    final_seeds: int = 0
-    final_epochs: int | None = None  # default: epochs
-    final_top: int = 3
+    final_seeds: int = 1
+    # "auto": as many as the time left allows (with a timeout; else epochs); None: epochs.
+    final_epochs: int | str | None = "auto"
+    final_top: int = 2
     best_spec: str | Path | None = None  # default studies/<study_name>-best.json
 
     @property
@@ -83,8 +92,16 @@ class SearchConfig:
                         val_size=self.val_size)
 
     @property
+    def auto_final(self) -> bool:
+        """The final length is set by the time the search leaves (``final_epochs="auto"``)."""
+        return bool(self.final_seeds) and self.final_epochs == AUTO and self.timeout is not None
+
+    @property
     def final_protocol(self) -> Protocol:
-        return dataclasses.replace(self.protocol, epochs=self.final_epochs or self.epochs)
+        """The final stage's protocol; with an automatic length, its --epochs until the search
+        has measured its finalists (``final_length``)."""
+        fixed = self.final_epochs if isinstance(self.final_epochs, int) else None
+        return dataclasses.replace(self.protocol, epochs=fixed or self.epochs)
 
     @property
     def speed(self) -> Speed:
@@ -101,9 +118,11 @@ class SearchConfig:
             raise ConfigError("budget", f"{self.budget:,} is below the smallest net in the "
                               f"{self.space} search space ({sp.smallest_params():,} parameters: "
                               f"{describe(sp.smallest_net())})")
-        if self.final_epochs is not None and not 1 <= self.final_epochs <= MAX_EPOCHS:
-            raise ConfigError("final_epochs", f"{self.final_epochs}: must be between 1 and "
-                                              f"{MAX_EPOCHS}")
+        if self.final_epochs not in (None, AUTO) and (
+                isinstance(self.final_epochs, bool) or not isinstance(self.final_epochs, int)
+                or not 1 <= self.final_epochs <= MAX_EPOCHS):
+            raise ConfigError("final_epochs", f"{self.final_epochs!r}: must be 'auto' or a "
+                                              f"number of epochs from 1 to {MAX_EPOCHS}")
         self.protocol  # noqa: B018 -- a Protocol checks epochs, val_size and train_subset
         if self.n_trials is not None and self.n_trials < 1:
             raise ConfigError("n_trials", f"{self.n_trials}: must be at least 1")
@@ -112,7 +131,7 @@ class SearchConfig:
                                          "seconds")
         if self.pruner not in PRUNERS:
             raise ConfigError("pruner", f"{self.pruner!r}; valid: {', '.join(PRUNERS)}")
-        if self.warm_start not in (None, *WARM_STARTS):
+        if self.warm_start not in WARM_STARTS:
             raise ConfigError("warm_start", f"{self.warm_start!r}; valid: "
                                             f"{', '.join(WARM_STARTS)}")
         for name, low, high, unit in (("workers", 1, MAX_WORKERS, ""),
@@ -124,6 +143,10 @@ class SearchConfig:
                 raise ConfigError(name, f"{value}: must be at least {low}{unit}")
             if value > high:
                 raise ConfigError(name, f"{value}: must be at most {high}")
+        if self.compile and self.parallel > 1:
+            raise ConfigError("compile", "True with parallel={}: fused training of several "
+                              "candidates does not compile; drop one of the two".format(
+                                  self.parallel))
         check_seed("seed", self.seed)
         if self.study_name is not None:
             storage.check_study_name(self.study_name)
@@ -150,6 +173,7 @@ class SearchOutcome:
     final: FinalOutcome | None = None
     interrupted: bool = False  # stopped by Ctrl-C; running the same search again resumes it
     stopped_for_final: float | None = None  # seconds left when the search made room for it
+    deadline: float | None = None  # time.time() when both stages should be done
     worker_exit_codes: list[int] = field(default_factory=list)
 
     @property
@@ -190,32 +214,48 @@ def run_search(config: SearchConfig) -> SearchOutcome:
         log.info("resuming study %r: it holds %d complete, %d pruned and %d failed trials",
                  cfg.study_name, before.complete, before.pruned, before.failed)
     final = None
-    if cfg.final_seeds:
+    if cfg.final_seeds and not cfg.auto_final:
         # Opened now so that a mismatch with an earlier final stage stops the run before the
         # search, not after it.
         final = open_study(storage.open_storage(cfg.storage, heartbeat=cfg.heartbeat),
                            final_study_name(cfg.study_name), cfg.budget, cfg.final_protocol,
                            seed=cfg.seed, pruner="none", space=cfg.space)
-    if cfg.warm_start:
+    if cfg.warm_start == "documented":
         from .replay import warm_start
 
         for line in warm_start(study, cfg.budget, cfg.space):
             log.info(line)
+    elif cfg.warm_start == "found":
+        for line in warm_start_known(study, cfg.budget, cfg.space):
+            log.info(line)
     out = SearchOutcome(cfg, study)
+    if cfg.timeout is not None:
+        out.deadline = time.time() + cfg.timeout
+    searching = (dataclasses.replace(cfg, timeout=cfg.timeout * SEARCH_SHARE) if cfg.auto_final
+                 else cfg)
     if cfg.workers > 1:
         splits = None  # each worker loads its own copy on its own device
         log.info("study %r in %s: starting %d workers", cfg.study_name,
                  storage.masked(cfg.storage), cfg.workers)
-        out.worker_exit_codes = run_workers(cfg.to_json(), cfg.workers, cpu=dev.type == "cpu")
+        out.worker_exit_codes = run_workers(searching.to_json(), cfg.workers,
+                                            cpu=dev.type == "cpu")
         if not out.ok:
             return out
     else:
-        out.interrupted, out.stopped_for_final = _search(cfg, study, splits, dev,
+        out.interrupted, out.stopped_for_final = _search(searching, study, splits, dev,
                                                          with_final=final is not None)
-    if final is not None and not out.interrupted:
+    if cfg.final_seeds and not out.interrupted:
         if splits is None:
             splits = cfg.protocol.splits(load_mnist(cfg.data_dir), dev)
-        out.final = _final_stage(cfg, study, final, splits)
+        lengths = None
+        if cfg.auto_final:
+            left = out.deadline - time.time()
+            lengths = final_lengths(study, cfg.final_top, cfg.final_seeds, cfg.epochs, left)
+            log.info("final stage: %.0f s left, shared equally by its retrainings", left)
+            final = open_study(storage.open_storage(cfg.storage, heartbeat=cfg.heartbeat),
+                               final_study_name(cfg.study_name, auto=True), cfg.budget,
+                               cfg.protocol, seed=cfg.seed, pruner="none", space=cfg.space)
+        out.final = _final_stage(cfg, study, final, splits, lengths)
     return out
 
 
@@ -246,6 +286,9 @@ def _search(cfg: SearchConfig, study: optuna.Study, splits: Splits, dev: torch.d
              f"{cfg.budget:,}", cfg.epochs, f"{len(splits.train):,}", f"{len(splits.val):,}",
              dev, cfg.seed, limits)
     deadline = time.time() + cfg.timeout if cfg.timeout else None
+    seconds = warm_up(get_space(cfg.space).smallest_net(), splits, cfg.speed, cfg.parallel)
+    log.info("warm-up on %s: %.1f s, paid once by this process rather than by its first trial",
+             dev, seconds)
     objective = Objective(cfg.budget, cfg.protocol, splits, base_seed=cfg.seed, deadline=deadline,
                           progress=step_line, artifact_store=artifact_store(cfg.artifacts),
                           speed=cfg.speed, space=cfg.space)
@@ -271,12 +314,12 @@ def _search(cfg: SearchConfig, study: optuna.Study, splits: Splits, dev: torch.d
 
 
 def _final_stage(cfg: SearchConfig, study: optuna.Study, final: optuna.Study,
-                 splits: Splits) -> FinalOutcome:
+                 splits: Splits, lengths: dict[int, int] | None = None) -> FinalOutcome:
     objective = Objective(cfg.budget, cfg.final_protocol, splits, progress=step_line,
                           artifact_store=artifact_store(cfg.artifacts), speed=cfg.speed,
                           space=cfg.space)
     return run_final(study, final, objective, top=cfg.final_top, seeds=cfg.final_seeds,
-                     epochs=cfg.final_protocol.epochs, best_spec=Path(cfg.best_spec),
+                     epochs=lengths or cfg.final_protocol.epochs, best_spec=Path(cfg.best_spec),
                      meta={"budget": cfg.budget, "space": cfg.space, "study": cfg.study_name,
                            "storage": storage.masked(cfg.storage),
                            "protocol": cfg.protocol.data_split()},

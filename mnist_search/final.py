@@ -26,12 +26,9 @@ from .stats import Stat, stat
 log = logging.getLogger("mnist_search")
 
 
-def final_study_name(study_name: str) -> str:
-    return f"{study_name}-final"
-
-
-def _key(r: TrialRecord) -> tuple[Any, Any]:
-    return r.source_trial, r.seed
+def final_study_name(study_name: str, auto: bool = False) -> str:
+    """``<study>-final``; with lengths set by the time left, ``<study>-final-auto``."""
+    return f"{study_name}-final" + ("-auto" if auto else "")
 
 
 def finalists(study: optuna.Study, top: int) -> list[TrialRecord]:
@@ -39,14 +36,51 @@ def finalists(study: optuna.Study, top: int) -> list[TrialRecord]:
     return [r for r in top_trials(study, top) if not r.is_fixed]
 
 
+# How validation error falls with training length, for choosing finalists by time: error after
+# e times the epochs ≈ error × e^-0.5 (small MNIST nets: 2.0% after one epoch → about 0.7% after
+# ten, an exponent of 0.46).
+LEARNING_CURVE_EXPONENT = 0.5
+POOL = 3  # with lengths set by time, finalists come from this many times --final-top candidates
+# The longest a length set by time may be: the longest recipe the budgets call for (and beyond
+# it the learning curve above is a guess).
+MAX_AUTO_EPOCHS = 40
+
+
+def final_lengths(study: optuna.Study, top: int, seeds: int, search_epochs: int,
+                  seconds_left: float, margin: float = 1.2) -> dict[int, int]:
+    """Finalists and their epochs (by trial number) when each of the ``top × seeds``
+    retrainings gets an equal share of ``seconds_left``.
+
+    A net that trains fast gets more epochs than a slow one, so the stage looks for the best net
+    trainable in the time, not the best after one short trial: among the ``POOL × top`` best
+    candidates by validation accuracy, the ``top`` with the lowest validation error expected
+    after their affordable length (``LEARNING_CURVE_EXPONENT``) are the finalists. Per-epoch
+    times come from the candidates' own trials (evaluation included), with a margin."""
+    pool = finalists(study, POOL * top)
+    share = seconds_left / max(1, min(top, len(pool)) * seeds) / margin
+
+    def epochs(r: TrialRecord) -> int:
+        per_epoch = (r.seconds or 0.0) / search_epochs
+        return (max(1, min(MAX_AUTO_EPOCHS, int(share / per_epoch))) if per_epoch > 0
+                else search_epochs)
+
+    def expected_error(r: TrialRecord) -> float:
+        return (100.0 - r.val_accuracy) * (epochs(r) / search_epochs) ** -LEARNING_CURVE_EXPONENT
+
+    chosen = sorted(pool, key=lambda r: (expected_error(r), r.n_params or 0))[:top]
+    return {r.number: epochs(r) for r in chosen}
+
+
 def wanted(sources: list[TrialRecord], seeds: int) -> set[tuple[int, int]]:
     """The (candidate, seed) retrainings this final stage is made of."""
     return {(src.number, seed) for src in sources for seed in range(seeds)}
 
 
-def enqueue_final(final: optuna.Study, sources: list[TrialRecord], seeds: int) -> int:
+def enqueue_final(final: optuna.Study, sources: list[TrialRecord], seeds: int,
+                  epochs: dict[int, int] | None = None) -> int:
     """Queue the wanted retrainings not yet finished, queued or running; return how many of the
-    wanted ones are still to run."""
+    wanted ones are still to run. ``epochs`` gives a length per source trial (else the final
+    study's protocol decides)."""
     trials = [TrialRecord.of(t) for t in final.get_trials(deepcopy=False)]
     finished = {_key(t) for t in trials if t.state in ("COMPLETE", "PRUNED")}
     pending = {_key(t) for t in trials if t.state in ("WAITING", "RUNNING")}
@@ -58,7 +92,9 @@ def enqueue_final(final: optuna.Study, sources: list[TrialRecord], seeds: int) -
             if (src.number, seed) not in pending:
                 final.enqueue_trial({}, user_attrs=records.queued(
                     source_trial=src.number, seed=seed, source_value=src.val_accuracy,
-                    fixed_spec=src.spec, fixed_training=src.recipe()), skip_if_exists=False)
+                    fixed_spec=src.spec, fixed_training=src.recipe(),
+                    **({"epochs": epochs[src.number]} if epochs else {})),
+                    skip_if_exists=False)
             todo += 1
     return todo
 
@@ -73,6 +109,7 @@ class Candidate:
     seeds: list[int]
     val: list[float]
     test: list[float]
+    epochs: int | None = None  # of its retrainings (the longest, should a rerun have mixed)
 
     @property
     def val_stat(self) -> Stat:
@@ -98,7 +135,7 @@ def summarize_final(final: optuna.Study, sources: list[TrialRecord],
         rows.append(Candidate(
             src.number, src.n_params, src.architecture, src.spec, src.recipe(),
             [r.seed for r in runs], [r.val_accuracy for r in runs],
-            [r.test_accuracy for r in runs]))
+            [r.test_accuracy for r in runs], max((r.epochs or 0) for r in runs) or None))
     # Selection looks at validation only; fewer parameters break ties.
     return sorted(rows, key=lambda c: (-c.val_stat.mean, c.n_params))
 
@@ -121,7 +158,7 @@ def write_spec_file(path: Path, cand: Candidate, epochs: int, meta: dict[str, An
 class FinalOutcome:
     """What the final stage retrained and chose; ``chosen`` is None when nothing finished."""
 
-    epochs: int
+    epochs: int | None  # None: each candidate's own, set by the time left
     seeds: int
     candidates: list[Candidate] = field(default_factory=list)
     best_spec: Path | None = None
@@ -135,21 +172,28 @@ class FinalOutcome:
 
 
 def run_final(study: optuna.Study, final: optuna.Study, objective: Callable, *, top: int,
-              seeds: int, epochs: int, best_spec: Path, meta: dict[str, Any],
+              seeds: int, epochs: int | dict[int, int], best_spec: Path, meta: dict[str, Any],
               callbacks: list) -> FinalOutcome:
     """Retrain the search's top candidates with several seeds; choose on validation; write the
-    chosen net to ``best_spec``."""
-    out = FinalOutcome(epochs, seeds)
-    sources = finalists(study, top)
+    chosen net to ``best_spec``. ``epochs``: one length for all, or one per source trial."""
+    per_source = epochs if isinstance(epochs, dict) else None
+    out = FinalOutcome(None if per_source else epochs, seeds)
+    if per_source:  # chosen by final_lengths
+        by_number = {r.number: r for r in finalists(study, POOL * top)}
+        sources = [by_number[n] for n in per_source]
+    else:
+        sources = finalists(study, top)
     if not sources:
         out.skipped = "the search has no complete searched trial"
         return out
     # A run killed mid-retraining left a RUNNING trial: fail it now (and queue its retry) rather
     # than after its heartbeats run out.
     optuna.storages.fail_stale_trials(final)
-    todo = enqueue_final(final, sources, seeds)
-    log.info("final stage: %d candidate(s) × %d seed(s), %d epoch(s) each; %d run(s) to train "
-             "(study %r)", len(sources), seeds, epochs, todo, final.study_name)
+    todo = enqueue_final(final, sources, seeds, per_source)
+    length = (", ".join(f"trial {n}: {e}" for n, e in per_source.items()) if per_source
+              else f"{epochs}")
+    log.info("final stage: %d candidate(s) × %d seed(s), epochs %s; %d run(s) to train "
+             "(study %r)", len(sources), seeds, length, todo, final.study_name)
     # Every waiting trial is taken in turn; those queued for an earlier choice of candidates
     # are pruned at once by the objective (``wanted``), so they cannot use up the runs.
     waiting = len(final.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
@@ -166,7 +210,7 @@ def run_final(study: optuna.Study, final: optuna.Study, objective: Callable, *, 
                        "same command again to finish them")
     if out.chosen is not None:
         try:
-            write_spec_file(best_spec, out.chosen, epochs, meta)
+            write_spec_file(best_spec, out.chosen, out.chosen.epochs or epochs, meta)
             out.best_spec = best_spec
         except OSError as e:  # checked before the search; the results stay in the final study
             log.error("could not write %s: %s; the retrainings are kept in study %r",

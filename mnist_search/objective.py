@@ -64,10 +64,12 @@ class Objective:
             spec = self.space.suggest_spec(trial, self.cap)
             hp = self.space.suggest_training(trial)
         n = count_params(spec)
+        # A fixed net may be queued with a length of its own (a final stage sized by time).
+        epochs = queued.epochs if queued.is_fixed and queued.epochs else self.protocol.epochs
         records.write(trial, n_params=n, architecture=describe(spec), spec=spec.to_dict(),
-                      epochs=self.protocol.epochs, batch_size=hp["batch_size"],
+                      epochs=epochs, batch_size=hp["batch_size"],
                       device=str(self.device),
-                      speed=self.speed.resolve(self.device, self.protocol.epochs).to_dict())
+                      speed=self.speed.resolve(self.device, epochs).to_dict())
         # Feasible when <= 0; TPE ranks infeasible trials below every feasible one.
         trial.set_constraint("budget", n - self.cap)
         if n > self.cap:
@@ -75,13 +77,14 @@ class Objective:
             self._seconds(trial)
             raise optuna.TrialPruned(f"over budget ({n} > {self.budget})")
         seed = queued.seed if queued.seed is not None else self.base_seed + trial.number
-        cfg = TrainConfig(epochs=self.protocol.epochs, reports_per_epoch=self.protocol.reports,
+        cfg = TrainConfig(epochs=epochs, reports_per_epoch=self.protocol.reports,
                           seed=seed, **hp)
         records.write(trial, seed=seed, training=cfg.to_dict())
         return spec, cfg
 
     def reporter(self, trial: optuna.Trial) -> Callable[[int, float], None]:
-        total_steps = self.protocol.epochs * self.protocol.reports
+        epochs = trial.user_attrs.get("epochs") or self.protocol.epochs
+        total_steps = epochs * self.protocol.reports
 
         def on_report(step: int, val: float) -> None:
             trial.report(val, step)

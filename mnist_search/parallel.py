@@ -1,10 +1,12 @@
 """Run a study K candidates at a time through one fused training (``--parallel K``).
 
 Groups are candidates that share every shape: the seed replicas a replay queued (identical fixed
-parameters), or, in a search, one sampled architecture plus K-1 variants of it whose learning
-rate, momentum or weight decay the sampler picks (the space's ``free`` parameters; everything else
-fixed to the first's). A
-candidate that cannot be fused (BatchNorm, dropout) trains alone.
+parameters), or, in a search, one sampled architecture plus K-1 variants of it whose training
+settings the sampler picks (the space's ``free`` parameters: learning rate, weight decay,
+schedule, augmentation...; everything else fixed to the first's). Each member of a fused group
+records ``fused_k`` and ``fused_group`` (the number of the group's first trial). A queued net
+that is not a seed replica (a warm start, a final retraining) is a group of one: the variants
+are queued too, and would queue behind it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .fused import FusedError, check_fusable, train_fused
+from . import records
 from .objective import Objective
 from .records import TrialRecord
 from .train import Diverged, TimeUp, train
@@ -96,11 +99,9 @@ def run_parallel(study: optuna.Study, objective: Objective, k: int, *,
                     tell(trial, state=TrialState.PRUNED)
                     continue
                 members.append((trial, spec, cfg))
-                if i == 0 and len(group) == 1 and room > 1 and _replica_key(trial) is None:
-                    try:
-                        check_fusable(spec, [cfg])
-                    except FusedError:
-                        continue
+                queued = TrialRecord.of(trial)
+                if (i == 0 and len(group) == 1 and room > 1 and _replica_key(trial) is None
+                        and not queued.is_fixed and queued.warm_start is None):
                     group += _variants(study, trial, room, objective.space.free)
             outcomes = _train(objective, members)
             for (trial, _, _), outcome in zip(members, outcomes):
@@ -120,25 +121,25 @@ def _train(objective: Objective, members: list) -> list:
     if not members:
         return []
     spec = members[0][1]
-    cfgs = [m[2] for m in members]
-    same_spec = all(m[1] == spec for m in members)
     keep = objective.artifact_store is not None
-    try:
-        if len(members) > 1 and same_spec:
-            check_fusable(spec, cfgs)
+    if len(members) > 1:
+        cfgs = [m[2] for m in members]
+        if any(m[1] != spec for m in members):
+            raise FusedError(f"trials {[m[0].number for m in members]} were grouped for fused "
+                             f"training but have different nets")
+        check_fusable(spec, cfgs)  # a group is built to fuse; a reason here is a bug
+        for trial, _, _ in members:
+            records.write(trial, fused_k=len(members), fused_group=members[0][0].number)
+        try:
             return train_fused(spec, cfgs, objective.splits,
                                on_report=[objective.reporter(m[0]) for m in members],
-                               keep_models=keep, deadline=objective.deadline)
-    except FusedError:
-        pass
-    except TimeUp as e:
-        return [e] * len(members)
-    out = []
-    for trial, sp, cfg in members:
-        try:
-            out.append(train(sp, cfg, objective.splits, on_report=objective.reporter(trial),
-                             deadline=objective.deadline, keep_model=keep,
-                             speed=objective.speed))
-        except (Diverged, TimeUp, optuna.TrialPruned) as e:
-            out.append(e)
-    return out
+                               keep_models=keep, deadline=objective.deadline,
+                               speed=objective.speed)
+        except TimeUp as e:
+            return [e] * len(members)
+    trial, sp, cfg = members[0]
+    try:
+        return [train(sp, cfg, objective.splits, on_report=objective.reporter(trial),
+                      deadline=objective.deadline, keep_model=keep, speed=objective.speed)]
+    except (Diverged, TimeUp, optuna.TrialPruned) as e:
+        return [e]

@@ -41,6 +41,11 @@ class TrialRecord:
     images_per_second: float | None = None
     pruned_reason: str | None = None
     weights_artifact_id: str | None = None
+    # Trained in a fused group of this many candidates, led by this trial number.
+    fused_k: int | None = None
+    fused_group: int | None = None
+    # Queued as a warm start from a shipped net (e.g. "found/budget-25000.json").
+    warm_start: str | None = None
     # A trial queued with a fixed net instead of a sampled one.
     fixed_spec: dict[str, Any] | None = None
     fixed_training: dict[str, Any] | None = None

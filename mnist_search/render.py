@@ -185,22 +185,23 @@ def recipe(training: dict[str, Any] | None) -> str:
 def final_summary(out: FinalOutcome) -> list[str]:
     if not out.candidates:
         return [f"final stage skipped: {out.skipped}"]
+    length = (f"{out.epochs} epoch(s)" if out.epochs is not None
+              else "each for the epochs its share of the time allows")
     lines = ["", f"final: {len(out.candidates)} candidate(s) retrained from scratch, "
-                 f"{out.epochs} epoch(s), seeds 0-{out.seeds - 1}; chosen on mean validation "
-                 "accuracy",
+                 f"{length}, seeds 0-{out.seeds - 1}; chosen on mean validation accuracy",
              f"{'trial':>5}  {'params':>7}  {'val mean ± std':>15}  {'test mean ± std':>15}  "
              "architecture"]
     for c in out.candidates:
         v, t = c.val_stat, c.test_stat
         lines.append(f"{c.source_trial:>5}  {c.n_params:>7,}  {v.mean:>8.2f} ± {v.std:4.2f}  "
                      f"{t.mean:>8.2f} ± {t.std:4.2f}  {c.architecture}  "
-                     f"({len(c.seeds)} of {out.seeds} seeds)")
+                     f"({len(c.seeds)} of {out.seeds} seeds, {c.epochs} epochs)")
     best = out.chosen
     if best is not None:
         t = best.test_stat
         lines += ["", f"chosen: trial {best.source_trial}, {best.n_params:,} parameters, test "
                       f"{t.mean:.2f} ± {t.std:.2f}% over {len(best.seeds)} seeds "
-                      f"({out.epochs} epochs)"]
+                      f"({best.epochs or out.epochs} epochs)"]
     elif out.skipped:
         lines += ["", f"nothing chosen: {out.skipped}"]
     if best is not None and out.best_spec is not None:

@@ -14,7 +14,7 @@ from .errors import UsageError
 from .protocol import Protocol
 from .spaces import SPACES, get_space
 
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = ("median", "hyperband", "sha", "none")
 
 
 class StudyError(UsageError):
@@ -49,6 +49,11 @@ def make_pruner(name: str, protocol: Protocol) -> optuna.pruners.BasePruner:
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(
             min_resource=1, max_resource=protocol.epochs * protocol.reports, reduction_factor=3)
+    if name == "sha":
+        # Successive halving over training length: a trial goes on past each rung (report
+        # steps R, 3R, 9R... with R one epoch's reports) only while in the best third there.
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=protocol.reports,
+                                                      reduction_factor=3)
     if name == "none":
         return optuna.pruners.NopPruner()
     raise StudyError(f"pruner {name!r}; valid: {', '.join(PRUNERS)}")

@@ -7,6 +7,7 @@ indices made on the device, so an epoch has no DataLoader and no host-device cop
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -43,6 +44,8 @@ class TrainConfig:
     schedule: str = "constant"
     label_smoothing: float = 0.0
     augment: str = "none"
+    # Evaluate (and keep) an exponential moving average of the weights with this decay; 0: off.
+    ema: float = 0.0
     reports_per_epoch: int = 1  # validation checks per epoch, each one reported to the callback
     seed: int = 0
 
@@ -63,6 +66,7 @@ class TrainConfig:
              f"schedule={self.schedule!r}; valid: {', '.join(SCHEDULES)}"),
             (self.augment in STRENGTHS,
              f"augment={self.augment!r}; valid: {', '.join(STRENGTHS)}"),
+            (0.0 <= self.ema < 1.0, f"ema={self.ema}; must be in [0, 1) (0: off)"),
             (0.0 <= self.label_smoothing < 1.0,
              f"label_smoothing={self.label_smoothing}; must be in [0, 1)"),
             (not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0),
@@ -131,6 +135,33 @@ class TrainResult:
 
 
 ReportFn = Callable[[int, float], None]
+
+
+def ema_decay(decay: float, step: int) -> float:
+    """The averaging decay at optimisation step ``step`` (1-based): ``decay``, lowered early on
+    so that the average forgets the random initialisation within a few dozen steps (a one-epoch
+    trial has only a few hundred)."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights and BatchNorm statistics."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.model = copy.deepcopy(model)
+        self.decay, self.steps = decay, 0
+        self._pairs = [(a, b) for a, b in zip(self.model.state_dict().values(),
+                                              model.state_dict().values())]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.steps += 1
+        w = 1 - ema_decay(self.decay, self.steps)
+        for avg, live in self._pairs:
+            if avg.is_floating_point():
+                avg.lerp_(live, w)
+            else:
+                avg.copy_(live)  # BatchNorm's step counter
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -226,6 +257,8 @@ def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: Report
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = bool(sp.cudnn_benchmark)
     opt = make_optimizer(model, cfg)
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
+    judged = average.model if average is not None else model  # what is evaluated and kept
     step_model = torch.compile(model) if sp.compile else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(sp.amp))
     n = len(data)
@@ -260,6 +293,8 @@ def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: Report
             opt.step()
             if sched is not None:
                 sched.step()
+            if average is not None:
+                average.update()
             # Accumulate on the device; reading a value back each step would stall a GPU.
             correct += (out.detach().argmax(1) == y).sum()
             loss_sum += loss.detach()
@@ -271,7 +306,7 @@ def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: Report
                 t0 = time.perf_counter()
                 # Evaluation stays in float32 and uncompiled: recorded accuracies must be what an
                 # exported model reproduces.
-                val = evaluate(model, splits.val, eval_bs)
+                val = evaluate(judged, splits.val, eval_bs)
                 eval_seconds += time.perf_counter() - t0
                 history.append((step, val))
                 if on_report is not None:
@@ -282,7 +317,7 @@ def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: Report
     if evaluate_test:
         _sync(device)
         t0 = time.perf_counter()
-        test_acc = evaluate(model, splits.test, eval_bs)
+        test_acc = evaluate(judged, splits.test, eval_bs)
         eval_seconds += time.perf_counter() - t0
     _sync(device)
     seconds = time.perf_counter() - start
@@ -293,4 +328,4 @@ def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: Report
         n_params=module_params(model), train_accuracy=train_acc, val_accuracy=history[-1][1],
         test_accuracy=test_acc, seconds=seconds, train_seconds=train_seconds,
         images_per_second=cfg.epochs * n / train_seconds, history=history,
-        model=model if keep_model else None)
+        model=judged.eval() if keep_model else None)

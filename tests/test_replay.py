@@ -134,4 +134,4 @@ def test_warm_start_queues_what_fits(tmp_path, monkeypatch, data_dir):
 def test_bad_warm_start(tmp_path, monkeypatch, value):
     monkeypatch.chdir(tmp_path)
     r = runner.invoke(app, ["optimize", "--warm-start", value])
-    assert r.exit_code == 2 and f"--warm-start '{value}'; valid: documented" in r.stderr
+    assert r.exit_code == 2 and f"--warm-start '{value}'; valid: found, documented, none" in r.stderr

@@ -53,6 +53,7 @@ def test_channel_progressions_are_reachable(chans):
 
 @pytest.mark.parametrize("budget", [300, 1000, 5000, 25000])
 def test_modern_proposals_fit_the_budget_and_build(budget):
+    from mnist_search import known
     from mnist_search.spaces import modern
     from mnist_search.model import build_model, module_params
 
@@ -68,7 +69,10 @@ def test_modern_proposals_fit_the_budget_and_build(budget):
         kinds.update(l.kind for l in spec.convs)
         kinds.update("res" for l in spec.convs if l.residual)
         kinds.update("1x1" for l in spec.convs if l.kernel == 1)
+        kinds.update("5x5" for l in spec.convs if l.kernel == 5)
         kinds.add(spec.head)
+        # A sampled net reads back as the parameters that make it (warm starts rely on it).
+        assert known.build(modern.spec_params(spec)) == spec
         assert hp["schedule"] in ("onecycle", "cosine")
         counts.append(n)
         return n / budget
@@ -76,7 +80,7 @@ def test_modern_proposals_fit_the_budget_and_build(budget):
     study.optimize(objective, n_trials=80)
     assert max(counts) <= budget and max(counts) > 0.8 * budget
     if budget >= 5000:  # every kind of block is offered where the budget leaves room
-        assert {"conv", "sep", "res", "1x1", "gap"} <= kinds
+        assert {"conv", "sep", "res", "1x1", "5x5", "gap"} <= kinds
 
 
 def test_modern_build_spec_is_the_documented_shape():
@@ -95,3 +99,45 @@ def test_unknown_space_is_refused():
 
     with pytest.raises(SpecError, match="space 'fancy'; valid: modern, plain"):
         get_space("fancy")
+
+
+# --- warm starts from the shipped nets --------------------------------------------------------------
+
+@pytest.mark.parametrize("budget", [700, 2000, 3000, 25000, 60000])
+def test_shipped_nets_are_fitted_to_any_budget(budget):
+    from mnist_search import known
+    from mnist_search.spaces import modern
+
+    for net in known.known_nets():
+        base = modern.spec_params(net.spec)
+        params = known.fit_widths(base, budget)
+        if params is None:  # not even at the narrowest widths
+            narrow = dict(base, **{f"width{s}": modern.WIDTH[0]
+                                   for s in range(1, base["stages"] + 1)})
+            assert count_params(known.build(narrow)) > budget
+            continue
+        n = count_params(known.build(params))
+        assert n <= budget
+        widths = [params[f"width{s}"] for s in range(1, params["stages"] + 1)]
+        # filled: one more step of the common factor would not fit, unless every width is capped
+        if max(widths) < modern.WIDTH[1]:
+            grown = dict(params, **{f"width{s}": w + max(1, w // 8)
+                                    for s, w in enumerate(widths, start=1)})
+            assert count_params(known.build(grown)) > budget * 0.97
+        if net.budget == budget:
+            assert n >= count_params(net.spec)  # never smaller than the net as shipped
+
+
+def test_warm_start_found_queues_the_nearest_once():
+    from mnist_search.known import warm_start_known
+
+    study = optuna.create_study(direction="maximize")
+    lines = warm_start_known(study, 2000, "modern")
+    assert [l.split()[2] for l in lines] == ["found/budget-2000.json", "found/budget-1000.json"]
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) == 2
+    assert waiting[0].system_attrs["fixed_params"]["width3"] > 21  # fitted up from 1,278
+    study.tell(study.ask(), 1.0)
+    study.tell(study.ask(), 2.0)
+    assert all("already in the study" in l for l in warm_start_known(study, 2000, "modern"))
+    assert "modern-space nets" in warm_start_known(study, 2000, "plain")[0]

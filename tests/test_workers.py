@@ -69,7 +69,7 @@ def _worker(url, name, data_dir, *extra):
         [sys.executable, "-m", "mnist_search", "optimize", "--budget", "25000", "--study-name",
          name, "--storage", url, "--heartbeat", "1", "--n-trials", "1", "--epochs", "2",
          "--train-subset", "3000", "--val-size", "500", "--device", "cpu", "--pruner", "none",
-         "--space", "plain", "--data-dir", str(data_dir), *extra],
+         "--space", "plain", "--final-seeds", "0", "--data-dir", str(data_dir), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -8,11 +8,15 @@ their smallest completion fits the budget, then each stage's width gets the larg
 that leaves room for the remaining stages at their minimum width.
 
 A net is ``stages`` stages (2 or 3) separated by 2×2 max-pools (28 → 14 → 7 with "same"
-padding). Stage s has ``blocks<s>`` 3×3 blocks of width ``width<s>``. With ``transition``, a 1×1
+padding). Stage s has ``blocks<s>`` 3×3 blocks of width ``width<s>``; the net's first block may
+use a 5×5 kernel instead (``first_kernel``: the best published nets under 2,000 parameters spend
+their first layer on a larger receptive field). With ``transition``, a 1×1
 conv maps one stage's width to the next after the pool, so every block of the next stage keeps
 its input's shape; with ``residual`` each block that keeps its input's shape adds that input
 before its activation. With ``separable`` every block but the net's first (a depthwise conv on
 one input channel would be a waste) is depthwise-separable.
+
+The recipe may keep an exponential moving average of the weights (``ema``) and judge that.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ import optuna
 from ..spec import ArchSpec, ConvLayer, SpecError, count_params
 from .base import Space, largest, pick
 
-SPACE_VERSION = "modern-1"
+SPACE_VERSION = "modern-2"
 STAGES = (2, 3)
 MAX_BLOCKS = 3
 WIDTH = (4, 96)  # per stage, log scale
 PADDINGS = ("same", "valid")
+FIRST_KERNELS = (3, 5)
+EMAS = (0.0, 0.99, 0.999)
 DROPOUTS = (0.0, 0.1, 0.2)
 BATCH_SIZES = (128, 256)
 OPTIMIZERS = ("sgd", "adamw")
@@ -43,9 +49,9 @@ ADAMW_WD = (1e-4, 1e-1)
 
 def build_spec(stages: int, padding: str, blocks: list[int], widths: list[int], *,
                separable: bool = False, residual: bool = False, transition: bool = False,
-               head: str = "gap", dropout: float = 0.0) -> ArchSpec:
+               head: str = "gap", dropout: float = 0.0, first_kernel: int = 3) -> ArchSpec:
     """The spec these choices describe; no Optuna, so it can be rebuilt from stored params."""
-    pad = 1 if padding == "same" else 0
+    same = padding == "same"
     convs: list[ConvLayer] = []
     c_prev = 1
     for s in range(stages):
@@ -54,8 +60,10 @@ def build_spec(stages: int, padding: str, blocks: list[int], widths: list[int], 
             convs.append(ConvLayer(w, 1, 0))
             c_prev = w
         for _ in range(blocks[s]):
+            k = 3 if convs else first_kernel
             kind = "sep" if separable and convs else "conv"
-            convs.append(ConvLayer(w, 3, pad, False, kind, residual and pad == 1 and c_prev == w))
+            convs.append(ConvLayer(w, k, k // 2 if same else 0, False, kind,
+                                   residual and same and c_prev == w))
             c_prev = w
         if s < stages - 1:
             last = convs[-1]
@@ -84,12 +92,14 @@ def suggest_spec(trial: optuna.Trial, budget: int) -> ArchSpec:
     s_ok = [s for s in STAGES if minimal(s)]
     stages = trial.suggest_int("stages", s_ok[0], s_ok[-1])
     padding = pick(trial, "padding", PADDINGS, lambda p: minimal(stages, p))
+    kw: dict[str, Any] = {}
+    kw["first_kernel"] = pick(trial, "first_kernel", FIRST_KERNELS,
+                              lambda k: minimal(stages, padding, first_kernel=k))
     blocks = [1] * stages
     for s in range(stages):
         def with_blocks(b: int) -> bool:
-            return minimal(stages, padding, blocks[:s] + [b] + blocks[s + 1:])
+            return minimal(stages, padding, blocks[:s] + [b] + blocks[s + 1:], **kw)
         blocks[s] = trial.suggest_int(f"blocks{s + 1}", 1, largest(1, MAX_BLOCKS, with_blocks))
-    kw: dict[str, Any] = {}
     for name in ("separable", "transition") + (("residual",) if padding == "same" else ()):
         kw[name] = pick(trial, name, (False, True),
                          lambda v: minimal(stages, padding, blocks, **kw, **{name: v}))
@@ -119,9 +129,57 @@ def suggest_training(trial: optuna.Trial) -> dict[str, Any]:
     hp["schedule"] = trial.suggest_categorical("schedule", SCHEDULES)
     hp["label_smoothing"] = trial.suggest_categorical("label_smoothing", LABEL_SMOOTHING)
     hp["augment"] = trial.suggest_categorical("augment", AUGMENTS)
+    hp["ema"] = trial.suggest_categorical("ema", EMAS)
     return hp
 
 
+def spec_params(spec: ArchSpec) -> dict[str, Any]:
+    """The trial parameters that make ``spec`` (inverse of ``suggest_spec``), to queue a known
+    net as an ordinary trial the sampler learns from. Raises SpecError for a spec outside the
+    space."""
+    convs = spec.convs
+    if not convs or not spec.batchnorm or spec.hidden:
+        raise SpecError("the modern space has BatchNorm nets without hidden layers")
+    first = convs[0]
+    p: dict[str, Any] = {"padding": "same" if first.padding else "valid",
+                         "first_kernel": first.kernel, "head": spec.head,
+                         "dropout": spec.dropout,
+                         "separable": any(c.kind == "sep" for c in convs),
+                         "transition": any(c.kernel == 1 for c in convs),
+                         "residual": any(c.residual for c in convs)}
+    blocks, widths, count = [], [], 0
+    for c in convs:
+        if c.kernel != 1:
+            count += 1
+        if c.pool or c is convs[-1]:
+            blocks.append(count)
+            widths.append(c.out_channels)
+            count = 0
+    p["stages"] = len(blocks)
+    for s, (b, w) in enumerate(zip(blocks, widths), start=1):
+        p[f"blocks{s}"], p[f"width{s}"] = b, w
+    try:
+        same = build_spec(p["stages"], p["padding"], blocks, widths, separable=p["separable"],
+                          residual=p["residual"], transition=p["transition"], head=p["head"],
+                          dropout=p["dropout"], first_kernel=p["first_kernel"]) == spec
+    except (SpecError, IndexError):
+        same = False
+    if not same:
+        raise SpecError("not a net of the modern space")
+    return p
+
+
+def training_params(hp: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of ``suggest_training``: trial parameters for these training settings."""
+    p = {"batch_size": hp["batch_size"], "optimizer": hp["optimizer"],
+         "schedule": hp["schedule"], "label_smoothing": hp.get("label_smoothing", 0.0),
+         "augment": hp.get("augment", "none"), "ema": hp.get("ema", 0.0)}
+    prefix = "sgd" if hp["optimizer"] == "sgd" else "adamw"
+    p[f"{prefix}_lr"], p[f"{prefix}_wd"] = hp["lr"], hp.get("weight_decay", 0.0)
+    return p
+
+
 SPACE = Space("modern", SPACE_VERSION, suggest_spec, suggest_training, smallest_net,
-              free=("sgd_lr", "sgd_wd", "adamw_lr", "adamw_wd"))
+              free=("sgd_lr", "sgd_wd", "adamw_lr", "adamw_wd", "schedule", "label_smoothing",
+                    "augment", "ema"))
 smallest_params = SPACE.smallest_params

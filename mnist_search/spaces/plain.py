@@ -178,6 +178,7 @@ def training_params(hp: dict[str, Any]) -> dict[str, Any]:
 
 
 SPACE = Space("plain", SPACE_VERSION, suggest_spec, suggest_training, smallest_net,
-              # Fused variants of one net differ only in these (the optimizer's own settings).
-              free=("sgd_lr", "sgd_momentum", "adam_lr", "weight_decay"))
+              # Fused variants of one net differ only in these (they change the training, not
+              # a shape or the optimizer's kind).
+              free=("sgd_lr", "sgd_momentum", "adam_lr", "weight_decay", "schedule", "augment"))
 smallest_params = SPACE.smallest_params
