@@ -16,7 +16,8 @@ if [[ "${1:-}" == "--quick" ]]; then
   dev=cpu; seconds=25; fused=(--quick --device cpu); epoch=(--device cpu --images 512 --runs 1)
   subset=(--train-subset 1024)
 else
-  dev=cuda; seconds=60; fused=(--device cuda); epoch=(--device cuda --images 55000 --runs 3 --full-epoch)
+  dev=cuda; seconds=60; fused=(--device cuda --images 12800)
+  epoch=(--device cuda --images 12800 --runs 3 --full-epoch)
   subset=()
 fi
 date -u +"date: %Y-%m-%d %H:%M UTC"

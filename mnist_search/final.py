@@ -31,6 +31,10 @@ def final_study_name(study_name: str, auto: bool = False) -> str:
     return f"{study_name}-final" + ("-auto" if auto else "")
 
 
+def _key(r: TrialRecord) -> tuple[Any, Any]:
+    return r.source_trial, r.seed
+
+
 def finalists(study: optuna.Study, top: int) -> list[TrialRecord]:
     """The search's best searched candidates (queued fixed nets are not candidates)."""
     return [r for r in top_trials(study, top) if not r.is_fixed]

@@ -30,7 +30,7 @@ from .memory import keep_freed_memory, release_freed_memory
 from .model import Net, build_model, module_params
 from .spec import ArchSpec
 from .train import (Diverged, ReportFn, Speed, TimeUp, TrainConfig, TrainResult,
-                    batches_per_epoch, ema_decay, eval_batch, evaluate, make_schedule,
+                    apply_speed, batches_per_epoch, ema_decay, eval_batch, evaluate, make_schedule,
                     report_points)
 
 # What one fused step shares between its candidates; everything else may differ.
@@ -281,13 +281,7 @@ def train_fused(spec: ArchSpec, cfgs: list[TrainConfig], splits: Splits, *,
     for c in cfgs:
         torch.manual_seed(c.seed)  # the same initialisation as a separate run with this seed
         models.append(build_model(spec).to(device))
-    net = WideNet(models).to(device)
-    fmt = torch.channels_last if sp.channels_last else torch.contiguous_format
-    if sp.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = bool(sp.cudnn_benchmark)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(sp.amp))
+    net, fmt, autocast = apply_speed(WideNet(models).to(device), sp, device)
     gens = [torch.Generator(device=device).manual_seed(c.seed) for c in cfgs]
     opt = StackedOptimizer(net, cfgs)
     average = WideAverage(net, cfgs) if any(c.ema for c in cfgs) else None

@@ -79,6 +79,10 @@ def build(p: dict[str, Any]) -> ArchSpec:
         dropout=p["dropout"], first_kernel=p["first_kernel"])
 
 
+def _family(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if not k.startswith("width")}
+
+
 def warm_start_known(study: optuna.Study, budget: int, space: str) -> list[str]:
     """Queue the shipped nets found at the budgets nearest ``budget``, widths fitted to it.
     Returns one message per net: queued, already in the study, or why not."""
@@ -87,8 +91,11 @@ def warm_start_known(study: optuna.Study, budget: int, space: str) -> list[str]:
                 "starts from the sampler alone"]
     present = {TrialRecord.of(t).warm_start for t in study.get_trials(deepcopy=False)}
     nets = sorted(known_nets(), key=lambda n: (abs(math.log(n.budget / budget)), n.name))
-    messages = []
-    for net in nets[:WARM_NETS]:
+    messages: list[str] = []
+    queued: list[dict[str, Any]] = []
+    for net in nets:
+        if len(queued) + sum(m.endswith("already in the study") for m in messages) >= WARM_NETS:
+            break
         label = f"found/{net.name}.json"
         if label in present:
             messages.append(f"warm start: {label} is already in the study")
@@ -99,6 +106,11 @@ def warm_start_known(study: optuna.Study, budget: int, space: str) -> list[str]:
                             "width")
             continue
         params.update(modern.training_params(net.training))
+        if _family(params) in map(_family, queued):  # found again at another budget
+            messages.append(f"warm start: {label} is the same net and recipe, in other widths, "
+                            "as one already queued")
+            continue
+        queued.append(params)
         study.enqueue_trial(params, user_attrs=records.queued(warm_start=label))
         n = count_params(build(params))
         messages.append(f"warm start: {label} queued ({n:,} parameters"

@@ -232,6 +232,17 @@ def batches_per_epoch(n: int, batch_size: int) -> int:
     return math.ceil(n / batch_size)
 
 
+def apply_speed(model: nn.Module, sp: Speed, device: torch.device):
+    """``model`` in the memory format ``sp`` (resolved) asks for, cuDNN autotuning set, and the
+    autocast context and input memory format to train it with."""
+    fmt = torch.channels_last if sp.channels_last else torch.contiguous_format
+    if sp.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = bool(sp.cudnn_benchmark)
+    return model, fmt, torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(sp.amp))
+
+
 def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: ReportFn | None = None,
           evaluate_test: bool = True, keep_model: bool = False,
           deadline: float | None = None, speed: Speed = Speed()) -> TrainResult:
@@ -250,17 +261,11 @@ def train(spec: ArchSpec, cfg: TrainConfig, splits: Splits, *, on_report: Report
         keep_freed_memory()
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    model = build_model(spec).to(device)
-    fmt = torch.channels_last if sp.channels_last else torch.contiguous_format
-    if sp.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = bool(sp.cudnn_benchmark)
+    model, fmt, autocast = apply_speed(build_model(spec).to(device), sp, device)
     opt = make_optimizer(model, cfg)
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
     judged = average.model if average is not None else model  # what is evaluated and kept
     step_model = torch.compile(model) if sp.compile else model
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(sp.amp))
     n = len(data)
     bs = min(cfg.batch_size, n)
     steps = batches_per_epoch(n, bs)

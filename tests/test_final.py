@@ -93,3 +93,29 @@ def test_shipped_specs_load_fit_their_budget_and_train_as_recorded():
         assert count_params(spec) == body["n_params"] <= body["budget"], path.name
         TrainConfig(**body["training"], epochs=body["epochs"])
         assert body["result"]["seeds"] == [0, 1, 2]
+
+
+def test_successive_halving_keeps_the_best_third_at_each_rung():
+    """--pruner sha: rungs at one epoch's reports, then ×3; a trial below the best third of its
+    rung stops there."""
+    from mnist_search.protocol import Protocol
+    from mnist_search.study import make_pruner
+
+    pruner = make_pruner("sha", Protocol(epochs=9, val_size=5000))
+    assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
+    study = optuna.create_study(direction="maximize", pruner=pruner,
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    stopped = {}
+    for value in [90, 95, 91, 96, 92, 97, 93, 98, 94]:  # one curve per trial, rising values
+        trial = study.ask()
+        for step in range(9):
+            trial.report(value + step / 10, step)
+            if trial.should_prune():
+                stopped[value] = step
+                break
+        if value in stopped:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, value)
+    assert 98 not in stopped and 97 not in stopped  # the best always go on
+    assert stopped and min(stopped.values()) >= 1  # the first rung is one epoch's report

@@ -133,8 +133,10 @@ def test_a_last_batch_of_one_image_does_not_crash_batchnorm(tmp_path, monkeypatc
 
 def test_processes_started_at_once_on_a_new_sqlite_file(tmp_path, data_dir):
     url = f"sqlite:///{tmp_path}/race.db"
+    # (no warm start: each process would queue it, racing, which is not what this is about)
     procs = [cli("optimize", "--budget", 3000, "--n-trials", 1, "--study-name", "race",
-                 "--storage", url, "--data-dir", data_dir, *TINY, cwd=tmp_path)
+                 "--storage", url, "--warm-start", "none", "--data-dir", data_dir, *TINY,
+                 cwd=tmp_path)
              for _ in range(4)]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, outs
