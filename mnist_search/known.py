@@ -29,6 +29,7 @@ class KnownNet:
     budget: int
     spec: ArchSpec
     training: dict[str, Any]
+    val_mean: float  # its validation accuracy when it was found (mean over its seeds)
 
 
 def known_nets() -> list[KnownNet]:
@@ -38,7 +39,7 @@ def known_nets() -> list[KnownNet]:
         if f.name.endswith(".json"):
             d = json.loads(f.read_text())
             out.append(KnownNet(f.name[:-5], int(d["budget"]), ArchSpec.from_dict(d["spec"]),
-                                d["training"]))
+                                d["training"], float(d["result"]["val_mean"])))
     return out
 
 
@@ -84,13 +85,16 @@ def _family(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def warm_start_known(study: optuna.Study, budget: int, space: str) -> list[str]:
-    """Queue the shipped nets found at the budgets nearest ``budget``, widths fitted to it.
+    """Queue the shipped nets found at the budgets nearest ``budget`` (the better on validation
+    first, among equally near ones), widths fitted to it.
     Returns one message per net: queued, already in the study, or why not."""
     if space != "modern":
         return [f"warm start: the shipped nets are modern-space nets; the {space} space "
                 "starts from the sampler alone"]
     present = {TrialRecord.of(t).warm_start for t in study.get_trials(deepcopy=False)}
-    nets = sorted(known_nets(), key=lambda n: (abs(math.log(n.budget / budget)), n.name))
+    # nearest budget first; among nets found at the same budget, the best on validation
+    nets = sorted(known_nets(), key=lambda n: (abs(math.log(n.budget / budget)), -n.val_mean,
+                                               n.name))
     messages: list[str] = []
     queued: list[dict[str, Any]] = []
     for net in nets:
