@@ -158,8 +158,9 @@ def optimize(
     """Search architectures and training settings under --budget parameters.
 
     Start it any number of times, on one machine or many, with the same --storage and
-    --study-name: all processes work on the same study. With --final-seeds, the best
-    candidates are then retrained at --final-epochs and the chosen one reported on the test set."""
+    --study-name: all processes work on the same study. Then (unless --final-seeds 0) the best
+    candidates are retrained from scratch, by default each for the epochs its share of the time
+    left allows, and the chosen one is reported on the test set."""
     from .engine import SearchConfig, run_search
     from .render import final_summary, progress, study_summary
 

@@ -300,7 +300,10 @@ def _search(cfg: SearchConfig, study: optuna.Study, splits: Splits, dev: torch.d
         callbacks.append(reserve)
     interrupted = False
     try:
-        run_trials(study, objective, cfg.parallel, n_trials=cfg.n_trials, timeout=cfg.timeout,
+        # The time left, not cfg.timeout: the warm-up has used some, and a loop given more
+        # than the trials' deadline would start trials that stop at their first batch.
+        left = max(0.0, deadline - time.time()) if deadline is not None else None
+        run_trials(study, objective, cfg.parallel, n_trials=cfg.n_trials, timeout=left,
                    callbacks=callbacks,
                    stop=lambda: reserve is not None and reserve.stopped_with is not None)
     except KeyboardInterrupt:

@@ -252,6 +252,7 @@ def test_two_stage_search_retrains_the_best_and_writes_a_reproducible_spec(in_tm
 def test_final_options_are_checked(in_tmp, data_dir):
     for args, message in ((["--final-seeds", -1], "--final-seeds -1"),
                           (["--final-epochs", 0], "--final-epochs 0"),
+                          (["--final-epochs", "soon"], "--final-epochs 'soon': must be 'auto' or"),
                           (["--final-top", 0], "--final-top 0"),
                           (["--space", "fancy"], "--space 'fancy'; valid: modern, plain")):
         r = run("optimize", "--n-trials", 1, "--data-dir", data_dir, *QUICK, *args)

@@ -68,14 +68,14 @@ def _worker(url, name, data_dir, *extra):
     return subprocess.Popen(
         [sys.executable, "-m", "mnist_search", "optimize", "--budget", "25000", "--study-name",
          name, "--storage", url, "--heartbeat", "1", "--n-trials", "1", "--epochs", "2",
-         "--train-subset", "3000", "--val-size", "500", "--device", "cpu", "--pruner", "none",
+         "--train-subset", "8000", "--val-size", "500", "--device", "cpu", "--pruner", "none",
          "--space", "plain", "--final-seeds", "0", "--data-dir", str(data_dir), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _study_with_a_slow_trial(url, name):
     study = open_study(open_storage(url), name, 25000,
-                       Protocol(epochs=2, train_subset=3000, val_size=500), pruner="none",
+                       Protocol(epochs=2, train_subset=8000, val_size=500), pruner="none",
                        space="plain")
     study.enqueue_trial(documented_params(get_experiment(6)))  # a net that trains for a while
     return study
@@ -108,6 +108,7 @@ def test_ctrl_c_marks_the_trial_prints_the_summary_and_resumes(tmp_path, data_di
     _study_with_a_slow_trial(url, name)
     a = _worker(url, name, data_dir, "--artifacts", str(tmp_path / "a"))
     running = _wait_for_running(url, name, a)
+    assert a.poll() is None, "the trial finished before it could be interrupted"
     a.send_signal(signal.SIGINT)
     out, _ = a.communicate(timeout=60)
     assert a.returncode == 0, out
