@@ -233,6 +233,9 @@ def run_search(config: SearchConfig) -> SearchOutcome:
         out.deadline = time.time() + cfg.timeout
     searching = (dataclasses.replace(cfg, timeout=cfg.timeout * SEARCH_SHARE) if cfg.auto_final
                  else cfg)
+    if cfg.auto_final:
+        log.info("of the %.0f s limit, the search gets %.0f s and the final stage the rest",
+                 cfg.timeout, searching.timeout)
     if cfg.workers > 1:
         splits = None  # each worker loads its own copy on its own device
         log.info("study %r in %s: starting %d workers", cfg.study_name,

@@ -144,6 +144,18 @@ class WideNet(nn.Module):
         into.load_state_dict(state)
         return into
 
+    def select(self, keep: list[int], spec: ArchSpec) -> WideNet:
+        """A wide net of only the candidates at positions ``keep``, in that order."""
+        device = next(self.parameters()).device
+        wide = WideNet([self.narrow(j, build_model(spec).to(device)) for j in keep]).to(device)
+        return wide.to(memory_format=torch.channels_last) if self.channels_last else wide
+
+    @property
+    def channels_last(self) -> bool:
+        return any(p.dim() == 4 and not p.is_contiguous() and
+                   p.is_contiguous(memory_format=torch.channels_last)
+                   for p in self.parameters())
+
     def candidate_rows(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(parameter, the same parameter as [K, rest]) pairs for a per-candidate optimizer."""
         return [(p, p.view(self.k, -1)) for p in self.parameters()]
@@ -166,6 +178,18 @@ class StackedOptimizer:
         self.nesterov = column([float(c.nesterov) for c in cfgs])
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.rows]
         self.t = 0
+
+    def select(self, keep: list[int], net: WideNet,
+               cfgs: list[TrainConfig]) -> StackedOptimizer:
+        """This optimizer for ``net``, the wide net of the candidates at positions ``keep``: their
+        hyperparameters, momentum buffers and moment estimates carried over."""
+        out = StackedOptimizer(net, cfgs)
+        out.t = self.t
+        rows = torch.tensor(keep, device=self.mom.device)
+        for old, new in zip(self.state, out.state):
+            for name, t in old.items():
+                new[name] = t.index_select(0, rows)
+        return out
 
     @torch.no_grad()
     def step(self, lr: torch.Tensor) -> None:
@@ -206,6 +230,16 @@ class WideAverage:
         self._decays = torch.tensor([[c.ema] for c in cfgs], device=dev)
         self._pairs = [(a, b) for a, b in zip(self.net.state_dict().values(),
                                               net.state_dict().values())]
+
+    def select(self, keep: list[int], live: WideNet, spec: ArchSpec) -> WideAverage:
+        """The averages of the candidates at positions ``keep``, following ``live`` (the wide net
+        of the same candidates) from now on."""
+        out = WideAverage.__new__(WideAverage)
+        out.net, out.steps = self.net.select(keep, spec), self.steps
+        out._decays = self._decays[keep]
+        out._pairs = [(a, b) for a, b in zip(out.net.state_dict().values(),
+                                             live.state_dict().values())]
+        return out
 
     @torch.no_grad()
     def update(self) -> None:
@@ -265,9 +299,9 @@ def train_fused(spec: ArchSpec, cfgs: list[TrainConfig], splits: Splits, *,
     """Train ``len(cfgs)`` candidates of ``spec`` at once.
 
     Returns, per candidate, its TrainResult, or the exception that stopped it: whatever its
-    ``on_report[k](step, val)`` raised (a pruner), or Diverged. A stopped candidate keeps being
-    computed with the others (it shares their kernels) but is no longer evaluated or reported.
-    TimeUp stops all of them.
+    ``on_report[k](step, val)`` raised (a pruner), or Diverged. A stopped candidate leaves the
+    wide net at that report (its weights, optimizer state and average are cut out), so the others
+    go on at the cost of their own number. TimeUp stops all of them.
     """
     check_fusable(spec, cfgs)
     start = time.perf_counter()
@@ -282,6 +316,10 @@ def train_fused(spec: ArchSpec, cfgs: list[TrainConfig], splits: Splits, *,
         torch.manual_seed(c.seed)  # the same initialisation as a separate run with this seed
         models.append(build_model(spec).to(device))
     net, fmt, autocast = apply_speed(WideNet(models).to(device), sp, device)
+    # Position j of the wide net is candidate alive[j]; candidates that stop (pruned, diverged)
+    # are dropped from it at the report where they stop, so they cost nothing after.
+    alive = list(range(K))
+    live_cfgs = list(cfgs)
     gens = [torch.Generator(device=device).manual_seed(c.seed) for c in cfgs]
     opt = StackedOptimizer(net, cfgs)
     average = WideAverage(net, cfgs) if any(c.ema for c in cfgs) else None
@@ -293,7 +331,6 @@ def train_fused(spec: ArchSpec, cfgs: list[TrainConfig], splits: Splits, *,
     lrs = lr_table(cfgs, epochs * steps).to(device)
     smoothing = torch.tensor([c.label_smoothing for c in cfgs], device=device)
     points = set(report_points(steps, cfgs[0].reports_per_epoch))
-    eval_bs = max(1, eval_batch(spec) // K)
     histories: list[list[tuple[int, float]]] = [[] for _ in range(K)]
     stopped: list[Exception | None] = [None] * K
     train_acc = [0.0] * K
@@ -301,13 +338,13 @@ def train_fused(spec: ArchSpec, cfgs: list[TrainConfig], splits: Splits, *,
     for epoch in range(epochs):
         net.train()
         perms = [torch.randperm(n, device=device, generator=g) for g in gens]
-        correct = torch.zeros(K, dtype=torch.long, device=device)
-        loss_sum = torch.zeros(K, device=device)
+        correct = torch.zeros(len(alive), dtype=torch.long, device=device)
+        loss_sum = torch.zeros(len(alive), device=device)
         for b in range(steps):
             if deadline is not None and time.time() > deadline:
                 raise TimeUp(f"time limit reached at epoch {epoch + 1}, batch {b + 1}/{steps}")
             idx = [p[b * bs:(b + 1) * bs] for p in perms]
-            x = _augment_each([data.images[i] for i in idx], cfgs, gens)
+            x = _augment_each([data.images[i] for i in idx], live_cfgs, gens)
             y = torch.stack([data.labels[i] for i in idx], 1)  # [B, K]
             with autocast:
                 out = net(x.contiguous(memory_format=fmt)).float()
@@ -323,32 +360,45 @@ def train_fused(spec: ArchSpec, cfgs: list[TrainConfig], splits: Splits, *,
             it += 1
             correct += (out.detach().argmax(-1) == y).sum(0)
             loss_sum += loss.detach()
-            if b in points:
-                bad = ~torch.isfinite(loss_sum)
-                for k in range(K):
-                    if bad[k] and stopped[k] is None:
-                        stopped[k] = Diverged(step, float(loss_sum[k]))
-                t0 = time.perf_counter()
-                vals = evaluate_wide(judged, splits.val, eval_bs)
-                eval_seconds += time.perf_counter() - t0
-                for k in range(K):
-                    if stopped[k] is not None:
-                        continue
-                    histories[k].append((step, vals[k]))
-                    if on_report and on_report[k]:
-                        try:
-                            on_report[k](step, vals[k])
-                        except Exception as e:  # a pruned candidate: stop reporting it
-                            stopped[k] = e
-                step += 1
-                if all(s is not None for s in stopped):
-                    return list(stopped)
-        for k in range(K):
-            train_acc[k] = 100.0 * correct[k].item() / n
+            if b not in points:
+                continue
+            bad = (~torch.isfinite(loss_sum)).tolist()
+            for j, k in enumerate(alive):
+                if bad[j]:
+                    stopped[k] = Diverged(step, float(loss_sum[j]))
+            t0 = time.perf_counter()
+            vals = evaluate_wide(judged, splits.val, max(1, eval_batch(spec) // len(alive)))
+            eval_seconds += time.perf_counter() - t0
+            for j, k in enumerate(alive):
+                if stopped[k] is not None:
+                    continue
+                histories[k].append((step, vals[j]))
+                if on_report and on_report[k]:
+                    try:
+                        on_report[k](step, vals[j])
+                    except Exception as e:  # a pruned candidate: stop reporting it
+                        stopped[k] = e
+            step += 1
+            keep = [j for j, k in enumerate(alive) if stopped[k] is None]
+            if not keep:
+                return list(stopped)
+            if len(keep) < len(alive):
+                alive = [alive[j] for j in keep]
+                live_cfgs = [cfgs[k] for k in alive]
+                net = net.select(keep, spec)
+                opt = opt.select(keep, net, live_cfgs)
+                if average is not None:
+                    average = average.select(keep, net, spec)
+                judged = average.net if average is not None else net
+                gens, perms = [gens[j] for j in keep], [perms[j] for j in keep]
+                rows = torch.tensor(keep, device=device)
+                lrs, smoothing = lrs.index_select(1, rows), smoothing.index_select(0, rows)
+                correct, loss_sum = correct.index_select(0, rows), loss_sum.index_select(0, rows)
+        for j, k in enumerate(alive):
+            train_acc[k] = 100.0 * correct[j].item() / n
     # Test accuracy on each candidate's own plain module: exactly what its export reproduces.
-    for k in range(K):
-        if stopped[k] is None:
-            judged.narrow(k, models[k]).eval()
+    for j, k in enumerate(alive):
+        judged.narrow(j, models[k]).eval()
     test: list[float | None] = [None] * K
     if evaluate_test:
         t0 = time.perf_counter()

@@ -260,3 +260,18 @@ def test_final_options_are_checked(in_tmp, data_dir):
         assert not (in_tmp / "studies").exists()
     r = run("train", "--experiment", 6, "--seeds", 0)
     assert r.exit_code == 2 and "--seeds 0: must be at least 1" in r.output
+
+
+def test_successive_halving_search_trains_the_promising_longer(in_tmp, data_dir):
+    """--pruner sha --epochs 3: every trial reports after its first epoch; only those in the best
+    third of that rung train on (or the first ones, while a rung is still filling)."""
+    r = run("optimize", "--budget", 3000, "--n-trials", 9, "--epochs", 3, "--pruner", "sha",
+            "--seed", 4, "--warm-start", "none", "--final-seeds", 0, "--train-subset", 300,
+            "--val-size", 300, "--device", "cpu", "--data-dir", data_dir)
+    assert r.exit_code == 0, r.output
+    trials = load("budget-3000").get_trials()
+    lengths = [len(t.intermediate_values) for t in trials]  # reports: 1 per epoch from 3 epochs
+    assert all(n >= 1 for n in lengths)
+    stopped = [t for t in trials if t.state == TrialState.PRUNED]
+    assert stopped and all(len(t.intermediate_values) < 3 for t in stopped)
+    assert any(n == 3 for n in lengths)

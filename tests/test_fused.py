@@ -193,3 +193,28 @@ def test_replay_parallel_trains_seed_replicas_together(tmp_path, monkeypatch, da
 
     (row,) = json.loads(r.stdout)["experiments"]
     assert row["seeds"] == [0, 1] and row["test_accuracy"]["n"] == 2
+
+
+def test_stopped_candidates_leave_the_group_and_the_rest_go_on_unchanged(tiny):
+    """A pruned candidate is cut out of the wide net (weights, momentum, average); the others
+    end as separate runs do."""
+    class Pruned(Exception):
+        pass
+
+    def prune(step, val):
+        raise Pruned
+
+    spec = RESIDUAL
+    cfgs = [TrainConfig(epochs=1, batch_size=64, optimizer="sgd", lr=lr, momentum=0.9,
+                        nesterov=True, schedule="onecycle", ema=ema, reports_per_epoch=3,
+                        seed=seed)
+            for seed, lr, ema in ((0, 0.05, 0.9), (1, 0.08, 0.0), (2, 0.03, 0.9))]
+    fused = train_fused(spec, cfgs, tiny, on_report=[None, prune, None], keep_models=True)
+    assert isinstance(fused[1], Pruned)
+    for k in (0, 2):
+        alone = train(spec, cfgs[k], tiny, keep_model=True)
+        assert [s for s, _ in fused[k].history] == [0, 1, 2]
+        assert abs(fused[k].val_accuracy - alone.val_accuracy) <= TOL_POINTS
+        a, b = fused[k].model.state_dict(), alone.model.state_dict()
+        for name in a:
+            assert relative_error(a[name], b[name]) < 0.05, (k, name)
