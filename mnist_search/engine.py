@@ -12,6 +12,8 @@ import json
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -302,6 +304,13 @@ def _search(cfg: SearchConfig, study: optuna.Study, splits: Splits, dev: torch.d
                                     cfg.final_epochs or cfg.epochs)
         callbacks.append(reserve)
     interrupted = False
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        def on_ctrl_c(signum: int, frame: Any) -> None:
+            objective.interrupt_requested = True
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, on_ctrl_c)
     try:
         # The time left, not cfg.timeout: the warm-up has used some, and a loop given more
         # than the trials' deadline would start trials that stop at their first batch.
@@ -312,6 +321,9 @@ def _search(cfg: SearchConfig, study: optuna.Study, splits: Splits, dev: torch.d
     except KeyboardInterrupt:
         log.info("interrupted: the running trial is marked failed; run again to resume")
         interrupted = True
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     stopped = reserve.stopped_with if reserve is not None else None
     if stopped is not None:
         log.info("search stopped with %.0f s left: about what the final stage needs (estimated "

@@ -48,6 +48,9 @@ class Objective:
         # The (source trial, seed) retrainings a final stage wants; a queued retraining of
         # another candidate (left from an earlier run) is pruned without training.
         self.wanted: set[tuple[int, int]] | None = None
+        # Set by a Ctrl-C handler: a KeyboardInterrupt that landed inside a database call can be
+        # swallowed there, so the next report raises it again.
+        self.interrupt_requested = False
 
     def prepare(self, trial: optuna.Trial) -> tuple[ArchSpec, TrainConfig]:
         records.write(trial, started=time.time())
@@ -87,6 +90,8 @@ class Objective:
         total_steps = epochs * self.protocol.reports
 
         def on_report(step: int, val: float) -> None:
+            if self.interrupt_requested:
+                raise KeyboardInterrupt
             trial.report(val, step)
             if self.progress is not None:
                 self.progress(f"  trial {trial.number}: {100 * (step + 1) // total_steps}% "

@@ -67,7 +67,7 @@ def _wait_for_running(url, name, proc, seconds=120):
 def _worker(url, name, data_dir, *extra):
     return subprocess.Popen(
         [sys.executable, "-m", "mnist_search", "optimize", "--budget", "25000", "--study-name",
-         name, "--storage", url, "--heartbeat", "1", "--n-trials", "1", "--epochs", "2",
+         name, "--storage", url, "--heartbeat", "1", "--n-trials", "1", "--epochs", "4",
          "--train-subset", "8000", "--val-size", "500", "--device", "cpu", "--pruner", "none",
          "--space", "plain", "--final-seeds", "0", "--data-dir", str(data_dir), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -75,7 +75,7 @@ def _worker(url, name, data_dir, *extra):
 
 def _study_with_a_slow_trial(url, name):
     study = open_study(open_storage(url), name, 25000,
-                       Protocol(epochs=2, train_subset=8000, val_size=500), pruner="none",
+                       Protocol(epochs=4, train_subset=8000, val_size=500), pruner="none",
                        space="plain")
     study.enqueue_trial(documented_params(get_experiment(6)))  # a net that trains for a while
     return study
@@ -112,7 +112,7 @@ def test_ctrl_c_marks_the_trial_prints_the_summary_and_resumes(tmp_path, data_di
     a.send_signal(signal.SIGINT)
     out, _ = a.communicate(timeout=60)
     assert a.returncode == 0, out
-    assert "interrupted: the running trial is marked failed" in out
+    assert "interrupted: the running trial is marked failed" in out, out
     assert f"study {name}:" in out and "1 failed" in out
     assert optuna.load_study(study_name=name, storage=url).trials[running.number].state == \
         TrialState.FAIL
