@@ -178,7 +178,7 @@ def optimize(
         log.info("worker exit statuses: %s", out.worker_exit_codes)
         raise typer.Exit(1)
     if out.final is not None:
-        echo(final_summary(out.final))
+        echo(final_summary(out.final, out.config.storage))
 
 
 @app.command("train")

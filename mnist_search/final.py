@@ -167,6 +167,7 @@ class FinalOutcome:
     candidates: list[Candidate] = field(default_factory=list)
     best_spec: Path | None = None
     skipped: str | None = None  # why nothing was retrained, or nothing chosen
+    study_name: str | None = None  # the study holding the retrainings (what to export)
 
     @property
     def chosen(self) -> Candidate | None:
@@ -181,7 +182,7 @@ def run_final(study: optuna.Study, final: optuna.Study, objective: Callable, *, 
     """Retrain the search's top candidates with several seeds; choose on validation; write the
     chosen net to ``best_spec``. ``epochs``: one length for all, or one per source trial."""
     per_source = epochs if isinstance(epochs, dict) else None
-    out = FinalOutcome(None if per_source else epochs, seeds)
+    out = FinalOutcome(None if per_source else epochs, seeds, study_name=final.study_name)
     if per_source:  # chosen by final_lengths
         by_number = {r.number: r for r in finalists(study, POOL * top)}
         sources = [by_number[n] for n in per_source]

@@ -182,7 +182,7 @@ def recipe(training: dict[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
-def final_summary(out: FinalOutcome) -> list[str]:
+def final_summary(out: FinalOutcome, storage: str | None = None) -> list[str]:
     if not out.candidates:
         return [f"final stage skipped: {out.skipped}"]
     length = (f"{out.epochs} epoch(s)" if out.epochs is not None
@@ -207,6 +207,11 @@ def final_summary(out: FinalOutcome) -> list[str]:
     if best is not None and out.best_spec is not None:
         lines.append(f"written to {out.best_spec}; reproduce with:  mnist-search train --spec "
                      f"{out.best_spec} --seeds {out.seeds}")
+        if storage is not None and out.study_name is not None:
+            # The search study's best is a short-trained candidate; the retrained net is here.
+            lines.append(f"export the retrained net:  mnist-search export --storage "
+                         f"{masked(storage)} "
+                         f"--study-name {out.study_name} --out best-net")
     return lines
 
 

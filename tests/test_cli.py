@@ -219,6 +219,8 @@ def test_two_stage_search_retrains_the_best_and_writes_a_reproducible_spec(in_tm
     chosen = json.loads((in_tmp / "studies" / "budget-3000-best.json").read_text())
     assert chosen["epochs"] == 2 and chosen["n_params"] <= 3000
     assert "chosen: trial" in r.stdout and "± " in r.stdout
+    # the printed export points at the retrained net, not the search's short-trained best
+    assert "--study-name budget-3000-final --out best-net" in r.stdout
     # The chosen one has the best mean validation accuracy of the retrained candidates.
     by_source = {}
     for t in runs:
