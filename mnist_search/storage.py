@@ -7,10 +7,14 @@ import random
 import re
 import time
 import warnings
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
 
 from .errors import UsageError
@@ -110,10 +114,15 @@ def prepare(url: str) -> None:
 
 
 class _BeatingStorage(optuna.storages.RDBStorage):
-    """RDB storage that records a trial's first heartbeat the moment the trial starts running.
+    """RDB storage whose running trials always carry a heartbeat, so a killed process never
+    leaves a trial RUNNING for good.
 
-    Optuna's first beat comes from a thread started later; a process killed in between left a
-    RUNNING trial with no heartbeat at all, which no one ever fails or retries."""
+    Optuna's first beat comes from a thread started after the trial runs; a process killed in
+    between left a RUNNING trial with no heartbeat, which Optuna never fails or retries. Here a
+    queued trial is taken up and given its first beat in one statement's transaction (which
+    also makes taking it up atomic on SQLite, where two processes could both take the same
+    queued trial), a new trial is beaten right after it is created, and a RUNNING trial that
+    still has no beat a grace period after it started counts as stale."""
 
     def create_new_trial(self, study_id, template_trial=None):
         trial_id = super().create_new_trial(study_id, template_trial)
@@ -123,10 +132,37 @@ class _BeatingStorage(optuna.storages.RDBStorage):
         return trial_id
 
     def set_trial_state_values(self, trial_id, state, values=None):
-        done = super().set_trial_state_values(trial_id, state, values)
-        if done and state == TrialState.RUNNING and self.get_heartbeat_interval():
-            self.record_heartbeat(trial_id)  # a queued trial taken up by this process
-        return done
+        if state == TrialState.RUNNING and values is None:
+            return self._take_up(trial_id)
+        return super().set_trial_state_values(trial_id, state, values)
+
+    def _take_up(self, trial_id: int) -> bool:
+        """WAITING -> RUNNING only if still WAITING (a conditional UPDATE: a second process
+        changes no row and gets False, as Optuna's check-then-write meant to give)."""
+        trials = models.TrialModel.__table__
+        now = datetime.now(timezone.utc).replace(tzinfo=None)  # Optuna stores naive UTC
+        with _create_scoped_session(self.scoped_session) as session:
+            taken = session.execute(
+                trials.update()
+                .where(trials.c.trial_id == trial_id, trials.c.state == TrialState.WAITING)
+                .values(state=TrialState.RUNNING, datetime_start=now)).rowcount == 1
+            if taken and self.get_heartbeat_interval():
+                session.add(models.TrialHeartbeatModel(trial_id=trial_id))
+        return taken
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        stale = super()._get_stale_trial_ids(study_id)
+        grace = self.grace_period or 2 * (self.heartbeat_interval or 0)
+        cutoff = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=grace)
+        trials, beats = models.TrialModel.__table__, models.TrialHeartbeatModel.__table__
+        with _create_scoped_session(self.scoped_session, True) as session:
+            silent = session.execute(
+                sqlalchemy.select(trials.c.trial_id)
+                .where(trials.c.study_id == study_id, trials.c.state == TrialState.RUNNING,
+                       trials.c.datetime_start < cutoff,
+                       ~sqlalchemy.exists().where(beats.c.trial_id == trials.c.trial_id))
+            ).scalars().all()
+        return stale + [t for t in silent if t not in stale]
 
 
 def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.RDBStorage:
