@@ -52,7 +52,8 @@ def test_gz_and_raw_give_the_same_data(data_dir, tmp_path):
     assert torch.equal(a.train_images, b.train_images)
 
 
-def test_bad_cache_is_not_used(data_dir, tmp_path, caplog):
+def test_bad_cache_is_not_used(data_dir, tmp_path, caplog, monkeypatch):
+    monkeypatch.delenv("MNIST_SEARCH_DATA", raising=False)  # else the data is found there
     cache = tmp_path / "cache"
     cache.mkdir()
     _copy_raw(data_dir, cache)
