@@ -40,6 +40,14 @@ def small_splits(mnist):
     return make_splits(mnist, "cpu", val_size=1000, train_subset=2000)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request, tmp_path):
+    """The same test on a SQLite file and on the tests' own PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/w.db"
+    return request.getfixturevalue("postgres_url")
+
+
 # --- a PostgreSQL server of the tests' own, on 127.0.0.1 -----------------------------------------
 
 @pytest.fixture(scope="session")

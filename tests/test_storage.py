@@ -9,19 +9,11 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import optuna
-import pytest
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
 
 from mnist_search.storage import open_storage
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/s.db"
-    return request.getfixturevalue("postgres_url")
 
 
 def _name(tmp_path):
@@ -40,30 +32,30 @@ TAKER = textwrap.dedent("""
 """)
 
 
-def test_each_queued_trial_is_taken_by_exactly_one_process(url, tmp_path):
+def test_each_queued_trial_is_taken_by_exactly_one_process(storage_url, tmp_path):
     name = _name(tmp_path)
-    study = optuna.create_study(study_name=name, storage=open_storage(url))
+    study = optuna.create_study(study_name=name, storage=open_storage(storage_url))
     for i in range(120):
         study.enqueue_trial({"x": i})
-    procs = [subprocess.Popen([sys.executable, "-c", TAKER, url, name], stdout=subprocess.PIPE,
-                              text=True) for _ in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-c", TAKER, storage_url, name],
+                              stdout=subprocess.PIPE, text=True) for _ in range(4)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4
     taken = Counter(int(t) for out in outs for t in out.split())
     assert sorted(taken) == sorted(t._trial_id for t in study.trials)
     assert [tid for tid, n in taken.items() if n > 1] == []
     # Each taken trial is RUNNING with a heartbeat from the moment it was taken.
-    storage = open_storage(url, heartbeat=60)
+    storage = open_storage(storage_url, heartbeat=60)
     assert all(t.state == TrialState.RUNNING for t in study.get_trials())
     with _create_scoped_session(storage.scoped_session) as session:
         beating = {b.trial_id for b in session.query(models.TrialHeartbeatModel).all()}
     assert set(taken) <= beating
 
 
-def test_a_running_trial_that_never_beat_is_failed_and_retried(url, tmp_path):
+def test_a_running_trial_that_never_beat_is_failed_and_retried(storage_url, tmp_path):
     """The process was killed between the trial's start and its first heartbeat."""
     name = _name(tmp_path)
-    storage = open_storage(url, heartbeat=1)
+    storage = open_storage(storage_url, heartbeat=1)
     study = optuna.create_study(study_name=name, storage=storage)
     silent = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     alive = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})

@@ -22,13 +22,6 @@ runner = CliRunner()
 TINY = ["--train-subset", "200", "--val-size", "500", "--device", "cpu"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def storage_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/w.db"
-    return request.getfixturevalue("postgres_url")
-
-
 def _name(tmp_path):
     return "s-" + tmp_path.name.replace("_", "-")[-40:]
 
