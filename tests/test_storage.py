@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import optuna
+import pytest
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
@@ -52,6 +53,7 @@ def test_each_queued_trial_is_taken_by_exactly_one_process(storage_url, tmp_path
     assert set(taken) <= beating
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_a_running_trial_that_never_beat_is_failed_and_retried(storage_url, tmp_path):
     """The process was killed between the trial's start and its first heartbeat."""
     name = _name(tmp_path)
