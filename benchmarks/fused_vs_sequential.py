@@ -22,12 +22,12 @@ from datetime import date
 
 import torch
 
-from mnist_search.data import load_mnist, make_splits
-from mnist_search.fused import train_fused
-from mnist_search.known import build, fit_widths, known_nets
+from mnist_search.data.mnist import load_mnist, make_splits
+from mnist_search.net.spec import count_params, describe
+from mnist_search.search.warmstart import build, fit_widths, known_nets
 from mnist_search.spaces import modern
-from mnist_search.spec import count_params, describe
-from mnist_search.train import TrainConfig, train
+from mnist_search.training.fused import train_fused
+from mnist_search.training.loop import TrainConfig, train
 
 
 def main() -> None:
@@ -43,8 +43,7 @@ def main() -> None:
     if args.quick:
         args.k, args.images, args.runs = "1,2", 512, 1
     device = torch.device(args.device)
-    splits = make_splits(load_mnist(args.data_dir), device, val_size=5000,
-                         train_subset=args.images)
+    splits = make_splits(load_mnist(args.data_dir), device, val_size=5000, train_subset=args.images)
     net = next(n for n in known_nets() if n.name == "onepoch-25000")
     spec = build(fit_widths(modern.spec_params(net.spec), args.budget))
 
@@ -53,8 +52,18 @@ def main() -> None:
             torch.cuda.synchronize()
 
     def cfgs(k: int) -> list[TrainConfig]:
-        return [TrainConfig(batch_size=128, optimizer="sgd", lr=0.05 * (1 + s / 8), momentum=0.9,
-                            nesterov=True, schedule="onecycle", seed=s) for s in range(k)]
+        return [
+            TrainConfig(
+                batch_size=128,
+                optimizer="sgd",
+                lr=0.05 * (1 + s / 8),
+                momentum=0.9,
+                nesterov=True,
+                schedule="onecycle",
+                seed=s,
+            )
+            for s in range(k)
+        ]
 
     def timed(fn) -> float:
         sync()
@@ -63,27 +72,40 @@ def main() -> None:
         sync()
         return time.perf_counter() - t0
 
-    print(f"net: {describe(spec)} ({count_params(spec):,} parameters), {args.images:,} images, "
-          f"batch 128, device {device}", flush=True)
+    print(
+        f"net: {describe(spec)} ({count_params(spec):,} parameters), {args.images:,} images, "
+        f"batch 128, device {device}",
+        flush=True,
+    )
     one = cfgs(1)[0]
-    seq = [args.images / timed(lambda: train(spec, one, splits, evaluate_test=False))
-           for _ in range(args.runs + 1)][1:]
+    seq = [
+        args.images / timed(lambda: train(spec, one, splits, evaluate_test=False))
+        for _ in range(args.runs + 1)
+    ][1:]
     a = statistics.median(seq)
     lines = [f"sequential {a:,.0f} img/s"]
     print(lines[0], flush=True)
     for k in map(int, args.k.split(",")):
         c = cfgs(k)
-        fus = [k * args.images / timed(lambda: train_fused(spec, c, splits, evaluate_test=False))
-               for _ in range(args.runs + 1)][1:]
+        fus = [
+            k * args.images / timed(lambda: train_fused(spec, c, splits, evaluate_test=False))
+            for _ in range(args.runs + 1)
+        ][1:]
         b = statistics.median(fus)
         line = f"K={k}: fused {b:,.0f} img/s, {b / a:.2f}x sequential"
         print(line, flush=True)
         lines.append(line)
-    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
-             else f"CPU ({os.cpu_count()} cores)")
-    print(f"\nRESULTS.md line: | {date.today()} | fused_vs_sequential.py | {where} | torch "
-          f"{torch.__version__} | {args.runs} runs, median, {args.images} images | "
-          + "; ".join(lines) + " |")
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({os.cpu_count()} cores)"
+    )
+    print(
+        f"\nRESULTS.md line: | {date.today()} | fused_vs_sequential.py | {where} | torch "
+        f"{torch.__version__} | {args.runs} runs, median, {args.images} images | "
+        + "; ".join(lines)
+        + " |"
+    )
 
 
 if __name__ == "__main__":

@@ -29,13 +29,16 @@ def main() -> None:
     if not args.data_dir:
         sys.exit("give --data-dir or set MNIST_SEARCH_DATA")
     with throwaway_postgres() as url, tempfile.TemporaryDirectory() as tmp:
-        r = run_load(url, args.data_dir, tmp, workers=args.workers, trials=args.trials,
-                     kills=args.kills)
+        r = run_load(
+            url, args.data_dir, tmp, workers=args.workers, trials=args.trials, kills=args.kills
+        )
     print(json.dumps(r, indent=1))
     check(r)
-    print(f"{date.today()}: {r['workers']} workers on PostgreSQL, {r['trials']} trials "
-          f"({r['states']}), {r['kills']} killed with SIGKILL, {len(r['failed'])} failed and "
-          f"each retried once, lost 0, {r['seconds']} s")
+    print(
+        f"{date.today()}: {r['workers']} workers on PostgreSQL, {r['trials']} trials "
+        f"({r['states']}), {r['kills']} killed with SIGKILL, {len(r['failed'])} failed and "
+        f"each retried once, lost 0, {r['seconds']} s"
+    )
 
 
 if __name__ == "__main__":

@@ -26,18 +26,28 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mnist_search.data import FILES, encode_idx, load_mnist, make_splits
-from mnist_search.experiments import get_experiment
-from mnist_search.model import build_model
-from mnist_search.spec import ArchSpec, ConvLayer, count_params
-from mnist_search.train import TrainConfig, train
+from mnist_search.data.mnist import FILES, encode_idx, load_mnist, make_splits
+from mnist_search.net.model import build_model
+from mnist_search.net.spec import ArchSpec, ConvLayer, count_params
+from mnist_search.replay.experiments import get_experiment
+from mnist_search.training.loop import TrainConfig, train
 
-BN25K = ArchSpec((ConvLayer(16, 3, 1, True), ConvLayer(32, 3, 1, True), ConvLayer(64, 3, 1),
-                  ConvLayer(10, 1, 0)), batchnorm=True, head="gap", hidden=(40,))
+BN25K = ArchSpec(
+    (
+        ConvLayer(16, 3, 1, True),
+        ConvLayer(32, 3, 1, True),
+        ConvLayer(64, 3, 1),
+        ConvLayer(10, 1, 0),
+    ),
+    batchnorm=True,
+    head="gap",
+    hidden=(40,),
+)
 
 
-def seed_style(raw_root: str, n: int, batch: int, augment: bool, device: torch.device,
-               seed: int) -> float:
+def seed_style(
+    raw_root: str, n: int, batch: int, augment: bool, device: torch.device, seed: int
+) -> float:
     from torchvision import datasets, transforms
 
     tf = [transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]
@@ -63,8 +73,9 @@ def seed_style(raw_root: str, n: int, batch: int, augment: bool, device: torch.d
 
 
 def ours(splits, batch: int, augment: bool, seed: int, spec=None) -> float:
-    cfg = TrainConfig(batch_size=batch, lr=0.01, momentum=0.9, seed=seed,
-                      augment="small" if augment else "none")
+    cfg = TrainConfig(
+        batch_size=batch, lr=0.01, momentum=0.9, seed=seed, augment="small" if augment else "none"
+    )
     return train(spec or get_experiment(5).spec, cfg, splits, evaluate_test=False).images_per_second
 
 
@@ -84,36 +95,56 @@ def main() -> None:
     raw = Path(tmp, "MNIST", "raw")
     raw.mkdir(parents=True)
     # The seed-style loop takes the first N images of the same held-out-free order we train on.
-    idx = torch.randperm(60000, generator=torch.Generator().manual_seed(0))[5000:5000 + args.images]
-    arrays = {"train_images": data.train_images[idx], "train_labels": data.train_labels[idx],
-              "test_images": data.test_images, "test_labels": data.test_labels}
+    idx = torch.randperm(60000, generator=torch.Generator().manual_seed(0))[
+        5000 : 5000 + args.images
+    ]
+    arrays = {
+        "train_images": data.train_images[idx],
+        "train_labels": data.train_labels[idx],
+        "test_images": data.test_images,
+        "test_labels": data.test_labels,
+    }
     for key, name in FILES.items():
         (raw / name).write_bytes(encode_idx(arrays[key].numpy()))
-    where = f"{device.type}" + (f" ({torch.cuda.get_device_name(device)})"
-                                if device.type == "cuda" else f" ({os.cpu_count()} cores)")
-    print(f"device {where}, torch {torch.__version__}, {args.images} images, "
-          f"{args.runs} runs, median images/s (training only)")
+    where = f"{device.type}" + (
+        f" ({torch.cuda.get_device_name(device)})"
+        if device.type == "cuda"
+        else f" ({os.cpu_count()} cores)"
+    )
+    print(
+        f"device {where}, torch {torch.__version__}, {args.images} images, "
+        f"{args.runs} runs, median images/s (training only)"
+    )
     lines = []
     for batch in (128, 512):
         for aug in (False, True):
             ours(splits, batch, aug, 0)  # warm-up (allocator, kernels)
-            a = statistics.median(seed_style(tmp, args.images, batch, aug, device, s)
-                                  for s in range(args.runs))
+            a = statistics.median(
+                seed_style(tmp, args.images, batch, aug, device, s) for s in range(args.runs)
+            )
             b = statistics.median(ours(splits, batch, aug, s) for s in range(args.runs))
-            line = (f"Exp5 batch {batch}, {'augmented' if aug else 'no augmentation'}: seed-style "
-                    f"{a:,.0f} img/s, trainer {b:,.0f} img/s, ratio {b / a:.2f}x")
+            line = (
+                f"Exp5 batch {batch}, {'augmented' if aug else 'no augmentation'}: seed-style "
+                f"{a:,.0f} img/s, trainer {b:,.0f} img/s, ratio {b / a:.2f}x"
+            )
             print(line, flush=True)
             lines.append(line)
     if args.full_epoch:
         full = make_splits(data, device, val_size=5000)
-        for name, spec in (("Exp5", get_experiment(5).spec), (f"BN {count_params(BN25K):,}", BN25K)):
-            r = train(spec, TrainConfig(batch_size=128, lr=0.01, momentum=0.9), full,
-                      evaluate_test=False)
+        for name, spec in (
+            ("Exp5", get_experiment(5).spec),
+            (f"BN {count_params(BN25K):,}", BN25K),
+        ):
+            r = train(
+                spec, TrainConfig(batch_size=128, lr=0.01, momentum=0.9), full, evaluate_test=False
+            )
             line = f"{name}: {55000 / r.images_per_second:.2f} s per full-MNIST epoch (batch 128)"
             print(line, flush=True)
             lines.append(line)
-    print(f"\nRESULTS.md line: | {date.today()} | trainer_vs_seed.py | {where} | torch "
-          f"{torch.__version__} | {args.runs} runs, median | " + "; ".join(lines) + " |")
+    print(
+        f"\nRESULTS.md line: | {date.today()} | trainer_vs_seed.py | {where} | torch "
+        f"{torch.__version__} | {args.runs} runs, median | " + "; ".join(lines) + " |"
+    )
 
 
 if __name__ == "__main__":

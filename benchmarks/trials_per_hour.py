@@ -34,34 +34,71 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/t.db"
-        cmd = [sys.executable, "-m", "mnist_search", "optimize", "--budget", str(args.budget),
-               "--epochs", "1", "--timeout", str(args.seconds), "--seed", "0", "--storage", url,
-               "--study-name", "t", "--device", args.device, "--parallel", str(args.parallel),
-               "--workers", str(args.workers), "--artifacts", f"{tmp}/a",
-               "--final-seeds", "0", "--warm-start", "none"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mnist_search",
+            "optimize",
+            "--budget",
+            str(args.budget),
+            "--epochs",
+            "1",
+            "--timeout",
+            str(args.seconds),
+            "--seed",
+            "0",
+            "--storage",
+            url,
+            "--study-name",
+            "t",
+            "--device",
+            args.device,
+            "--parallel",
+            str(args.parallel),
+            "--workers",
+            str(args.workers),
+            "--artifacts",
+            f"{tmp}/a",
+            "--final-seeds",
+            "0",
+            "--warm-start",
+            "none",
+        ]
         if args.train_subset:
             cmd += ["--train-subset", str(args.train_subset)]
         if args.data_dir:
             cmd += ["--data-dir", args.data_dir]
         subprocess.run(cmd, check=True, capture_output=True)
-        trials = [t for t in optuna.load_study(study_name="t", storage=url).trials
-                  if t.state.is_finished() and t.datetime_complete
-                  and "time limit" not in str(t.user_attrs.get("pruned_reason", ""))]
+        trials = [
+            t
+            for t in optuna.load_study(study_name="t", storage=url).trials
+            if t.state.is_finished()
+            and t.datetime_complete
+            and "time limit" not in str(t.user_attrs.get("pruned_reason", ""))
+        ]
         if not trials:
             sys.exit(f"no trial finished within {args.seconds} s; give more --seconds")
-        span = (max(t.datetime_complete for t in trials)
-                - min(t.datetime_start for t in trials)).total_seconds()
+        span = (
+            max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)
+        ).total_seconds()
         done = sum(t.state.name == "COMPLETE" for t in trials)
         rate = len(trials) / span * 3600
-        device = (torch.cuda.get_device_name() if torch.cuda.is_available()
-                  and args.device != "cpu" else f"CPU ({os.cpu_count()} cores)")
+        device = (
+            torch.cuda.get_device_name()
+            if torch.cuda.is_available() and args.device != "cpu"
+            else f"CPU ({os.cpu_count()} cores)"
+        )
         data = f"{args.train_subset:,} images" if args.train_subset else "full MNIST"
-        line = (f"{len(trials)} trials ({done} complete) in {span:.0f} s: {rate:,.0f} trials/hour "
-                f"(budget {args.budget:,}, one epoch, {data}, parallel {args.parallel}, "
-                f"workers {args.workers})")
+        line = (
+            f"{len(trials)} trials ({done} complete) in {span:.0f} s: {rate:,.0f} trials/hour "
+            f"(budget {args.budget:,}, one epoch, {data}, parallel {args.parallel}, "
+            f"workers {args.workers})"
+        )
         print(line)
-        print(f"\nRESULTS.md line: | {date.today()} | trials_per_hour.py | {device} | torch "
-              f"{torch.__version__} | 1 run of {args.seconds} s | {line} |")
+        print(
+            f"\nRESULTS.md line: | {date.today()} | trials_per_hour.py | {device} | torch "
+            f"{torch.__version__} | 1 run of {args.seconds} s | {line} |"
+        )
 
 
 if __name__ == "__main__":

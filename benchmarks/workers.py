@@ -31,10 +31,32 @@ from pgserver import throwaway_postgres  # noqa: E402
 
 
 def run(url: str, name: str, workers: int, trials: int, data_dir: str | None, cwd: str) -> float:
-    cmd = [sys.executable, "-m", "mnist_search", "optimize", "--budget", "2000", "--study-name",
-           name, "--storage", url, "--workers", str(workers), "--n-trials", str(trials),
-           "--train-subset", "100", "--val-size", "200", "--device", "cpu", "--seed", "0",
-           "--artifacts", os.path.join(cwd, "artifacts")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mnist_search",
+        "optimize",
+        "--budget",
+        "2000",
+        "--study-name",
+        name,
+        "--storage",
+        url,
+        "--workers",
+        str(workers),
+        "--n-trials",
+        str(trials),
+        "--train-subset",
+        "100",
+        "--val-size",
+        "200",
+        "--device",
+        "cpu",
+        "--seed",
+        "0",
+        "--artifacts",
+        os.path.join(cwd, "artifacts"),
+    ]
     if data_dir:
         cmd += ["--data-dir", data_dir]
     subprocess.run(cmd, check=True, cwd=cwd, capture_output=True)
@@ -59,10 +81,14 @@ def main() -> None:
                 print(f"{backend:>10}, {n} worker(s): {rate:7.0f} trials/hour", flush=True)
     base = {b: r for b, n, r in rows if n == 1}
     line = "; ".join(f"{b} {n}w {r:.0f}/h ({r / base[b]:.2f}x)" for b, n, r in rows)
-    print(f"\n{platform.node()} CPU ({os.cpu_count()} cores), torch {torch.__version__}, optuna "
-          f"{optuna.__version__}: {line}")
-    print(f"RESULTS.md line: | {date.today()} | workers.py | CPU {os.cpu_count()} cores | "
-          f"{args.trials} trials per run | {line} |")
+    print(
+        f"\n{platform.node()} CPU ({os.cpu_count()} cores), torch {torch.__version__}, optuna "
+        f"{optuna.__version__}: {line}"
+    )
+    print(
+        f"RESULTS.md line: | {date.today()} | workers.py | CPU {os.cpu_count()} cores | "
+        f"{args.trials} trials per run | {line} |"
+    )
 
 
 if __name__ == "__main__":

@@ -17,13 +17,21 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "ArchSpec": "spec", "ConvLayer": "spec", "count_params": "spec", "describe": "spec",
-    "build_model": "model",
-    "SearchConfig": "engine", "SearchOutcome": "engine", "run_search": "engine",
-    "TrialRecord": "records", "top_trials": "records",
-    "SpecFile": "retraining", "retrain": "retraining",
-    "ReplayConfig": "replay", "run_replay": "replay",
-    "export_study_trial": "export",
+    "ArchSpec": "net.spec",
+    "ConvLayer": "net.spec",
+    "count_params": "net.spec",
+    "describe": "net.spec",
+    "build_model": "net.model",
+    "SearchConfig": "search.engine",
+    "SearchOutcome": "search.engine",
+    "run_search": "search.engine",
+    "TrialRecord": "search.records",
+    "top_trials": "search.records",
+    "SpecFile": "training.retrain",
+    "retrain": "training.retrain",
+    "ReplayConfig": "replay.run",
+    "run_replay": "replay.run",
+    "export_study_trial": "outputs.export",
     "UsageError": "errors",
 }
 __all__ = sorted(_API)

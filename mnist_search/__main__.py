@@ -1,3 +1,3 @@
-from .cli import main
+from mnist_search.cli.app import main
 
 main()

@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from .errors import UsageError
+from mnist_search.errors import UsageError
 
 
 class DeviceError(UsageError):
@@ -28,8 +28,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name == "mps":
         if not _mps_available():
-            raise DeviceError("device 'mps' is not available here; valid: auto, cpu"
-                              + _cuda_hint())
+            raise DeviceError("device 'mps' is not available here; valid: auto, cpu" + _cuda_hint())
         return torch.device("mps")
     m = re.fullmatch(r"cuda(?::(\d+))?", name)
     if m:
@@ -37,8 +36,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         index = int(m.group(1) or 0)
         if index >= count:
             have = "no CUDA device" if count == 0 else f"{count} CUDA device(s)"
-            raise DeviceError(f"device {name!r} is not there ({have}); valid: auto, cpu"
-                              + _cuda_hint())
+            raise DeviceError(
+                f"device {name!r} is not there ({have}); valid: auto, cpu" + _cuda_hint()
+            )
         return torch.device("cuda", index)
     raise DeviceError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N, mps")
 

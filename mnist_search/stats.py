@@ -24,5 +24,6 @@ def stat(values: list[float]) -> Stat | None:
     """Mean ± std of ``values``; None when there are none."""
     if not values:
         return None
-    return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0,
-                len(values))
+    return Stat(
+        statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
+    )

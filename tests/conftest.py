@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_search.data import FILES, encode_idx, load_mnist, make_splits
+from mnist_search.data.mnist import FILES, encode_idx, load_mnist, make_splits
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_COPY = REPO.parent / "shared" / "data" / "mnist"
@@ -22,8 +22,12 @@ def data_dir(tmp_path_factory) -> Path:
         return LOCAL_COPY
     data = load_mnist()  # whatever source works on this machine, verified
     folder = tmp_path_factory.mktemp("mnist")
-    arrays = {"train_images": data.train_images, "train_labels": data.train_labels,
-              "test_images": data.test_images, "test_labels": data.test_labels}
+    arrays = {
+        "train_images": data.train_images,
+        "train_labels": data.train_labels,
+        "test_images": data.test_images,
+        "test_labels": data.test_labels,
+    }
     for key, name in FILES.items():
         (folder / name).write_bytes(encode_idx(arrays[key].numpy()))
     return folder
@@ -49,6 +53,7 @@ def storage_url(request, tmp_path):
 
 
 # --- a PostgreSQL server of the tests' own, on 127.0.0.1 -----------------------------------------
+
 
 @pytest.fixture(scope="session")
 def postgres_url():

@@ -18,24 +18,64 @@ from optuna.trial import TrialState
 
 def _worker(url: str, name: str, trials: int, data_dir: str, cwd: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "mnist_search", "optimize", "--budget", "2000", "--study-name",
-         name, "--storage", url, "--n-trials", str(trials), "--heartbeat", "1", "--seed", "0",
-         "--train-subset", "100", "--val-size", "200", "--device", "cpu", "--data-dir",
-         data_dir, "--artifacts", os.path.join(cwd, "artifacts")],
-        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"})
+        [
+            sys.executable,
+            "-m",
+            "mnist_search",
+            "optimize",
+            "--budget",
+            "2000",
+            "--study-name",
+            name,
+            "--storage",
+            url,
+            "--n-trials",
+            str(trials),
+            "--heartbeat",
+            "1",
+            "--seed",
+            "0",
+            "--train-subset",
+            "100",
+            "--val-size",
+            "200",
+            "--device",
+            "cpu",
+            "--data-dir",
+            data_dir,
+            "--artifacts",
+            os.path.join(cwd, "artifacts"),
+        ],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def _running(url: str, name: str) -> int:
     try:
-        return len(optuna.load_study(study_name=name, storage=url).get_trials(
-            deepcopy=False, states=(TrialState.RUNNING,)))
+        return len(
+            optuna.load_study(study_name=name, storage=url).get_trials(
+                deepcopy=False, states=(TrialState.RUNNING,)
+            )
+        )
     except KeyError:
         return 0
 
 
-def run_load(url: str, data_dir: str, cwd: str, *, workers: int, trials: int, kills: int,
-             name: str = "load", seed: int = 0) -> dict:
+def run_load(
+    url: str,
+    data_dir: str,
+    cwd: str,
+    *,
+    workers: int,
+    trials: int,
+    kills: int,
+    name: str = "load",
+    seed: int = 0,
+) -> dict:
     """Start ``workers`` processes at once (``trials`` tiny trials each), SIGKILL ``kills`` of
     them at random moments while trials run, let the rest finish, then sweep: one more worker
     fails the trials left RUNNING by the killed ones and runs their retries."""
@@ -65,14 +105,22 @@ def run_load(url: str, data_dir: str, cwd: str, *, workers: int, trials: int, ki
             errors.append(sweep.stderr.read())
     trials_ = optuna.load_study(study_name=name, storage=url).trials
     states = Counter(t.state.name for t in trials_)
-    retries = Counter(t.system_attrs.get("failed_trial") for t in trials_
-                      if "failed_trial" in t.system_attrs)
+    retries = Counter(
+        t.system_attrs.get("failed_trial") for t in trials_ if "failed_trial" in t.system_attrs
+    )
     failed = [t.number for t in trials_ if t.state == TrialState.FAIL]
-    return {"workers": workers, "trials": len(trials_), "kills": len(killed),
-            "states": dict(states), "failed": failed, "retries": dict(retries),
-            "lost": len(trials_) - states["COMPLETE"] - states["PRUNED"] - states["FAIL"],
-            "unretried": [n for n in failed if retries.get(n) != 1],
-            "worker_errors": errors, "seconds": round(time.time() - start, 1)}
+    return {
+        "workers": workers,
+        "trials": len(trials_),
+        "kills": len(killed),
+        "states": dict(states),
+        "failed": failed,
+        "retries": dict(retries),
+        "lost": len(trials_) - states["COMPLETE"] - states["PRUNED"] - states["FAIL"],
+        "unretried": [n for n in failed if retries.get(n) != 1],
+        "worker_errors": errors,
+        "seconds": round(time.time() - start, 1),
+    }
 
 
 def check(result: dict) -> None:

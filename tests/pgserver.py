@@ -44,12 +44,26 @@ def throwaway_postgres() -> Iterator[str]:
     data = os.path.join(base, "data")
 
     def pg(tool: str, *args: str) -> None:
-        subprocess.run([*prefix, os.path.join(bindir, tool), *args], check=True,
-                       capture_output=True, text=True, timeout=120)
+        subprocess.run(
+            [*prefix, os.path.join(bindir, tool), *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     pg("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
-    pg("pg_ctl", "-D", data, "-l", os.path.join(base, "log"), "-w", "-o",
-       f"-h 127.0.0.1 -p {port} -k {base} -F -c max_connections=200", "start")
+    pg(
+        "pg_ctl",
+        "-D",
+        data,
+        "-l",
+        os.path.join(base, "log"),
+        "-w",
+        "-o",
+        f"-h 127.0.0.1 -p {port} -k {base} -F -c max_connections=200",
+        "start",
+    )
     try:
         pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mnist")
         yield f"postgresql://postgres@127.0.0.1:{port}/mnist"

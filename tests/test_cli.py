@@ -7,11 +7,11 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from mnist_search.cli import app
+from mnist_search.cli.app import app
+from mnist_search.search.storage import open_storage
+from mnist_search.search.study import open_study
 from mnist_search.spaces.plain import spec_params, training_params
-from mnist_search.protocol import Protocol
-from mnist_search.storage import open_storage
-from mnist_search.study import open_study
+from mnist_search.training.protocol import Protocol
 
 runner = CliRunner()
 QUICK = ["--epochs", "1", "--train-subset", "400", "--val-size", "1000", "--device", "cpu"]
@@ -36,7 +36,13 @@ def test_experiments_json_gives_true_counts():
     assert r.exit_code == 0
     rows = json.loads(r.stdout)
     assert {x["id"]: x["true_params"] for x in rows} == {
-        1: 480_176, 2: 27_738, 3: 4_418, 4: 12_968, 5: 23_426, 6: 23_426}
+        1: 480_176,
+        2: 27_738,
+        3: 4_418,
+        4: 12_968,
+        5: 23_426,
+        6: 23_426,
+    }
     assert [x["id"] for x in rows if x["count_is_wrong"]] == [1]
 
 
@@ -47,8 +53,9 @@ def test_experiments_table_flags_exp1():
 
 
 def test_optimize_small_study(in_tmp, data_dir):
-    r = run("optimize", "--budget", 25000, "--n-trials", 4, "--seed", 0, "--data-dir", data_dir,
-            *QUICK)
+    r = run(
+        "optimize", "--budget", 25000, "--n-trials", 4, "--seed", 0, "--data-dir", data_dir, *QUICK
+    )
     assert r.exit_code == 0, r.output
     assert "optuna-dashboard sqlite:///studies/mnist-search.db" in r.stdout
     trials = load().get_trials()
@@ -62,8 +69,9 @@ def test_optimize_small_study(in_tmp, data_dir):
         if t.state == TrialState.COMPLETE:
             assert 0 <= t.user_attrs["test_accuracy"] <= 100
     # Running again with the same name resumes the study.
-    r = run("optimize", "--budget", 25000, "--n-trials", 1, "--seed", 1, "--data-dir", data_dir,
-            *QUICK)
+    r = run(
+        "optimize", "--budget", 25000, "--n-trials", 1, "--seed", 1, "--data-dir", data_dir, *QUICK
+    )
     assert r.exit_code == 0, r.output
     assert len(load().get_trials()) == 5
 
@@ -73,27 +81,40 @@ def test_same_seed_same_study(tmp_path, monkeypatch, data_dir):
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()
         monkeypatch.chdir(tmp_path / sub)
-        r = run("optimize", "--budget", 8000, "--n-trials", 3, "--seed", 3, "--data-dir", data_dir,
-                *QUICK)
+        r = run(
+            "optimize",
+            "--budget",
+            8000,
+            "--n-trials",
+            3,
+            "--seed",
+            3,
+            "--data-dir",
+            data_dir,
+            *QUICK,
+        )
         assert r.exit_code == 0, r.output
-        values.append([(t.params, t.value, t.intermediate_values)
-                       for t in load("budget-8000").get_trials()])
+        values.append(
+            [(t.params, t.value, t.intermediate_values) for t in load("budget-8000").get_trials()]
+        )
     assert values[0] == values[1]
 
 
 def test_over_budget_and_diverging_trials_are_pruned_not_failed(in_tmp, data_dir, mnist):
     """An enqueued over-budget net costs no training; a NaN loss prunes with its reason."""
-    from mnist_search.data import make_splits
-    from mnist_search.experiments import get_experiment
-    from mnist_search.objective import Objective
+    from mnist_search.data.mnist import make_splits
+    from mnist_search.replay.experiments import get_experiment
+    from mnist_search.search.objective import Objective
 
     storage = open_storage("sqlite:///s.db")
     protocol = Protocol(epochs=1, train_subset=300, val_size=1000)
     study = open_study(storage, "s", 25000, protocol, seed=0, space="plain")
     hp = {"batch_size": 512, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9}
     study.enqueue_trial(spec_params(get_experiment(1).spec) | training_params(hp))
-    study.enqueue_trial(spec_params(get_experiment(3).spec) | training_params({**hp, "lr": 1e9, "batch_size": 32}),
-                        skip_if_exists=False)
+    study.enqueue_trial(
+        spec_params(get_experiment(3).spec) | training_params({**hp, "lr": 1e9, "batch_size": 32}),
+        skip_if_exists=False,
+    )
     splits = make_splits(mnist, "cpu", val_size=1000, train_subset=300)
     with pytest.warns(UserWarning, match="out of range"):
         study.optimize(Objective(25000, protocol, splits, space="plain"), n_trials=2)
@@ -107,21 +128,53 @@ def test_over_budget_and_diverging_trials_are_pruned_not_failed(in_tmp, data_dir
 def test_existing_study_with_another_budget_is_refused(in_tmp, data_dir):
     storage = open_storage("sqlite:///studies_x.db")
     open_study(storage, "mine", 5000, Protocol())
-    r = run("optimize", "--budget", 6000, "--study-name", "mine", "--storage",
-            "sqlite:///studies_x.db", "--n-trials", 1, "--data-dir", data_dir)
+    r = run(
+        "optimize",
+        "--budget",
+        6000,
+        "--study-name",
+        "mine",
+        "--storage",
+        "sqlite:///studies_x.db",
+        "--n-trials",
+        1,
+        "--data-dir",
+        data_dir,
+    )
     assert r.exit_code == 2
     assert "exists with --budget 5000, not --budget 6000; use that" in r.stderr
     assert len(load_trials("mine", "sqlite:///studies_x.db")) == 0
 
 
 def test_existing_study_with_another_protocol_names_the_flags(in_tmp, data_dir):
-    open_study(open_storage("sqlite:///p.db"), "p", 5000,
-               Protocol(epochs=1, train_subset=400, val_size=1000))
-    r = run("optimize", "--budget", 5000, "--study-name", "p", "--storage", "sqlite:///p.db",
-            "--n-trials", 1, "--data-dir", data_dir, "--epochs", 2, "--device", "cpu")
+    open_study(
+        open_storage("sqlite:///p.db"),
+        "p",
+        5000,
+        Protocol(epochs=1, train_subset=400, val_size=1000),
+    )
+    r = run(
+        "optimize",
+        "--budget",
+        5000,
+        "--study-name",
+        "p",
+        "--storage",
+        "sqlite:///p.db",
+        "--n-trials",
+        1,
+        "--data-dir",
+        data_dir,
+        "--epochs",
+        2,
+        "--device",
+        "cpu",
+    )
     assert r.exit_code == 2
-    assert ("exists with --epochs 1 --train-subset 400 --val-size 1000, not --epochs 2 "
-            "--val-size 5000; use those or another --study-name") in r.stderr
+    assert (
+        "exists with --epochs 1 --train-subset 400 --val-size 1000, not --epochs 2 "
+        "--val-size 5000; use those or another --study-name"
+    ) in r.stderr
     assert "{" not in r.stderr  # no Python reprs
 
 
@@ -136,24 +189,38 @@ def load_trials(name, url):
     return optuna.load_study(study_name=name, storage=url).get_trials()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["optimize", "--budget", 0], "--budget 0: must be a positive"),
-    (["optimize", "--budget", 50], "--budget 50 is below the smallest net in the modern search space (246"),
-    (["optimize", "--budget", 50, "--space", "plain"],
-     "--budget 50 is below the smallest net in the plain search space (90"),
-    (["optimize", "--epochs", 0], "--epochs 0: must be at least 1"),
-    (["optimize", "--n-trials", 0], "--n-trials 0"),
-    (["optimize", "--device", "tpu"], "unknown device 'tpu'; valid: auto, cpu"),
-    (["optimize", "--device", "cuda:3"], "device 'cuda:3' is not there"),
-    (["optimize", "--storage", "notaurl"], "storage URL 'notaurl' is malformed"),
-    (["optimize", "--storage", "sqlite:///no/such/dir/x.db"], "does not exist"),
-    (["optimize", "--pruner", "sometimes"], "--pruner 'sometimes'; valid: median"),
-    (["optimize", "--train-subset", 59000], "--train-subset 59000: must be between 1 and 55,000"),
-    (["optimize", "--data-dir", "/no/such/folder"], "data folder /no/such/folder does not exist"),
-    (["train", "--experiment", 9], "unknown experiment 9; valid: 1, 2, 3, 4, 5, 6"),
-    (["train"], "give exactly one of --spec FILE or --experiment N"),
-    (["train", "--spec", "missing.json"], "--spec missing.json: cannot read it"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["optimize", "--budget", 0], "--budget 0: must be a positive"),
+        (
+            ["optimize", "--budget", 50],
+            "--budget 50 is below the smallest net in the modern search space (246",
+        ),
+        (
+            ["optimize", "--budget", 50, "--space", "plain"],
+            "--budget 50 is below the smallest net in the plain search space (90",
+        ),
+        (["optimize", "--epochs", 0], "--epochs 0: must be at least 1"),
+        (["optimize", "--n-trials", 0], "--n-trials 0"),
+        (["optimize", "--device", "tpu"], "unknown device 'tpu'; valid: auto, cpu"),
+        (["optimize", "--device", "cuda:3"], "device 'cuda:3' is not there"),
+        (["optimize", "--storage", "notaurl"], "storage URL 'notaurl' is malformed"),
+        (["optimize", "--storage", "sqlite:///no/such/dir/x.db"], "does not exist"),
+        (["optimize", "--pruner", "sometimes"], "--pruner 'sometimes'; valid: median"),
+        (
+            ["optimize", "--train-subset", 59000],
+            "--train-subset 59000: must be between 1 and 55,000",
+        ),
+        (
+            ["optimize", "--data-dir", "/no/such/folder"],
+            "data folder /no/such/folder does not exist",
+        ),
+        (["train", "--experiment", 9], "unknown experiment 9; valid: 1, 2, 3, 4, 5, 6"),
+        (["train"], "give exactly one of --spec FILE or --experiment N"),
+        (["train", "--spec", "missing.json"], "--spec missing.json: cannot read it"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_nothing_written(in_tmp, args, message):
     r = run(*args)
     assert r.exit_code == 2, r.output
@@ -163,7 +230,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(in_tmp, args, message):
 
 
 def test_corrupt_data_dir_is_refused_before_the_study_is_made(in_tmp, data_dir):
-    from mnist_search.data import read_folder
+    from mnist_search.data.mnist import read_folder
 
     bad = in_tmp.parent / "bad-mnist"
     bad.mkdir(exist_ok=True)
@@ -175,18 +242,33 @@ def test_corrupt_data_dir_is_refused_before_the_study_is_made(in_tmp, data_dir):
 
 
 def test_train_spec_file_json(in_tmp, data_dir):
-    spec = {"spec": {"convs": [{"out_channels": 8, "pool": True}, {"out_channels": 8}],
-                     "head": "gap"},
-            "training": {"optimizer": "adam", "lr": 0.003, "batch_size": 64}}
+    spec = {
+        "spec": {"convs": [{"out_channels": 8, "pool": True}, {"out_channels": 8}], "head": "gap"},
+        "training": {"optimizer": "adam", "lr": 0.003, "batch_size": 64},
+    }
     (in_tmp / "net.json").write_text(json.dumps(spec))
     r = run("train", "--spec", "net.json", "--json", "--data-dir", data_dir, *QUICK)
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert set(out) == {"n_params", "architecture", "epochs", "batch_size", "device",
-                        "train_accuracy", "val_accuracy", "test_accuracy", "seconds",
-                        "images_per_second", "speed"}
-    assert out["speed"] == {"amp": False, "channels_last": False, "cudnn_benchmark": False,
-                            "compile": False}  # the CPU defaults
+    assert set(out) == {
+        "n_params",
+        "architecture",
+        "epochs",
+        "batch_size",
+        "device",
+        "train_accuracy",
+        "val_accuracy",
+        "test_accuracy",
+        "seconds",
+        "images_per_second",
+        "speed",
+    }
+    assert out["speed"] == {
+        "amp": False,
+        "channels_last": False,
+        "cudnn_benchmark": False,
+        "compile": False,
+    }  # the CPU defaults
     assert out["n_params"] == 8 * 9 + 8 + 8 * 8 * 9 + 8 + 8 * 10 + 10
     assert out["batch_size"] == 64 and out["device"] == "cpu"
 
@@ -201,16 +283,34 @@ def test_train_experiment_6_one_epoch_beats_95(data_dir):
 
 
 def test_two_stage_search_retrains_the_best_and_writes_a_reproducible_spec(in_tmp, data_dir):
-    args = ["optimize", "--budget", 3000, "--n-trials", 3, "--seed", 1, "--data-dir", data_dir,
-            *QUICK, "--final-seeds", 2, "--final-top", 2, "--final-epochs", 2]
+    args = [
+        "optimize",
+        "--budget",
+        3000,
+        "--n-trials",
+        3,
+        "--seed",
+        1,
+        "--data-dir",
+        data_dir,
+        *QUICK,
+        "--final-seeds",
+        2,
+        "--final-top",
+        2,
+        "--final-epochs",
+        2,
+    ]
     r = run(*args)
     assert r.exit_code == 0, r.output
     search, final = load("budget-3000"), load("budget-3000-final")
-    best = sorted((t for t in search.trials if t.state == TrialState.COMPLETE),
-                  key=lambda t: -t.value)[:2]
+    best = sorted(
+        (t for t in search.trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value
+    )[:2]
     runs = [t for t in final.trials if t.state == TrialState.COMPLETE]
     assert sorted((t.user_attrs["source_trial"], t.user_attrs["seed"]) for t in runs) == sorted(
-        (b.number, s) for b in best for s in (0, 1))
+        (b.number, s) for b in best for s in (0, 1)
+    )
     for t in runs:  # the same net and recipe as its source, trained at the final length
         src = search.trials[t.user_attrs["source_trial"]]
         assert t.user_attrs["spec"] == src.user_attrs["spec"]
@@ -229,34 +329,54 @@ def test_two_stage_search_retrains_the_best_and_writes_a_reproducible_spec(in_tm
     assert chosen["source_trial"] == max(mean_val, key=mean_val.get)
     assert chosen["result"]["val_mean"] == pytest.approx(max(mean_val.values()))
     assert chosen["result"]["test_accuracy"] == [
-        t.user_attrs["test_accuracy"] for t in by_source[chosen["source_trial"]]]
+        t.user_attrs["test_accuracy"] for t in by_source[chosen["source_trial"]]
+    ]
 
     # Training the written file with the same seeds reproduces the recorded accuracies.
-    r2 = run("train", "--spec", in_tmp / "studies" / "budget-3000-best.json", "--seeds", 2,
-             "--train-subset", 400, "--val-size", 1000, "--device", "cpu",
-             "--data-dir", data_dir, "--json")
+    r2 = run(
+        "train",
+        "--spec",
+        in_tmp / "studies" / "budget-3000-best.json",
+        "--seeds",
+        2,
+        "--train-subset",
+        400,
+        "--val-size",
+        1000,
+        "--device",
+        "cpu",
+        "--data-dir",
+        data_dir,
+        "--json",
+    )
     assert r2.exit_code == 0, r2.output
     again = json.loads(r2.stdout)
     assert again["epochs"] == 2
     assert [x["test_accuracy"] for x in again["runs"]] == pytest.approx(
-        chosen["result"]["test_accuracy"])
+        chosen["result"]["test_accuracy"]
+    )
     assert again["test_mean"] == pytest.approx(chosen["result"]["test_mean"])
 
     # A rerun of the same command trains no final run twice.
     r3 = run(*args[:4], 1, *args[5:])
     assert r3.exit_code == 0, r3.output
-    pairs = [(t.user_attrs["source_trial"], t.user_attrs["seed"])
-             for t in load("budget-3000-final").trials]
+    pairs = [
+        (t.user_attrs["source_trial"], t.user_attrs["seed"])
+        for t in load("budget-3000-final").trials
+    ]
     assert len(pairs) == len(set(pairs)) and set(pairs) >= {
-        (t.user_attrs["source_trial"], t.user_attrs["seed"]) for t in runs}
+        (t.user_attrs["source_trial"], t.user_attrs["seed"]) for t in runs
+    }
 
 
 def test_final_options_are_checked(in_tmp, data_dir):
-    for args, message in ((["--final-seeds", -1], "--final-seeds -1"),
-                          (["--final-epochs", 0], "--final-epochs 0"),
-                          (["--final-epochs", "soon"], "--final-epochs 'soon': must be 'auto' or"),
-                          (["--final-top", 0], "--final-top 0"),
-                          (["--space", "fancy"], "--space 'fancy'; valid: modern, plain")):
+    for args, message in (
+        (["--final-seeds", -1], "--final-seeds -1"),
+        (["--final-epochs", 0], "--final-epochs 0"),
+        (["--final-epochs", "soon"], "--final-epochs 'soon': must be 'auto' or"),
+        (["--final-top", 0], "--final-top 0"),
+        (["--space", "fancy"], "--space 'fancy'; valid: modern, plain"),
+    ):
         r = run("optimize", "--n-trials", 1, "--data-dir", data_dir, *QUICK, *args)
         assert r.exit_code == 2 and message in r.output, r.output
         assert not (in_tmp / "studies").exists()
@@ -267,9 +387,31 @@ def test_final_options_are_checked(in_tmp, data_dir):
 def test_successive_halving_search_trains_the_promising_longer(in_tmp, data_dir):
     """--pruner sha --epochs 3: every trial reports after its first epoch; only those in the best
     third of that rung train on (or the first ones, while a rung is still filling)."""
-    r = run("optimize", "--budget", 3000, "--n-trials", 9, "--epochs", 3, "--pruner", "sha",
-            "--seed", 4, "--warm-start", "none", "--final-seeds", 0, "--train-subset", 300,
-            "--val-size", 300, "--device", "cpu", "--data-dir", data_dir)
+    r = run(
+        "optimize",
+        "--budget",
+        3000,
+        "--n-trials",
+        9,
+        "--epochs",
+        3,
+        "--pruner",
+        "sha",
+        "--seed",
+        4,
+        "--warm-start",
+        "none",
+        "--final-seeds",
+        0,
+        "--train-subset",
+        300,
+        "--val-size",
+        300,
+        "--device",
+        "cpu",
+        "--data-dir",
+        data_dir,
+    )
     assert r.exit_code == 0, r.output
     trials = load("budget-3000").get_trials()
     lengths = [len(t.intermediate_values) for t in trials]  # reports: 1 per epoch from 3 epochs

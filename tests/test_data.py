@@ -6,9 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_search.data import (FILES, MD5, DataError, WHEEL_CSV, csv_to_idx, encode_idx,
-                               files_from_wheel, load_mnist, make_splits, parse_idx, read_folder,
-                               verify)
+from mnist_search.data.mnist import (
+    FILES,
+    MD5,
+    WHEEL_CSV,
+    DataError,
+    csv_to_idx,
+    encode_idx,
+    files_from_wheel,
+    load_mnist,
+    make_splits,
+    parse_idx,
+    read_folder,
+    verify,
+)
 
 
 def test_idx_round_trip():
@@ -37,8 +48,10 @@ def test_corrupt_folder_is_an_error_naming_the_file(data_dir, tmp_path):
     raw = bytearray(labels.read_bytes())
     raw[100] = (raw[100] + 1) % 10
     labels.write_bytes(bytes(raw))
-    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte has MD5 .* expected "
-                       + MD5["t10k-labels-idx1-ubyte"]):
+    with pytest.raises(
+        DataError,
+        match="t10k-labels-idx1-ubyte has MD5 .* expected " + MD5["t10k-labels-idx1-ubyte"],
+    ):
         load_mnist(tmp_path)
 
 
@@ -58,7 +71,7 @@ def test_bad_cache_is_not_used(data_dir, tmp_path, caplog, monkeypatch):
     cache.mkdir()
     _copy_raw(data_dir, cache)
     (cache / "train-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01" + b"\0" * 8)
-    with caplog.at_level(logging.WARNING, logger="mnist_search.data"):
+    with caplog.at_level(logging.WARNING, logger="mnist_search.data.mnist"):
         with pytest.raises(DataError, match="no MNIST found"):
             load_mnist(cache_dir=cache, download=False)
     assert "ignoring the MNIST cache" in caplog.text
@@ -72,8 +85,9 @@ def test_good_cache_is_used(data_dir, tmp_path, monkeypatch):
 
 def _csv(images, labels):
     header = "label," + ",".join(f"{r}x{c}" for r in range(1, 29) for c in range(1, 29))
-    rows = [",".join(map(str, [int(l), *img.reshape(-1).tolist()]))
-            for img, l in zip(images, labels)]
+    rows = [
+        ",".join(map(str, [int(l), *img.reshape(-1).tolist()])) for img, l in zip(images, labels)
+    ]
     return ("\n".join([header, *rows]) + "\n").encode()
 
 

@@ -8,24 +8,30 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from mnist_search.final import Candidate, LeaveTimeForFinal, write_spec_file
+from mnist_search.search.final import Candidate, LeaveTimeForFinal, write_spec_file
 from mnist_search.spaces.modern import build_spec
 
 
 def _study_with(seconds_by_value):
     study = optuna.create_study(direction="maximize")
     for value, seconds in seconds_by_value.items():
-        study.add_trial(create_trial(value=value, params={"x": 0.5},
-                                     distributions={"x": FloatDistribution(0, 1)},
-                                     user_attrs={"seconds": seconds, "n_params": 100}))
+        study.add_trial(
+            create_trial(
+                value=value,
+                params={"x": 0.5},
+                distributions={"x": FloatDistribution(0, 1)},
+                user_attrs={"seconds": seconds, "n_params": 100},
+            )
+        )
     return study
 
 
 def test_search_stops_when_the_time_left_is_what_the_final_stage_needs():
     study = _study_with({99.0: 4.0, 98.0: 10.0, 97.0: 100.0})
     # top 2 (4 s and 10 s at 2 epochs) × 20 epochs / 2 × 3 seeds × 1.25 margin = 525 s
-    reserve = LeaveTimeForFinal(time.time() + 1000, top=2, seeds=3, search_epochs=2,
-                                final_epochs=20, min_trials=1)
+    reserve = LeaveTimeForFinal(
+        time.time() + 1000, top=2, seeds=3, search_epochs=2, final_epochs=20, min_trials=1
+    )
     assert reserve.estimate(study) == pytest.approx(525.0)
     reserve(study, study.trials[-1])
     assert reserve.stopped_with is None
@@ -41,15 +47,20 @@ def test_search_stops_when_the_time_left_is_what_the_final_stage_needs():
         return trial.suggest_float("x", 0, 1)
 
     fresh = optuna.create_study(direction="maximize")
-    fresh.optimize(objective, n_trials=20, callbacks=[
-        LeaveTimeForFinal(time.time() + 600, top=1, seeds=3, search_epochs=1, final_epochs=2)])
+    fresh.optimize(
+        objective,
+        n_trials=20,
+        callbacks=[
+            LeaveTimeForFinal(time.time() + 600, top=1, seeds=3, search_epochs=1, final_epochs=2)
+        ],
+    )
     # 100 s × 2 × 3 × 1.25 = 750 s needed, 600 s left: it stops, but not before 5 trials.
     assert len(calls) == 5
     assert fresh.trials[0].state == TrialState.COMPLETE
 
 
 def test_time_set_lengths_prefer_the_net_trainable_in_the_time():
-    from mnist_search.final import final_lengths
+    from mnist_search.search.final import final_lengths
 
     # one-epoch trials: a slow net ahead on validation, a net six times faster just behind
     study = _study_with({98.5: 130.0, 97.8: 20.0, 97.0: 15.0, 90.0: 1.0})
@@ -66,8 +77,16 @@ def test_time_set_lengths_prefer_the_net_trainable_in_the_time():
 
 def test_spec_file_is_written_whole(tmp_path):
     spec = build_spec(2, "same", [1, 1], [4, 8])
-    cand = Candidate(3, 400, "x", spec.to_dict(), {"optimizer": "adamw", "lr": 0.01}, [0, 1],
-                     [98.0, 98.2], [98.1, 98.3])
+    cand = Candidate(
+        3,
+        400,
+        "x",
+        spec.to_dict(),
+        {"optimizer": "adamw", "lr": 0.01},
+        [0, 1],
+        [98.0, 98.2],
+        [98.1, 98.3],
+    )
     path = tmp_path / "out" / "best.json"
     write_spec_file(path, cand, 20, {"budget": 500})
     body = json.loads(path.read_text())
@@ -81,11 +100,12 @@ def test_shipped_specs_load_fit_their_budget_and_train_as_recorded():
     its budget, and its training settings are valid ones."""
     from importlib.resources import files
 
-    from mnist_search.spec import ArchSpec, count_params
-    from mnist_search.train import TrainConfig
+    from mnist_search.net.spec import ArchSpec, count_params
+    from mnist_search.training.loop import TrainConfig
 
-    found = sorted(p for p in files("mnist_search").joinpath("found").iterdir()
-                   if p.name.endswith(".json"))
+    found = sorted(
+        p for p in files("mnist_search").joinpath("found").iterdir() if p.name.endswith(".json")
+    )
     assert len(found) == 10  # five found on the H100 (2026-11-26), five by the CPU searches
     for path in found:
         body = json.loads(path.read_text())
@@ -98,13 +118,14 @@ def test_shipped_specs_load_fit_their_budget_and_train_as_recorded():
 def test_successive_halving_keeps_the_best_third_at_each_rung():
     """--pruner sha: rungs at one epoch's reports, then ×3; a trial below the best third of its
     rung stops there."""
-    from mnist_search.protocol import Protocol
-    from mnist_search.study import make_pruner
+    from mnist_search.search.study import make_pruner
+    from mnist_search.training.protocol import Protocol
 
     pruner = make_pruner("sha", Protocol(epochs=9, val_size=5000))
     assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
-    study = optuna.create_study(direction="maximize", pruner=pruner,
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(
+        direction="maximize", pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0)
+    )
     stopped = {}
     for value in [90, 95, 91, 96, 92, 97, 93, 98, 94]:  # one curve per trial, rising values
         trial = study.ask()

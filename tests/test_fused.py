@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from mnist_search.experiments import get_experiment
-from mnist_search.fused import FusedError, check_fusable, train_fused
+from mnist_search.net.spec import ArchSpec, ConvLayer
+from mnist_search.replay.experiments import get_experiment
 from mnist_search.spaces import modern
-from mnist_search.spec import ArchSpec, ConvLayer
-from mnist_search.train import Diverged, TrainConfig, train
+from mnist_search.training.fused import FusedError, check_fusable, train_fused
+from mnist_search.training.loop import Diverged, TrainConfig, train
 
 SPEC = ArchSpec((ConvLayer(8, 3, 0, True), ConvLayer(16, 3, 0, True)), hidden=(32,))
 # Same seeds, same data order, same augmentation draws: only floating-point rounding differs
@@ -22,21 +22,35 @@ RESIDUAL = modern.build_spec(2, "same", [2, 2], [6, 8], residual=True, transitio
 @pytest.fixture(scope="module")
 def tiny(mnist):
     # Grouped convolutions gain little on a CPU (the speed is for GPUs); keep these runs small.
-    from mnist_search.data import make_splits
+    from mnist_search.data.mnist import make_splits
 
     return make_splits(mnist, "cpu", val_size=500, train_subset=640)
 
 
-@pytest.mark.parametrize("opt, lrs, augment", [
-    ("sgd", [0.05, 0.02, 0.1], "none"),
-    ("adam", [3e-3, 1e-3, 2e-3], "small"),
-    ("adamw", [3e-3, 3e-3, 3e-3], "none"),
-])
+@pytest.mark.parametrize(
+    "opt, lrs, augment",
+    [
+        ("sgd", [0.05, 0.02, 0.1], "none"),
+        ("adam", [3e-3, 1e-3, 2e-3], "small"),
+        ("adamw", [3e-3, 3e-3, 3e-3], "none"),
+    ],
+)
 def test_fused_matches_separate(tiny, opt, lrs, augment):
-    cfgs = [TrainConfig(epochs=1, batch_size=64, optimizer=opt, lr=lr, momentum=0.9,
-                        weight_decay=1e-3 if opt == "adamw" else 0.0, augment=augment,
-                        schedule="onecycle" if opt == "adam" else "constant",
-                        reports_per_epoch=2, seed=seed) for seed, lr in enumerate(lrs)]
+    cfgs = [
+        TrainConfig(
+            epochs=1,
+            batch_size=64,
+            optimizer=opt,
+            lr=lr,
+            momentum=0.9,
+            weight_decay=1e-3 if opt == "adamw" else 0.0,
+            augment=augment,
+            schedule="onecycle" if opt == "adam" else "constant",
+            reports_per_epoch=2,
+            seed=seed,
+        )
+        for seed, lr in enumerate(lrs)
+    ]
     fused = train_fused(SPEC, cfgs, tiny, keep_models=True, evaluate_test=False)
     for cfg, f in zip(cfgs, fused):
         alone = train(SPEC, cfg, tiny, keep_model=True, evaluate_test=False)
@@ -49,8 +63,12 @@ def test_fused_matches_separate(tiny, opt, lrs, augment):
 
 def test_first_steps_agree_closely(tiny):
     """After a handful of steps the weights are the same to float32 rounding."""
-    sub = type(tiny)(type(tiny.train)(tiny.train.images[:256], tiny.train.labels[:256]),
-                     tiny.val, tiny.test, tiny.source)
+    sub = type(tiny)(
+        type(tiny.train)(tiny.train.images[:256], tiny.train.labels[:256]),
+        tiny.val,
+        tiny.test,
+        tiny.source,
+    )
     cfgs = [TrainConfig(batch_size=64, lr=0.05, momentum=0.9, seed=s) for s in (3, 4)]
     fused = train_fused(SPEC, cfgs, sub, keep_models=True, evaluate_test=False)
     for cfg, f in zip(cfgs, fused):
@@ -66,8 +84,10 @@ def test_one_candidate_stopping_does_not_stop_the_others(tiny):
     def prune(step, val):
         raise Pruned
 
-    cfgs = [TrainConfig(batch_size=32, lr=lr, momentum=0.9, seed=0, reports_per_epoch=2)
-            for lr in (0.05, 1e8, 0.05)]
+    cfgs = [
+        TrainConfig(batch_size=32, lr=lr, momentum=0.9, seed=0, reports_per_epoch=2)
+        for lr in (0.05, 1e8, 0.05)
+    ]
     out = train_fused(SPEC, cfgs, tiny, on_report=[None, None, prune])
     assert isinstance(out[1], Diverged) and isinstance(out[2], Pruned)
     assert out[0].val_accuracy > 40 and len(out[0].history) == 2  # learning: chance is 10%
@@ -83,12 +103,34 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_default_space_nets_fuse_and_match_separate(tiny, spec):
     """Per-candidate recipes the default space varies inside a group: learning rate, weight
     decay, schedule, label smoothing, augmentation, Nesterov momentum, weight average, seed."""
-    cfgs = [TrainConfig(epochs=1, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9,
-                        nesterov=True, weight_decay=5e-4, schedule="onecycle", ema=0.9,
-                        reports_per_epoch=2, seed=0),
-            TrainConfig(epochs=1, batch_size=64, optimizer="sgd", lr=0.1, momentum=0.8,
-                        weight_decay=1e-5, schedule="cosine", label_smoothing=0.1,
-                        augment="small", reports_per_epoch=2, seed=1)]
+    cfgs = [
+        TrainConfig(
+            epochs=1,
+            batch_size=64,
+            optimizer="sgd",
+            lr=0.05,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=5e-4,
+            schedule="onecycle",
+            ema=0.9,
+            reports_per_epoch=2,
+            seed=0,
+        ),
+        TrainConfig(
+            epochs=1,
+            batch_size=64,
+            optimizer="sgd",
+            lr=0.1,
+            momentum=0.8,
+            weight_decay=1e-5,
+            schedule="cosine",
+            label_smoothing=0.1,
+            augment="small",
+            reports_per_epoch=2,
+            seed=1,
+        ),
+    ]
     fused = train_fused(spec, cfgs, tiny, keep_models=True)
     for cfg, f in zip(cfgs, fused):
         alone = train(spec, cfg, tiny, keep_model=True)
@@ -106,10 +148,16 @@ def test_default_space_nets_fuse_and_match_separate(tiny, spec):
 
 
 def test_adamw_bn_net_first_steps_agree_closely(tiny):
-    sub = type(tiny)(type(tiny.train)(tiny.train.images[:256], tiny.train.labels[:256]),
-                     tiny.val, tiny.test, tiny.source)
-    cfgs = [TrainConfig(batch_size=64, optimizer="adamw", lr=lr, weight_decay=wd, seed=s)
-            for s, lr, wd in ((3, 3e-3, 0.05), (4, 1e-2, 1e-3))]
+    sub = type(tiny)(
+        type(tiny.train)(tiny.train.images[:256], tiny.train.labels[:256]),
+        tiny.val,
+        tiny.test,
+        tiny.source,
+    )
+    cfgs = [
+        TrainConfig(batch_size=64, optimizer="adamw", lr=lr, weight_decay=wd, seed=s)
+        for s, lr, wd in ((3, 3e-3, 0.05), (4, 1e-2, 1e-3))
+    ]
     fused = train_fused(RESIDUAL, cfgs, sub, keep_models=True, evaluate_test=False)
     for cfg, f in zip(cfgs, fused):
         alone = train(RESIDUAL, cfg, sub, keep_model=True, evaluate_test=False)
@@ -143,17 +191,40 @@ def test_optimize_parallel_fuses_groups_under_the_default_space(tmp_path, monkey
     import optuna
     from typer.testing import CliRunner
 
-    from mnist_search.cli import app
+    from mnist_search.cli.app import app
     from mnist_search.spaces import get_space
 
     monkeypatch.chdir(tmp_path)
-    r = CliRunner().invoke(app, ["optimize", "--budget", "3000", "--n-trials", "6", "--parallel",
-                                 "3", "--seed", "5", "--train-subset", "256", "--val-size", "300",
-                                 "--warm-start", "none", "--final-seeds", "0",
-                                 "--device", "cpu", "--data-dir", str(data_dir)])
+    r = CliRunner().invoke(
+        app,
+        [
+            "optimize",
+            "--budget",
+            "3000",
+            "--n-trials",
+            "6",
+            "--parallel",
+            "3",
+            "--seed",
+            "5",
+            "--train-subset",
+            "256",
+            "--val-size",
+            "300",
+            "--warm-start",
+            "none",
+            "--final-seeds",
+            "0",
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(data_dir),
+        ],
+    )
     assert r.exit_code == 0, r.output
-    trials = optuna.load_study(study_name="budget-3000",
-                               storage="sqlite:///studies/mnist-search.db").trials
+    trials = optuna.load_study(
+        study_name="budget-3000", storage="sqlite:///studies/mnist-search.db"
+    ).trials
     assert len(trials) == 6
     assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
     free = get_space("modern").free
@@ -169,7 +240,7 @@ def test_optimize_parallel_fuses_groups_under_the_default_space(tmp_path, monkey
 def test_compile_and_parallel_are_refused_together(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from mnist_search.cli import app
+    from mnist_search.cli.app import app
 
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(app, ["optimize", "--parallel", "4", "--compile"])
@@ -181,12 +252,27 @@ def test_compile_and_parallel_are_refused_together(tmp_path, monkeypatch):
 def test_replay_parallel_trains_seed_replicas_together(tmp_path, monkeypatch, data_dir):
     from typer.testing import CliRunner
 
-    from mnist_search.cli import app
+    from mnist_search.cli.app import app
 
     monkeypatch.chdir(tmp_path)
-    args = ["replay", "--experiments", "3", "--seeds", "2", "--parallel", "2", "--json",
-            "--train-subset", "256", "--val-size", "300", "--device", "cpu", "--data-dir",
-            str(data_dir)]
+    args = [
+        "replay",
+        "--experiments",
+        "3",
+        "--seeds",
+        "2",
+        "--parallel",
+        "2",
+        "--json",
+        "--train-subset",
+        "256",
+        "--val-size",
+        "300",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(data_dir),
+    ]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     import json
@@ -198,6 +284,7 @@ def test_replay_parallel_trains_seed_replicas_together(tmp_path, monkeypatch, da
 def test_stopped_candidates_leave_the_group_and_the_rest_go_on_unchanged(tiny):
     """A pruned candidate is cut out of the wide net (weights, momentum, average); the others
     end as separate runs do."""
+
     class Pruned(Exception):
         pass
 
@@ -205,10 +292,21 @@ def test_stopped_candidates_leave_the_group_and_the_rest_go_on_unchanged(tiny):
         raise Pruned
 
     spec = RESIDUAL
-    cfgs = [TrainConfig(epochs=1, batch_size=64, optimizer="sgd", lr=lr, momentum=0.9,
-                        nesterov=True, schedule="onecycle", ema=ema, reports_per_epoch=3,
-                        seed=seed)
-            for seed, lr, ema in ((0, 0.05, 0.9), (1, 0.08, 0.0), (2, 0.03, 0.9))]
+    cfgs = [
+        TrainConfig(
+            epochs=1,
+            batch_size=64,
+            optimizer="sgd",
+            lr=lr,
+            momentum=0.9,
+            nesterov=True,
+            schedule="onecycle",
+            ema=ema,
+            reports_per_epoch=3,
+            seed=seed,
+        )
+        for seed, lr, ema in ((0, 0.05, 0.9), (1, 0.08, 0.0), (2, 0.03, 0.9))
+    ]
     fused = train_fused(spec, cfgs, tiny, on_report=[None, prune, None], keep_models=True)
     assert isinstance(fused[1], Pruned)
     for k in (0, 2):

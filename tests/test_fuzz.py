@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from mnist_search.cli import app
+from mnist_search.cli.app import app
 
 runner = CliRunner()
 # Valid values are cheap ones, so that a draw that is all valid runs a tiny search quickly.
@@ -27,8 +27,15 @@ OPTIONS = {
     "--pruner": ["median", "none", "bogus", ""],
     "--space": ["modern", "plain", "x"],
     "--device": ["cpu", "tpu", "cuda:9", "", "mps"],
-    "--storage": ["notaurl", "sqlite:///no/dir/x.db", "sqlite://", "sqlite:///:memory:",
-                  "postgresql://u:p@127.0.0.1:1/x", "mysql://x/y", "sqlite:///ok.db"],
+    "--storage": [
+        "notaurl",
+        "sqlite:///no/dir/x.db",
+        "sqlite://",
+        "sqlite:///:memory:",
+        "postgresql://u:p@127.0.0.1:1/x",
+        "mysql://x/y",
+        "sqlite:///ok.db",
+    ],
     "--study-name": ["ok", "../x", "", "a" * 200, "-x", ".hidden", "a/b"],
     "--final-seeds": ["0", "1", "-1", "1000"],
     "--final-top": ["1", "0", "-4", "1000"],
@@ -39,8 +46,20 @@ OPTIONS = {
     "--best-spec": ["b.json", "/proc/b.json", "FILE/b.json"],
     "--top": ["3", "0", "-1"],
 }
-FIXED = ["--n-trials", "1", "--train-subset", "64", "--val-size", "100", "--device", "cpu",
-         "--data-dir", "DATA", "--timeout", "60"]
+FIXED = [
+    "--n-trials",
+    "1",
+    "--train-subset",
+    "64",
+    "--val-size",
+    "100",
+    "--device",
+    "cpu",
+    "--data-dir",
+    "DATA",
+    "--timeout",
+    "60",
+]
 
 
 def _check(r) -> None:
@@ -63,10 +82,14 @@ def _invoke(args, data_dir):
             os.chdir(cwd)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])
-@given(st.dictionaries(st.sampled_from(sorted(OPTIONS)), st.integers(0, 10**6),
-                       min_size=1, max_size=5))
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.dictionaries(st.sampled_from(sorted(OPTIONS)), st.integers(0, 10**6), min_size=1, max_size=5)
+)
 def test_optimize_with_random_options(data_dir, picks):
     args = list(FIXED)
     for flag, k in picks.items():
@@ -75,18 +98,33 @@ def test_optimize_with_random_options(data_dir, picks):
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-10, 10**12) | st.floats(allow_nan=True)
+    st.none()
+    | st.booleans()
+    | st.integers(-10, 10**12)
+    | st.floats(allow_nan=True)
     | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=3),
-    max_leaves=8)
-VALID = {"spec": {"convs": [{"out_channels": 4, "kernel": 3, "padding": 1, "pool": True},
-                            {"out_channels": 4, "kernel": 3}],
-                  "batchnorm": True, "dropout": 0.1, "head": "gap", "hidden": [8]},
-         "training": {"optimizer": "adamw", "lr": 0.003, "batch_size": 32, "augment": "small"},
-         "epochs": 1}
-ODD = st.sampled_from([None, True, False, -1, 0, 1, 3, 2.5, 10**9, float("inf"), "x", "no",
-                       [], {}, [1, 2], {"a": 1}])
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+VALID = {
+    "spec": {
+        "convs": [
+            {"out_channels": 4, "kernel": 3, "padding": 1, "pool": True},
+            {"out_channels": 4, "kernel": 3},
+        ],
+        "batchnorm": True,
+        "dropout": 0.1,
+        "head": "gap",
+        "hidden": [8],
+    },
+    "training": {"optimizer": "adamw", "lr": 0.003, "batch_size": 32, "augment": "small"},
+    "epochs": 1,
+}
+ODD = st.sampled_from(
+    [None, True, False, -1, 0, 1, 3, 2.5, 10**9, float("inf"), "x", "no", [], {}, [1, 2], {"a": 1}]
+)
 
 
 def _paths(d, prefix=()):
@@ -111,20 +149,43 @@ def _set(d, path, value):
     return d
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])
-@given(st.one_of(
-    JSON.map(lambda doc: json.dumps(doc)),
-    st.tuples(st.sampled_from(list(_paths(VALID))), ODD).map(
-        lambda pv: json.dumps(_set(VALID, *pv))),
-    st.tuples(st.sampled_from(list(_paths(VALID))), st.text(max_size=6)).map(
-        lambda pv: json.dumps(_set(VALID, pv[0], pv[1]))),
-    st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
-))
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.one_of(
+        JSON.map(lambda doc: json.dumps(doc)),
+        st.tuples(st.sampled_from(list(_paths(VALID))), ODD).map(
+            lambda pv: json.dumps(_set(VALID, *pv))
+        ),
+        st.tuples(st.sampled_from(list(_paths(VALID))), st.text(max_size=6)).map(
+            lambda pv: json.dumps(_set(VALID, pv[0], pv[1]))
+        ),
+        st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
+    )
+)
 def test_train_with_random_spec_files(data_dir, text):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "net.json")
         with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
             f.write(text)
-        _check(_invoke(["train", "--spec", path, "--train-subset", "64", "--val-size", "100",
-                        "--device", "cpu", "--data-dir", "DATA"], data_dir))
+        _check(
+            _invoke(
+                [
+                    "train",
+                    "--spec",
+                    path,
+                    "--train-subset",
+                    "64",
+                    "--val-size",
+                    "100",
+                    "--device",
+                    "cpu",
+                    "--data-dir",
+                    "DATA",
+                ],
+                data_dir,
+            )
+        )

@@ -9,22 +9,28 @@ import time
 
 import optuna
 import pytest
-from optuna.trial import TrialState, create_trial
 from optuna.distributions import IntDistribution
+from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
 
-from mnist_search.cli import app
-from mnist_search.protocol import Protocol
-from mnist_search.storage import masked, open_storage
-from mnist_search.study import open_study
+from mnist_search.cli.app import app
+from mnist_search.search.storage import masked, open_storage
+from mnist_search.search.study import open_study
+from mnist_search.training.protocol import Protocol
 
 runner = CliRunner()
 TINY = ["--train-subset", "300", "--val-size", "300", "--device", "cpu"]
 
 
 def cli(*args, cwd=None, **kw):
-    return subprocess.Popen([sys.executable, "-m", "mnist_search", *map(str, args)], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnist_search", *map(str, args)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 def _one_line_error(r):
@@ -38,12 +44,35 @@ def _one_line_error(r):
 
 # --- the final stage after a kill ------------------------------------------------------------------
 
+
 def test_final_stage_after_a_kill_finishes_the_full_seeds(tmp_path, data_dir):
     """kill -9 during the first final retraining, then the same command again: the chosen net
     has every seed, and no (candidate, seed) is trained twice."""
-    args = ["optimize", "--budget", 3000, "--n-trials", 2, "--seed", 11, "--study-name", "kf",
-            "--final-seeds", 2, "--final-epochs", 1, "--heartbeat", 1, "--data-dir", data_dir,
-            "--train-subset", 500, "--val-size", 500, "--device", "cpu"]
+    args = [
+        "optimize",
+        "--budget",
+        3000,
+        "--n-trials",
+        2,
+        "--seed",
+        11,
+        "--study-name",
+        "kf",
+        "--final-seeds",
+        2,
+        "--final-epochs",
+        1,
+        "--heartbeat",
+        1,
+        "--data-dir",
+        data_dir,
+        "--train-subset",
+        500,
+        "--val-size",
+        500,
+        "--device",
+        "cpu",
+    ]
     url = f"sqlite:///{tmp_path}/studies/mnist-search.db"
     first = cli(*args, cwd=tmp_path)
     killed = False
@@ -68,36 +97,58 @@ def test_final_stage_after_a_kill_finishes_the_full_seeds(tmp_path, data_dir):
     chosen = json.loads((tmp_path / "studies" / "kf-best.json").read_text())
     assert chosen["result"]["seeds"] == [0, 1]
     assert "over 2 seeds" in out
-    done = [(t.user_attrs["source_trial"], t.user_attrs["seed"])
-            for t in optuna.load_study(study_name="kf-final", storage=url).trials
-            if t.state == TrialState.COMPLETE]
+    done = [
+        (t.user_attrs["source_trial"], t.user_attrs["seed"])
+        for t in optuna.load_study(study_name="kf-final", storage=url).trials
+        if t.state == TrialState.COMPLETE
+    ]
     assert len(done) == len(set(done))
     assert not optuna.load_study(study_name="kf-final", storage=url).get_trials(
-        states=(TrialState.RUNNING, TrialState.WAITING))
+        states=(TrialState.RUNNING, TrialState.WAITING)
+    )
 
 
 # --- secrets -----------------------------------------------------------------------------------
 
+
 def test_masked():
     assert masked("postgresql://u:secretpw@h:5432/db") == "postgresql://u:***@h:5432/db"
-    assert masked("auth failed for secretpw", "postgresql://u:secretpw@h/db") == \
-        "auth failed for ***"
+    assert (
+        masked("auth failed for secretpw", "postgresql://u:secretpw@h/db") == "auth failed for ***"
+    )
     assert masked("sqlite:///studies/a.db") == "sqlite:///studies/a.db"
 
 
 def test_unreachable_server_error_hides_the_password(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    r = runner.invoke(app, ["optimize", "--storage", "postgresql://u:secretpw@127.0.0.1:1/db",
-                            "--n-trials", "1"])
+    r = runner.invoke(
+        app, ["optimize", "--storage", "postgresql://u:secretpw@127.0.0.1:1/db", "--n-trials", "1"]
+    )
     _one_line_error(r)
     assert "secretpw" not in r.output and "u:***@127.0.0.1" in r.stderr
 
 
 def test_password_is_never_shown_stored_or_on_a_command_line(tmp_path, postgres_url, data_dir):
     url = postgres_url.replace("postgres@", "postgres:secretpw@")  # trust auth ignores it
-    proc = cli("optimize", "--budget", 3000, "--n-trials", 1, "--workers", 2, "--final-seeds", 1,
-               "--study-name", "pw", "--storage", url, "--data-dir", data_dir, *TINY,
-               cwd=tmp_path)
+    proc = cli(
+        "optimize",
+        "--budget",
+        3000,
+        "--n-trials",
+        1,
+        "--workers",
+        2,
+        "--final-seeds",
+        1,
+        "--study-name",
+        "pw",
+        "--storage",
+        url,
+        "--data-dir",
+        data_dir,
+        *TINY,
+        cwd=tmp_path,
+    )
     seen = set()
     while proc.poll() is None:
         for pid in os.listdir("/proc"):
@@ -119,14 +170,33 @@ def test_password_is_never_shown_stored_or_on_a_command_line(tmp_path, postgres_
 
 # --- data and concurrency ------------------------------------------------------------------------
 
+
 def test_a_last_batch_of_one_image_does_not_crash_batchnorm(tmp_path, monkeypatch, data_dir):
     monkeypatch.chdir(tmp_path)
-    r = runner.invoke(app, ["optimize", "--budget", 3000, "--n-trials", 2, "--seed", 1,
-                            "--train-subset", 257, "--val-size", 300, "--device", "cpu",
-                            "--data-dir", str(data_dir)])
+    r = runner.invoke(
+        app,
+        [
+            "optimize",
+            "--budget",
+            3000,
+            "--n-trials",
+            2,
+            "--seed",
+            1,
+            "--train-subset",
+            257,
+            "--val-size",
+            300,
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(data_dir),
+        ],
+    )
     assert r.exit_code == 0, r.output
-    trials = optuna.load_study(study_name="budget-3000",
-                               storage="sqlite:///studies/mnist-search.db").trials
+    trials = optuna.load_study(
+        study_name="budget-3000", storage="sqlite:///studies/mnist-search.db"
+    ).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     assert all(t.user_attrs["spec"]["batchnorm"] for t in trials)  # the modern space's nets
 
@@ -134,10 +204,26 @@ def test_a_last_batch_of_one_image_does_not_crash_batchnorm(tmp_path, monkeypatc
 def test_processes_started_at_once_on_a_new_sqlite_file(tmp_path, data_dir):
     url = f"sqlite:///{tmp_path}/race.db"
     # (no warm start: each process would queue it, racing, which is not what this is about)
-    procs = [cli("optimize", "--budget", 3000, "--n-trials", 1, "--study-name", "race",
-                 "--storage", url, "--warm-start", "none", "--data-dir", data_dir, *TINY,
-                 cwd=tmp_path)
-             for _ in range(4)]
+    procs = [
+        cli(
+            "optimize",
+            "--budget",
+            3000,
+            "--n-trials",
+            1,
+            "--study-name",
+            "race",
+            "--storage",
+            url,
+            "--warm-start",
+            "none",
+            "--data-dir",
+            data_dir,
+            *TINY,
+            cwd=tmp_path,
+        )
+        for _ in range(4)
+    ]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, outs
     trials = optuna.load_study(study_name="race", storage=url).trials
@@ -148,8 +234,9 @@ def test_a_study_made_by_another_tool_is_not_adopted(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path}/other.db"
     optuna.create_study(study_name="theirs", storage=url, direction="maximize")
-    r = runner.invoke(app, ["optimize", "--storage", url, "--study-name", "theirs",
-                            "--n-trials", "1"])
+    r = runner.invoke(
+        app, ["optimize", "--storage", url, "--study-name", "theirs", "--n-trials", "1"]
+    )
     _one_line_error(r)
     assert "was not made by mnist-search" in r.stderr
     assert optuna.load_study(study_name="theirs", storage=url).user_attrs == {}
@@ -158,22 +245,42 @@ def test_a_study_made_by_another_tool_is_not_adopted(tmp_path, monkeypatch):
 def test_the_same_seed_proposes_new_candidates_on_resume(tmp_path, monkeypatch, data_dir):
     monkeypatch.chdir(tmp_path)
     for _ in range(2):
-        r = runner.invoke(app, ["optimize", "--budget", 3000, "--n-trials", 3, "--seed", 5,
-                                "--pruner", "none", "--data-dir", str(data_dir), *TINY])
+        r = runner.invoke(
+            app,
+            [
+                "optimize",
+                "--budget",
+                3000,
+                "--n-trials",
+                3,
+                "--seed",
+                5,
+                "--pruner",
+                "none",
+                "--data-dir",
+                str(data_dir),
+                *TINY,
+            ],
+        )
         assert r.exit_code == 0, r.output
-    trials = optuna.load_study(study_name="budget-3000",
-                               storage="sqlite:///studies/mnist-search.db").trials
+    trials = optuna.load_study(
+        study_name="budget-3000", storage="sqlite:///studies/mnist-search.db"
+    ).trials
     assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 6
 
 
 # --- outputs -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args", [
-    ["optimize", "--artifacts", "afile/x"],
-    ["optimize", "--final-seeds", "1", "--best-spec", "afile/best.json"],
-    ["replay", "--artifacts", "afile"],
-    ["report", "--out", "afile/r.html"],
-])
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["optimize", "--artifacts", "afile/x"],
+        ["optimize", "--final-seeds", "1", "--best-spec", "afile/best.json"],
+        ["replay", "--artifacts", "afile"],
+        ["report", "--out", "afile/r.html"],
+    ],
+)
 def test_unwritable_outputs_are_refused_before_any_work(tmp_path, monkeypatch, args):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("")
@@ -191,15 +298,54 @@ def test_study_names_stay_inside_the_studies_folder(tmp_path, monkeypatch):
 
 
 def test_report_escapes_every_value(tmp_path):
-    from mnist_search.report import write_report
+    from mnist_search.outputs.report import write_report
 
     study = open_study(open_storage(f"sqlite:///{tmp_path}/h.db"), "h", 5000, Protocol())
-    study.add_trial(create_trial(
-        value=90.0, params={"x": 1}, distributions={"x": IntDistribution(0, 2)},
-        user_attrs={"n_params": 100, "batch_size": "<script>alert(1)</script>",
-                    "architecture": "<b>net</b>", "training": {"optimizer": "<i>sgd</i>"}}))
+    study.add_trial(
+        create_trial(
+            value=90.0,
+            params={"x": 1},
+            distributions={"x": IntDistribution(0, 2)},
+            user_attrs={
+                "n_params": 100,
+                "batch_size": "<script>alert(1)</script>",
+                "architecture": "<b>net</b>",
+                "training": {"optimizer": "<i>sgd</i>"},
+            },
+        )
+    )
     write_report(study, tmp_path / "r.html")
     text = (tmp_path / "r.html").read_text()
-    table = text[text.index("<h2>Top trials</h2>"):]
+    table = text[text.index("<h2>Top trials</h2>") :]
     assert "<script>alert" not in table and "&lt;script&gt;" in table
     assert "<b>net</b>" not in table and "<i>sgd</i>" not in table
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_train_stops_on_a_stop_signal_as_on_ctrl_c(sig, tmp_path, data_dir):
+    """A scheduler's SIGTERM or a closed terminal's SIGHUP ends `train` as Ctrl-C does: at once,
+    one line, no traceback, the same exit status (not a kill by the signal)."""
+    proc = cli(
+        "train",
+        "--experiment",
+        "6",
+        "--epochs",
+        "20",
+        "--device",
+        "cpu",
+        "--data-dir",
+        data_dir,
+        cwd=tmp_path,
+    )
+    seen = ""
+    while "MNIST from" not in seen:  # the data is loaded: training starts now
+        line = proc.stdout.readline()
+        assert line, seen
+        seen += line
+    time.sleep(2)
+    sent = time.time()
+    proc.send_signal(getattr(signal, sig))
+    out, _ = proc.communicate(timeout=60)
+    assert time.time() - sent < 20
+    # 130, as for Ctrl-C (not -15 or -1: killed by the signal, nothing cleaned up).
+    assert proc.returncode == 130 and "Traceback" not in out, (proc.returncode, out)

@@ -6,15 +6,21 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from mnist_search.cli import app
-from mnist_search.data import make_splits
-from mnist_search.experiments import PROTOCOL_NAME, get_experiment
-from mnist_search.replay import documented_params, enqueue_replay, findings, summarize, warm_start
+from mnist_search.cli.app import app
+from mnist_search.data.mnist import make_splits
+from mnist_search.replay.experiments import PROTOCOL_NAME, get_experiment
+from mnist_search.replay.run import (
+    documented_params,
+    enqueue_replay,
+    findings,
+    summarize,
+    warm_start,
+)
+from mnist_search.search.objective import Objective
+from mnist_search.search.storage import open_storage
+from mnist_search.search.study import open_study
 from mnist_search.stats import Stat
-from mnist_search.objective import Objective
-from mnist_search.protocol import Protocol
-from mnist_search.storage import open_storage
-from mnist_search.study import open_study
+from mnist_search.training.protocol import Protocol
 
 runner = CliRunner()
 TINY = ["--train-subset", "300", "--val-size", "1000", "--device", "cpu"]
@@ -22,8 +28,14 @@ TINY = ["--train-subset", "300", "--val-size", "1000", "--device", "cpu"]
 
 def test_enqueued_experiments_train_with_their_fixed_params(tmp_path, mnist):
     protocol = Protocol(epochs=1, train_subset=300, val_size=1000)
-    study = open_study(open_storage(f"sqlite:///{tmp_path}/r.db"), "r", None, protocol,
-                       pruner="none", space="plain")
+    study = open_study(
+        open_storage(f"sqlite:///{tmp_path}/r.db"),
+        "r",
+        None,
+        protocol,
+        pruner="none",
+        space="plain",
+    )
     assert enqueue_replay(study, [3, 6], seeds=2) == (4, 0)
     assert enqueue_replay(study, [3, 6], seeds=2) == (4, 0)  # queued once, not twice
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 4
@@ -39,7 +51,11 @@ def test_enqueued_experiments_train_with_their_fixed_params(tmp_path, mnist):
         assert t.user_attrs["protocol"] == PROTOCOL_NAME
         assert t.user_attrs["documented_test_accuracy"] == exp.documented["test_accuracy"]
     assert sorted((t.user_attrs["experiment"], t.user_attrs["seed"]) for t in trials) == [
-        (3, 0), (3, 1), (6, 0), (6, 1)]
+        (3, 0),
+        (3, 1),
+        (6, 0),
+        (6, 1),
+    ]
     # Different seeds give different runs of the same net.
     exp3 = [t for t in trials if t.user_attrs["experiment"] == 3]
     assert exp3[0].intermediate_values != exp3[1].intermediate_values
@@ -54,8 +70,14 @@ def _row(exp_id, mean):
 
 
 def test_findings_logic():
-    rows = [_row(1, 97.0), _row(2, 98.0), _row(3, 93.0), _row(4, 94.0), _row(5, 96.0),
-            _row(6, 97.5)]
+    rows = [
+        _row(1, 97.0),
+        _row(2, 98.0),
+        _row(3, 93.0),
+        _row(4, 94.0),
+        _row(5, 96.0),
+        _row(6, 97.5),
+    ]
     f = {x["id"]: x for x in findings(rows)}
     assert f["a"]["holds"] is True and "+1.50 points" in f["a"]["detail"]
     assert f["b"]["holds"] is True
@@ -68,8 +90,17 @@ def test_findings_logic():
 
 def test_replay_json_and_no_retraining(tmp_path, monkeypatch, data_dir):
     monkeypatch.chdir(tmp_path)
-    args = ["replay", "--experiments", "3,4", "--seeds", "1", "--json", "--data-dir",
-            str(data_dir), *TINY]
+    args = [
+        "replay",
+        "--experiments",
+        "3,4",
+        "--seeds",
+        "1",
+        "--json",
+        "--data-dir",
+        str(data_dir),
+        *TINY,
+    ]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
@@ -88,8 +119,9 @@ def test_replay_json_and_no_retraining(tmp_path, monkeypatch, data_dir):
 
 def test_replay_table_shows_the_true_exp1_count(tmp_path, monkeypatch, data_dir):
     monkeypatch.chdir(tmp_path)
-    r = runner.invoke(app, ["replay", "--experiments", "1", "--seeds", "1", "--data-dir",
-                            str(data_dir), *TINY])
+    r = runner.invoke(
+        app, ["replay", "--experiments", "1", "--seeds", "1", "--data-dir", str(data_dir), *TINY]
+    )
     assert r.exit_code == 0, r.output
     assert "~21K (estimated) → 480,176 (!)" in r.stdout
     assert "true total is 480,176" in r.stdout and "(b)" in r.stdout
@@ -104,15 +136,31 @@ def test_bad_experiment_list(tmp_path, monkeypatch):
 
 def test_warm_start_queues_what_fits(tmp_path, monkeypatch, data_dir):
     monkeypatch.chdir(tmp_path)
-    r = runner.invoke(app, ["optimize", "--budget", 25000, "--n-trials", 1, "--seed", 0,
-                            "--warm-start", "documented", "--data-dir", str(data_dir), *TINY])
+    r = runner.invoke(
+        app,
+        [
+            "optimize",
+            "--budget",
+            25000,
+            "--n-trials",
+            1,
+            "--seed",
+            0,
+            "--warm-start",
+            "documented",
+            "--data-dir",
+            str(data_dir),
+            *TINY,
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "Exp1 skipped, 480,176 parameters are over the budget of 25,000" in r.stderr
     assert "Exp2 skipped, 27,738" in r.stderr and "Exp3 queued" in r.stderr
     import optuna
 
-    study = optuna.load_study(study_name="budget-25000",
-                              storage="sqlite:///studies/mnist-search.db")
+    study = optuna.load_study(
+        study_name="budget-25000", storage="sqlite:///studies/mnist-search.db"
+    )
     first = study.trials[0]
     # In the modern space the documented nets are queued as fixed specs, trained as they are.
     assert first.user_attrs["experiment"] == 3
@@ -122,9 +170,27 @@ def test_warm_start_queues_what_fits(tmp_path, monkeypatch, data_dir):
     assert any("already in the study" in m for m in warm_start(study, 25000, "modern"))
 
     # In the plain space they are points of the space, queued as its parameters.
-    r = runner.invoke(app, ["optimize", "--budget", 25000, "--n-trials", 1, "--seed", 0,
-                            "--space", "plain", "--study-name", "plain",
-                            "--warm-start", "documented", "--data-dir", str(data_dir), *TINY])
+    r = runner.invoke(
+        app,
+        [
+            "optimize",
+            "--budget",
+            25000,
+            "--n-trials",
+            1,
+            "--seed",
+            0,
+            "--space",
+            "plain",
+            "--study-name",
+            "plain",
+            "--warm-start",
+            "documented",
+            "--data-dir",
+            str(data_dir),
+            *TINY,
+        ],
+    )
     assert r.exit_code == 0, r.output
     study = optuna.load_study(study_name="plain", storage="sqlite:///studies/mnist-search.db")
     assert study.trials[0].params == documented_params(get_experiment(3))
@@ -134,4 +200,6 @@ def test_warm_start_queues_what_fits(tmp_path, monkeypatch, data_dir):
 def test_bad_warm_start(tmp_path, monkeypatch, value):
     monkeypatch.chdir(tmp_path)
     r = runner.invoke(app, ["optimize", "--warm-start", value])
-    assert r.exit_code == 2 and f"--warm-start '{value}'; valid: found, documented, none" in r.stderr
+    assert (
+        r.exit_code == 2 and f"--warm-start '{value}'; valid: found, documented, none" in r.stderr
+    )

@@ -1,17 +1,23 @@
 import optuna
 import pytest
 
-from mnist_search.experiments import documented_experiments
-from mnist_search.spaces.plain import (smallest_params, spec_params, suggest_spec, suggest_training,
-                                training_params)
-from mnist_search.spec import count_params
+from mnist_search.net.spec import count_params
+from mnist_search.replay.experiments import documented_experiments
+from mnist_search.spaces.plain import (
+    smallest_params,
+    spec_params,
+    suggest_spec,
+    suggest_training,
+    training_params,
+)
 
 
 @pytest.mark.parametrize("budget", [120, 1000, 5000, 25000])
 def test_every_proposal_fits_the_budget(budget):
     """Feasible by construction: no proposal over budget, from the first trial on."""
-    study = optuna.create_study(direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=budget))
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=budget)
+    )
     counts = []
 
     def objective(trial):
@@ -32,33 +38,48 @@ def test_smallest_params():
 @pytest.mark.parametrize("exp", documented_experiments(), ids=lambda e: f"exp{e.id}")
 def test_documented_experiments_are_points_of_the_space(exp):
     params = spec_params(exp.spec)
-    params |= training_params({"batch_size": exp.batch_size, "optimizer": "sgd", "lr": 0.01,
-                               "momentum": 0.9})
+    params |= training_params(
+        {"batch_size": exp.batch_size, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9}
+    )
     trial = optuna.trial.FixedTrial(params)
     assert suggest_spec(trial, budget=10**6) == exp.spec
     assert suggest_training(trial)["batch_size"] == exp.batch_size
 
 
-@pytest.mark.parametrize("chans", [(8, 16, 32), (32, 16, 8), (16, 16, 16)],
-                         ids=["narrow-wide", "wide-narrow", "flat"])
+@pytest.mark.parametrize(
+    "chans", [(8, 16, 32), (32, 16, 8), (16, 16, 16)], ids=["narrow-wide", "wide-narrow", "flat"]
+)
 def test_channel_progressions_are_reachable(chans):
-    params = {"n_conv": 3, "kernel": 3, "padding": "valid", "pool1": False, "pool2": True,
-              "pool3": True, "batchnorm": True, "head": "gap", "dropout": 0.1, "n_hidden": 1,
-              "fc1": 32, **{f"ch{i}": c for i, c in enumerate(chans, start=1)}}
+    params = {
+        "n_conv": 3,
+        "kernel": 3,
+        "padding": "valid",
+        "pool1": False,
+        "pool2": True,
+        "pool3": True,
+        "batchnorm": True,
+        "head": "gap",
+        "dropout": 0.1,
+        "n_hidden": 1,
+        "fc1": 32,
+        **{f"ch{i}": c for i, c in enumerate(chans, start=1)},
+    }
     spec = suggest_spec(optuna.trial.FixedTrial(params), budget=25000)
     assert tuple(c.out_channels for c in spec.convs) == chans
 
 
 # --- the modern space ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("budget", [300, 1000, 5000, 25000])
 def test_modern_proposals_fit_the_budget_and_build(budget):
-    from mnist_search import known
+    from mnist_search.net.model import build_model, module_params
+    from mnist_search.search import warmstart as known
     from mnist_search.spaces import modern
-    from mnist_search.model import build_model, module_params
 
-    study = optuna.create_study(direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=budget))
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=budget)
+    )
     kinds, counts = set(), []
 
     def objective(trial):
@@ -84,8 +105,8 @@ def test_modern_proposals_fit_the_budget_and_build(budget):
 
 
 def test_modern_build_spec_is_the_documented_shape():
+    from mnist_search.net.spec import describe
     from mnist_search.spaces.modern import build_spec, smallest_params
-    from mnist_search.spec import describe
 
     spec = build_spec(2, "same", [2, 2], [8, 16], separable=True, residual=True, transition=True)
     # conv 1→8, sep 8→8 (residual) + pool, 1×1 8→16, two residual sep 16→16 blocks, GAP, fc.
@@ -94,8 +115,8 @@ def test_modern_build_spec_is_the_documented_shape():
 
 
 def test_unknown_space_is_refused():
+    from mnist_search.net.spec import SpecError
     from mnist_search.spaces import get_space
-    from mnist_search.spec import SpecError
 
     with pytest.raises(SpecError, match="space 'fancy'; valid: modern, plain"):
         get_space("fancy")
@@ -103,17 +124,19 @@ def test_unknown_space_is_refused():
 
 # --- warm starts from the shipped nets --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("budget", [700, 2000, 3000, 25000, 60000])
 def test_shipped_nets_are_fitted_to_any_budget(budget):
-    from mnist_search import known
+    from mnist_search.search import warmstart as known
     from mnist_search.spaces import modern
 
     for net in known.known_nets():
         base = modern.spec_params(net.spec)
         params = known.fit_widths(base, budget)
         if params is None:  # not even at the narrowest widths
-            narrow = dict(base, **{f"width{s}": modern.WIDTH[0]
-                                   for s in range(1, base["stages"] + 1)})
+            narrow = dict(
+                base, **{f"width{s}": modern.WIDTH[0] for s in range(1, base["stages"] + 1)}
+            )
             assert count_params(known.build(narrow)) > budget
             continue
         n = count_params(known.build(params))
@@ -121,21 +144,21 @@ def test_shipped_nets_are_fitted_to_any_budget(budget):
         widths = [params[f"width{s}"] for s in range(1, params["stages"] + 1)]
         # filled: one more step of the common factor would not fit, unless every width is capped
         if max(widths) < modern.WIDTH[1]:
-            grown = dict(params, **{f"width{s}": w + max(1, w // 8)
-                                    for s, w in enumerate(widths, start=1)})
+            grown = dict(
+                params, **{f"width{s}": w + max(1, w // 8) for s, w in enumerate(widths, start=1)}
+            )
             assert count_params(known.build(grown)) > budget * 0.97
         if net.budget == budget:
             assert n >= count_params(net.spec)  # never smaller than the net as shipped
 
 
 def test_warm_start_found_queues_the_nearest_once():
-    from mnist_search.known import warm_start_known
+    from mnist_search.search.warmstart import warm_start_known
 
     study = optuna.create_study(direction="maximize")
     lines = warm_start_known(study, 2000, "modern")
     # the nearest budget first, the better validated of the two found there first
-    assert [l.split()[2] for l in lines] == ["found/cpu-budget-2000.json",
-                                             "found/budget-2000.json"]
+    assert [l.split()[2] for l in lines] == ["found/cpu-budget-2000.json", "found/budget-2000.json"]
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert len(waiting) == 2
     assert waiting[1].system_attrs["fixed_params"]["width3"] > 21  # fitted up from 1,278

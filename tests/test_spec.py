@@ -6,10 +6,17 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from mnist_search.experiments import documented_experiments, get_experiment
-from mnist_search.model import build_model, module_params
-from mnist_search.spec import (KINDS, ArchSpec, ConvLayer, SpecError, count_params, describe,
-                               layer_summary)
+from mnist_search.net.model import build_model, module_params
+from mnist_search.net.spec import (
+    KINDS,
+    ArchSpec,
+    ConvLayer,
+    SpecError,
+    count_params,
+    describe,
+    layer_summary,
+)
+from mnist_search.replay.experiments import documented_experiments, get_experiment
 
 TRUE_COUNTS = {1: 480_176, 2: 27_738, 3: 4_418, 4: 12_968, 5: 23_426, 6: 23_426}
 
@@ -29,11 +36,21 @@ def test_exp1_documented_count_is_flagged_wrong():
 
 def test_layer_summary_matches_write_up():
     assert layer_summary(get_experiment(2).spec) == [
-        ("Conv2d-1", 640), ("Conv2d-2", 18_464), ("Conv2d-3", 4_624), ("Linear-4", 4_010)]
+        ("Conv2d-1", 640),
+        ("Conv2d-2", 18_464),
+        ("Conv2d-3", 4_624),
+        ("Linear-4", 4_010),
+    ]
 
 
-layers = st.builds(ConvLayer, out_channels=st.integers(1, 40), kernel=st.sampled_from([1, 3, 5, 7]),
-                   padding=st.integers(0, 3), pool=st.booleans(), kind=st.sampled_from(KINDS))
+layers = st.builds(
+    ConvLayer,
+    out_channels=st.integers(1, 40),
+    kernel=st.sampled_from([1, 3, 5, 7]),
+    padding=st.integers(0, 3),
+    pool=st.booleans(),
+    kind=st.sampled_from(KINDS),
+)
 
 
 @st.composite
@@ -47,11 +64,14 @@ def residual_flags(draw, convs):
     return tuple(out)
 
 
-specs = st.builds(ArchSpec,
-                  convs=st.lists(layers, min_size=1, max_size=5).flatmap(residual_flags),
-                  batchnorm=st.booleans(), dropout=st.sampled_from([0.0, 0.25]),
-                  head=st.sampled_from(["flatten", "gap"]),
-                  hidden=st.lists(st.integers(1, 64), max_size=2).map(tuple))
+specs = st.builds(
+    ArchSpec,
+    convs=st.lists(layers, min_size=1, max_size=5).flatmap(residual_flags),
+    batchnorm=st.booleans(),
+    dropout=st.sampled_from([0.0, 0.25]),
+    head=st.sampled_from(["flatten", "gap"]),
+    hidden=st.lists(st.integers(1, 64), max_size=2).map(tuple),
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
@@ -68,10 +88,17 @@ def test_count_params_equals_built_module(spec):
 
 def test_separable_and_residual_blocks_are_counted_and_run():
     # Depthwise 3×3 on 8 channels (72) + pointwise 8→8 (64) + BN (16) = 152 for layer 3.
-    spec = ArchSpec((ConvLayer(8, 3, 1), ConvLayer(8, 3, 1, kind="sep"),
-                     ConvLayer(8, 3, 1, kind="sep", residual=True, pool=True),
-                     ConvLayer(12, 1), ConvLayer(12, 3, 1, residual=True)),
-                    batchnorm=True, head="gap")
+    spec = ArchSpec(
+        (
+            ConvLayer(8, 3, 1),
+            ConvLayer(8, 3, 1, kind="sep"),
+            ConvLayer(8, 3, 1, kind="sep", residual=True, pool=True),
+            ConvLayer(12, 1),
+            ConvLayer(12, 3, 1, residual=True),
+        ),
+        batchnorm=True,
+        head="gap",
+    )
     assert [n for _, n in layer_summary(spec)][1:3] == [152, 152]
     assert layer_summary(spec)[1][0] == "SepConv2d-2"
     assert count_params(spec) == module_params(build_model(spec))

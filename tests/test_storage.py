@@ -14,7 +14,7 @@ from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
 
-from mnist_search.storage import open_storage
+from mnist_search.search.storage import open_storage
 
 
 def _name(tmp_path):
@@ -23,7 +23,7 @@ def _name(tmp_path):
 
 TAKER = textwrap.dedent("""
     import sys, optuna
-    from mnist_search.storage import open_storage
+    from mnist_search.search.storage import open_storage
     url, name = sys.argv[1], sys.argv[2]
     study = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=60))
     taken = []
@@ -38,8 +38,12 @@ def test_each_queued_trial_is_taken_by_exactly_one_process(storage_url, tmp_path
     study = optuna.create_study(study_name=name, storage=open_storage(storage_url))
     for i in range(120):
         study.enqueue_trial({"x": i})
-    procs = [subprocess.Popen([sys.executable, "-c", TAKER, storage_url, name],
-                              stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", TAKER, storage_url, name], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4
     taken = Counter(int(t) for out in outs for t in out.split())
@@ -66,7 +70,8 @@ def test_a_running_trial_that_never_beat_is_failed_and_retried(storage_url, tmp_
         session.query(models.TrialHeartbeatModel).filter_by(trial_id=silent._trial_id).delete()
         session.query(models.TrialHeartbeatModel).filter_by(trial_id=alive._trial_id).delete()
         session.query(models.TrialModel).filter_by(trial_id=silent._trial_id).update(
-            {"_datetime_start_utc": long_ago})
+            {"_datetime_start_utc": long_ago}
+        )
     # ``alive`` just started and has not beaten yet: it must be left alone.
     optuna.storages.fail_stale_trials(study)
     trials = study.get_trials()

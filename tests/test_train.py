@@ -3,10 +3,10 @@ import time
 import pytest
 import torch
 
-from mnist_search.augment import augment, random_affine
-from mnist_search.data import background
-from mnist_search.experiments import get_experiment
-from mnist_search.train import Diverged, TimeUp, TrainConfig, report_points, train
+from mnist_search.data.augment import augment, random_affine
+from mnist_search.data.mnist import background
+from mnist_search.replay.experiments import get_experiment
+from mnist_search.training.loop import Diverged, TimeUp, TrainConfig, report_points, train
 
 
 def test_training_learns_and_reports(small_splits):
@@ -84,7 +84,7 @@ def test_recipe_settings_are_checked():
 def test_cosine_schedule_warms_up_then_decays_to_zero():
     from torch import nn
 
-    from mnist_search.train import make_schedule
+    from mnist_search.training.loop import make_schedule
 
     opt = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.4)
     sched = make_schedule(opt, TrainConfig(lr=0.4, schedule="cosine"), total_steps=100)
@@ -102,11 +102,21 @@ def test_modern_recipe_learns(small_splits):
     """Separable residual blocks, 1×1 transition, label smoothing, Nesterov SGD, augmentation."""
     from mnist_search.spaces.modern import build_spec
 
-    spec = build_spec(2, "same", [2, 1], [12, 16], separable=True, residual=True,
-                      transition=True, head="flatten")
-    cfg = TrainConfig(epochs=3, batch_size=32, optimizer="sgd", lr=0.05, momentum=0.9,
-                      nesterov=True, weight_decay=1e-4, schedule="onecycle", label_smoothing=0.1,
-                      augment="small")
+    spec = build_spec(
+        2, "same", [2, 1], [12, 16], separable=True, residual=True, transition=True, head="flatten"
+    )
+    cfg = TrainConfig(
+        epochs=3,
+        batch_size=32,
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=1e-4,
+        schedule="onecycle",
+        label_smoothing=0.1,
+        augment="small",
+    )
     r = train(spec, cfg, small_splits)
     assert r.val_accuracy > 80, r.val_accuracy
 
@@ -114,7 +124,7 @@ def test_modern_recipe_learns(small_splits):
 def test_weight_average_follows_its_decay_and_ramp():
     from torch import nn
 
-    from mnist_search.train import WeightAverage, ema_decay
+    from mnist_search.training.loop import WeightAverage, ema_decay
 
     live = nn.BatchNorm2d(2)
     avg = WeightAverage(live, decay=0.999)
@@ -130,13 +140,12 @@ def test_weight_average_follows_its_decay_and_ramp():
 
 
 def test_weight_average_is_what_is_judged_and_kept(small_splits):
-    from mnist_search.train import evaluate
+    from mnist_search.training.loop import evaluate
 
     spec = get_experiment(3).spec
     cfg = TrainConfig(batch_size=64, lr=0.05, momentum=0.9, seed=3)
     raw = train(spec, cfg, small_splits, keep_model=True)
-    avg = train(spec, TrainConfig(**{**cfg.to_dict(), "ema": 0.99}), small_splits,
-                keep_model=True)
+    avg = train(spec, TrainConfig(**{**cfg.to_dict(), "ema": 0.99}), small_splits, keep_model=True)
     # The same optimisation path; what differs is the model evaluated and returned.
     assert raw.train_accuracy == avg.train_accuracy
     assert avg.history != raw.history

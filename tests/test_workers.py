@@ -11,12 +11,12 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from mnist_search.cli import app
-from mnist_search.experiments import get_experiment
-from mnist_search.replay import documented_params
-from mnist_search.protocol import Protocol
-from mnist_search.storage import open_storage
-from mnist_search.study import open_study
+from mnist_search.cli.app import app
+from mnist_search.replay.experiments import get_experiment
+from mnist_search.replay.run import documented_params
+from mnist_search.search.storage import open_storage
+from mnist_search.search.study import open_study
+from mnist_search.training.protocol import Protocol
 
 runner = CliRunner()
 TINY = ["--train-subset", "200", "--val-size", "500", "--device", "cpu"]
@@ -29,10 +29,29 @@ def _name(tmp_path):
 def test_four_workers_five_trials_each(storage_url, tmp_path, monkeypatch, data_dir):
     monkeypatch.chdir(tmp_path)
     name = _name(tmp_path)
-    r = runner.invoke(app, ["optimize", "--budget", "3000", "--workers", "4", "--n-trials", "5",
-                            "--seed", "0", "--study-name", name, "--storage", storage_url,
-                            "--data-dir", str(data_dir), "--artifacts", str(tmp_path / "a"),
-                            *TINY])
+    r = runner.invoke(
+        app,
+        [
+            "optimize",
+            "--budget",
+            "3000",
+            "--workers",
+            "4",
+            "--n-trials",
+            "5",
+            "--seed",
+            "0",
+            "--study-name",
+            name,
+            "--storage",
+            storage_url,
+            "--data-dir",
+            str(data_dir),
+            "--artifacts",
+            str(tmp_path / "a"),
+            *TINY,
+        ],
+    )
     assert r.exit_code == 0, r.output
     trials = optuna.load_study(study_name=name, storage=storage_url).get_trials()
     assert sorted(t.number for t in trials) == list(range(20))
@@ -48,7 +67,8 @@ def _wait_for_running(url, name, proc, seconds=120):
             raise AssertionError(f"worker exited early: {proc.stdout.read()}")
         try:
             running = optuna.load_study(study_name=name, storage=url).get_trials(
-                states=(TrialState.RUNNING,))
+                states=(TrialState.RUNNING,)
+            )
         except KeyError:
             running = []
         if running and running[0].intermediate_values:
@@ -59,17 +79,54 @@ def _wait_for_running(url, name, proc, seconds=120):
 
 def _worker(url, name, data_dir, *extra):
     return subprocess.Popen(
-        [sys.executable, "-m", "mnist_search", "optimize", "--budget", "25000", "--study-name",
-         name, "--storage", url, "--heartbeat", "1", "--n-trials", "1", "--epochs", "4",
-         "--train-subset", "8000", "--val-size", "500", "--device", "cpu", "--pruner", "none",
-         "--space", "plain", "--final-seeds", "0", "--data-dir", str(data_dir), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "mnist_search",
+            "optimize",
+            "--budget",
+            "25000",
+            "--study-name",
+            name,
+            "--storage",
+            url,
+            "--heartbeat",
+            "1",
+            "--n-trials",
+            "1",
+            "--epochs",
+            "4",
+            "--train-subset",
+            "8000",
+            "--val-size",
+            "500",
+            "--device",
+            "cpu",
+            "--pruner",
+            "none",
+            "--space",
+            "plain",
+            "--final-seeds",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _study_with_a_slow_trial(url, name):
-    study = open_study(open_storage(url), name, 25000,
-                       Protocol(epochs=4, train_subset=8000, val_size=500), pruner="none",
-                       space="plain")
+    study = open_study(
+        open_storage(url),
+        name,
+        25000,
+        Protocol(epochs=4, train_subset=8000, val_size=500),
+        pruner="none",
+        space="plain",
+    )
     study.enqueue_trial(documented_params(get_experiment(6)))  # a net that trains for a while
     return study
 
@@ -95,20 +152,26 @@ def test_killed_worker_trial_is_retried(storage_url, tmp_path, monkeypatch, data
     assert retry.user_attrs["seed"] == failed.user_attrs["seed"]  # the same run, again
 
 
-def test_ctrl_c_marks_the_trial_prints_the_summary_and_resumes(tmp_path, data_dir):
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_stop_signal_marks_the_trial_prints_the_summary_and_resumes(tmp_path, data_dir, sig):
+    """Ctrl-C, and what a scheduler (SIGTERM) or a closed terminal (SIGHUP) sends, stop alike."""
     url = f"sqlite:///{tmp_path}/c.db"
     name = "c"
     _study_with_a_slow_trial(url, name)
     a = _worker(url, name, data_dir, "--artifacts", str(tmp_path / "a"))
     running = _wait_for_running(url, name, a)
     assert a.poll() is None, "the trial finished before it could be interrupted"
-    a.send_signal(signal.SIGINT)
+    sent = time.time()
+    a.send_signal(getattr(signal, sig))
     out, _ = a.communicate(timeout=60)
+    assert time.time() - sent < 20, "it should stop at the trial's next batch"
     assert a.returncode == 0, out
     assert "interrupted: the running trial is marked failed" in out, out
     assert f"study {name}:" in out and "1 failed" in out
-    assert optuna.load_study(study_name=name, storage=url).trials[running.number].state == \
-        TrialState.FAIL
+    assert (
+        optuna.load_study(study_name=name, storage=url).trials[running.number].state
+        == TrialState.FAIL
+    )
     b = _worker(url, name, data_dir, "--artifacts", str(tmp_path / "a"))
     out, _ = b.communicate(timeout=300)
     assert b.returncode == 0, out
@@ -118,8 +181,19 @@ def test_ctrl_c_marks_the_trial_prints_the_summary_and_resumes(tmp_path, data_di
 
 def test_unreachable_database_is_one_line_exit_2(tmp_path, monkeypatch, data_dir):
     monkeypatch.chdir(tmp_path)
-    r = runner.invoke(app, ["optimize", "--storage", "postgresql://nobody@127.0.0.1:1/none",
-                            "--n-trials", "1", "--data-dir", str(data_dir), *TINY])
+    r = runner.invoke(
+        app,
+        [
+            "optimize",
+            "--storage",
+            "postgresql://nobody@127.0.0.1:1/none",
+            "--n-trials",
+            "1",
+            "--data-dir",
+            str(data_dir),
+            *TINY,
+        ],
+    )
     assert r.exit_code == 2
     assert r.stderr.startswith("error: storage 'postgresql://nobody@127.0.0.1:1/none' is unusable")
     assert len(r.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
@@ -129,16 +203,32 @@ def test_existing_study_with_other_direction_is_refused(tmp_path, monkeypatch, d
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path}/d.db"
     optuna.create_study(study_name="d", storage=url, direction="minimize")
-    r = runner.invoke(app, ["optimize", "--storage", url, "--study-name", "d", "--n-trials", "1",
-                            "--data-dir", str(data_dir), *TINY])
+    r = runner.invoke(
+        app,
+        [
+            "optimize",
+            "--storage",
+            url,
+            "--study-name",
+            "d",
+            "--n-trials",
+            "1",
+            "--data-dir",
+            str(data_dir),
+            *TINY,
+        ],
+    )
     assert r.exit_code == 2 and "exists with direction MINIMIZE" in r.stderr
     assert optuna.load_study(study_name="d", storage=url).trials == []
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--workers", "0"], "--workers 0: must be at least 1"),
-    (["--heartbeat", "0"], "--heartbeat 0: must be at least 1 second"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--workers", "0"], "--workers 0: must be at least 1"),
+        (["--heartbeat", "0"], "--heartbeat 0: must be at least 1 second"),
+    ],
+)
 def test_bad_worker_options(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     r = runner.invoke(app, ["optimize", *args])

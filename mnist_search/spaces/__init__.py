@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..spec import SpecError
-from . import modern, plain
-from .base import Space
+from mnist_search.net.spec import SpecError
+from mnist_search.spaces import modern, plain
+from mnist_search.spaces.base import Space
 
 SPACES: dict[str, Space] = {"modern": modern.SPACE, "plain": plain.SPACE}
 

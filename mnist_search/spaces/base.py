@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import optuna
 
-from ..spec import ArchSpec, SpecError
+from mnist_search.net.spec import ArchSpec, SpecError
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Space:
     free: tuple[str, ...] = ()
 
     def smallest_params(self) -> int:
-        from ..spec import count_params
+        from mnist_search.net.spec import count_params
 
         return count_params(self.smallest_net())
 

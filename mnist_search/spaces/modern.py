@@ -25,8 +25,8 @@ from typing import Any
 
 import optuna
 
-from ..spec import ArchSpec, ConvLayer, SpecError, count_params
-from .base import Space, largest, pick
+from mnist_search.net.spec import ArchSpec, ConvLayer, SpecError, count_params
+from mnist_search.spaces.base import Space, largest, pick
 
 SPACE_VERSION = "modern-2"
 STAGES = (2, 3)
@@ -47,9 +47,19 @@ ADAMW_LR = (1e-3, 3e-2)
 ADAMW_WD = (1e-4, 1e-1)
 
 
-def build_spec(stages: int, padding: str, blocks: list[int], widths: list[int], *,
-               separable: bool = False, residual: bool = False, transition: bool = False,
-               head: str = "gap", dropout: float = 0.0, first_kernel: int = 3) -> ArchSpec:
+def build_spec(
+    stages: int,
+    padding: str,
+    blocks: list[int],
+    widths: list[int],
+    *,
+    separable: bool = False,
+    residual: bool = False,
+    transition: bool = False,
+    head: str = "gap",
+    dropout: float = 0.0,
+    first_kernel: int = 3,
+) -> ArchSpec:
     """The spec these choices describe; no Optuna, so it can be rebuilt from stored params."""
     same = padding == "same"
     convs: list[ConvLayer] = []
@@ -62,13 +72,17 @@ def build_spec(stages: int, padding: str, blocks: list[int], widths: list[int], 
         for _ in range(blocks[s]):
             k = 3 if convs else first_kernel
             kind = "sep" if separable and convs else "conv"
-            convs.append(ConvLayer(w, k, k // 2 if same else 0, False, kind,
-                                   residual and same and c_prev == w))
+            convs.append(
+                ConvLayer(
+                    w, k, k // 2 if same else 0, False, kind, residual and same and c_prev == w
+                )
+            )
             c_prev = w
         if s < stages - 1:
             last = convs[-1]
-            convs[-1] = ConvLayer(last.out_channels, last.kernel, last.padding, True, last.kind,
-                                  last.residual)
+            convs[-1] = ConvLayer(
+                last.out_channels, last.kernel, last.padding, True, last.kind, last.residual
+            )
     return ArchSpec(tuple(convs), batchnorm=True, dropout=dropout, head=head)
 
 
@@ -93,25 +107,36 @@ def suggest_spec(trial: optuna.Trial, budget: int) -> ArchSpec:
     stages = trial.suggest_int("stages", s_ok[0], s_ok[-1])
     padding = pick(trial, "padding", PADDINGS, lambda p: minimal(stages, p))
     kw: dict[str, Any] = {}
-    kw["first_kernel"] = pick(trial, "first_kernel", FIRST_KERNELS,
-                              lambda k: minimal(stages, padding, first_kernel=k))
+    kw["first_kernel"] = pick(
+        trial, "first_kernel", FIRST_KERNELS, lambda k: minimal(stages, padding, first_kernel=k)
+    )
     blocks = [1] * stages
     for s in range(stages):
+
         def with_blocks(b: int) -> bool:
-            return minimal(stages, padding, blocks[:s] + [b] + blocks[s + 1:], **kw)
+            return minimal(stages, padding, blocks[:s] + [b] + blocks[s + 1 :], **kw)
+
         blocks[s] = trial.suggest_int(f"blocks{s + 1}", 1, largest(1, MAX_BLOCKS, with_blocks))
     for name in ("separable", "transition") + (("residual",) if padding == "same" else ()):
-        kw[name] = pick(trial, name, (False, True),
-                         lambda v: minimal(stages, padding, blocks, **kw, **{name: v}))
-    kw["head"] = pick(trial, "head", ("gap", "flatten"),
-                       lambda h: minimal(stages, padding, blocks, **kw, head=h))
+        kw[name] = pick(
+            trial,
+            name,
+            (False, True),
+            lambda v: minimal(stages, padding, blocks, **kw, **{name: v}),
+        )
+    kw["head"] = pick(
+        trial, "head", ("gap", "flatten"), lambda h: minimal(stages, padding, blocks, **kw, head=h)
+    )
     kw["dropout"] = trial.suggest_categorical("dropout", DROPOUTS)
     widths = [lo] * stages
     for s in range(stages):
+
         def with_width(w: int) -> bool:
-            return _fits(budget, stages, padding, blocks, widths[:s] + [w] + widths[s + 1:], **kw)
-        widths[s] = trial.suggest_int(f"width{s + 1}", lo, largest(lo, WIDTH[1], with_width),
-                                      log=True)
+            return _fits(budget, stages, padding, blocks, widths[:s] + [w] + widths[s + 1 :], **kw)
+
+        widths[s] = trial.suggest_int(
+            f"width{s + 1}", lo, largest(lo, WIDTH[1], with_width), log=True
+        )
     return build_spec(stages, padding, blocks, widths, **kw)
 
 
@@ -121,11 +146,17 @@ def suggest_training(trial: optuna.Trial) -> dict[str, Any]:
         "optimizer": trial.suggest_categorical("optimizer", OPTIMIZERS),
     }
     if hp["optimizer"] == "sgd":
-        hp.update(lr=trial.suggest_float("sgd_lr", *SGD_LR, log=True), momentum=0.9,
-                  nesterov=True, weight_decay=trial.suggest_float("sgd_wd", *SGD_WD, log=True))
+        hp.update(
+            lr=trial.suggest_float("sgd_lr", *SGD_LR, log=True),
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=trial.suggest_float("sgd_wd", *SGD_WD, log=True),
+        )
     else:
-        hp.update(lr=trial.suggest_float("adamw_lr", *ADAMW_LR, log=True),
-                  weight_decay=trial.suggest_float("adamw_wd", *ADAMW_WD, log=True))
+        hp.update(
+            lr=trial.suggest_float("adamw_lr", *ADAMW_LR, log=True),
+            weight_decay=trial.suggest_float("adamw_wd", *ADAMW_WD, log=True),
+        )
     hp["schedule"] = trial.suggest_categorical("schedule", SCHEDULES)
     hp["label_smoothing"] = trial.suggest_categorical("label_smoothing", LABEL_SMOOTHING)
     hp["augment"] = trial.suggest_categorical("augment", AUGMENTS)
@@ -141,12 +172,15 @@ def spec_params(spec: ArchSpec) -> dict[str, Any]:
     if not convs or not spec.batchnorm or spec.hidden:
         raise SpecError("the modern space has BatchNorm nets without hidden layers")
     first = convs[0]
-    p: dict[str, Any] = {"padding": "same" if first.padding else "valid",
-                         "first_kernel": first.kernel, "head": spec.head,
-                         "dropout": spec.dropout,
-                         "separable": any(c.kind == "sep" for c in convs),
-                         "transition": any(c.kernel == 1 for c in convs),
-                         "residual": any(c.residual for c in convs)}
+    p: dict[str, Any] = {
+        "padding": "same" if first.padding else "valid",
+        "first_kernel": first.kernel,
+        "head": spec.head,
+        "dropout": spec.dropout,
+        "separable": any(c.kind == "sep" for c in convs),
+        "transition": any(c.kernel == 1 for c in convs),
+        "residual": any(c.residual for c in convs),
+    }
     blocks, widths, count = [], [], 0
     for c in convs:
         if c.kernel != 1:
@@ -159,9 +193,21 @@ def spec_params(spec: ArchSpec) -> dict[str, Any]:
     for s, (b, w) in enumerate(zip(blocks, widths), start=1):
         p[f"blocks{s}"], p[f"width{s}"] = b, w
     try:
-        same = build_spec(p["stages"], p["padding"], blocks, widths, separable=p["separable"],
-                          residual=p["residual"], transition=p["transition"], head=p["head"],
-                          dropout=p["dropout"], first_kernel=p["first_kernel"]) == spec
+        same = (
+            build_spec(
+                p["stages"],
+                p["padding"],
+                blocks,
+                widths,
+                separable=p["separable"],
+                residual=p["residual"],
+                transition=p["transition"],
+                head=p["head"],
+                dropout=p["dropout"],
+                first_kernel=p["first_kernel"],
+            )
+            == spec
+        )
     except (SpecError, IndexError):
         same = False
     if not same:
@@ -171,15 +217,34 @@ def spec_params(spec: ArchSpec) -> dict[str, Any]:
 
 def training_params(hp: dict[str, Any]) -> dict[str, Any]:
     """Inverse of ``suggest_training``: trial parameters for these training settings."""
-    p = {"batch_size": hp["batch_size"], "optimizer": hp["optimizer"],
-         "schedule": hp["schedule"], "label_smoothing": hp.get("label_smoothing", 0.0),
-         "augment": hp.get("augment", "none"), "ema": hp.get("ema", 0.0)}
+    p = {
+        "batch_size": hp["batch_size"],
+        "optimizer": hp["optimizer"],
+        "schedule": hp["schedule"],
+        "label_smoothing": hp.get("label_smoothing", 0.0),
+        "augment": hp.get("augment", "none"),
+        "ema": hp.get("ema", 0.0),
+    }
     prefix = "sgd" if hp["optimizer"] == "sgd" else "adamw"
     p[f"{prefix}_lr"], p[f"{prefix}_wd"] = hp["lr"], hp.get("weight_decay", 0.0)
     return p
 
 
-SPACE = Space("modern", SPACE_VERSION, suggest_spec, suggest_training, smallest_net,
-              free=("sgd_lr", "sgd_wd", "adamw_lr", "adamw_wd", "schedule", "label_smoothing",
-                    "augment", "ema"))
+SPACE = Space(
+    "modern",
+    SPACE_VERSION,
+    suggest_spec,
+    suggest_training,
+    smallest_net,
+    free=(
+        "sgd_lr",
+        "sgd_wd",
+        "adamw_lr",
+        "adamw_wd",
+        "schedule",
+        "label_smoothing",
+        "augment",
+        "ema",
+    ),
+)
 smallest_params = SPACE.smallest_params

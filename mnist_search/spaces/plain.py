@@ -16,8 +16,8 @@ from typing import Any
 
 import optuna
 
-from ..spec import ArchSpec, ConvLayer, SpecError, count_params
-from .base import Space, largest
+from mnist_search.net.spec import ArchSpec, ConvLayer, SpecError, count_params
+from mnist_search.spaces.base import Space, largest
 
 SPACE_VERSION = "1"
 MAX_CONV = 4
@@ -37,8 +37,17 @@ ADAM_LR = (1e-4, 3e-2)
 WEIGHT_DECAY = (1e-5, 1e-1)
 
 
-def _spec(n_conv: int, kernel: int, padding: int, pools: list[bool], batchnorm: bool,
-          head: str, channels: list[int], hidden: list[int], dropout: float = 0.0) -> ArchSpec:
+def _spec(
+    n_conv: int,
+    kernel: int,
+    padding: int,
+    pools: list[bool],
+    batchnorm: bool,
+    head: str,
+    channels: list[int],
+    hidden: list[int],
+    dropout: float = 0.0,
+) -> ArchSpec:
     convs = tuple(ConvLayer(c, kernel, padding, p) for c, p in zip(channels, pools))
     return ArchSpec(convs, batchnorm, dropout, head, tuple(hidden))
 
@@ -72,8 +81,9 @@ def suggest_spec(trial: optuna.Trial, budget: int) -> ArchSpec:
     lo_c, lo_h = CHANNELS[0], HIDDEN[0]
 
     def minimal(n_conv, kernel, padding, pools, bn, head, n_hidden=0) -> bool:
-        return _fits(budget, n_conv, kernel, padding, pools, bn, head, [lo_c] * n_conv,
-                     [lo_h] * n_hidden)
+        return _fits(
+            budget, n_conv, kernel, padding, pools, bn, head, [lo_c] * n_conv, [lo_h] * n_hidden
+        )
 
     n_max = largest(1, MAX_CONV, lambda n: minimal(n, 3, 0, [False] * n, False, "gap"))
     n_conv = trial.suggest_int("n_conv", 1, n_max)
@@ -96,8 +106,9 @@ def suggest_spec(trial: optuna.Trial, budget: int) -> ArchSpec:
     else:
         head = "gap"
     dropout = trial.suggest_categorical("dropout", DROPOUTS)
-    h_max = largest(0, MAX_HIDDEN, lambda n: minimal(n_conv, kernel, padding, pools, batchnorm,
-                                                      head, n))
+    h_max = largest(
+        0, MAX_HIDDEN, lambda n: minimal(n_conv, kernel, padding, pools, batchnorm, head, n)
+    )
     n_hidden = trial.suggest_int("n_hidden", 0, h_max)
 
     channels = [lo_c] * n_conv
@@ -148,14 +159,21 @@ def spec_params(spec: ArchSpec) -> dict[str, Any]:
     if pads not in ({0}, {kernel // 2}):
         raise SpecError(f"paddings {sorted(pads)}: the space uses 0 or kernel//2 for all layers")
     if len(spec.convs) > MAX_CONV or len(spec.hidden) > MAX_HIDDEN:
-        raise SpecError(f"{len(spec.convs)} convs and {len(spec.hidden)} hidden layers: the space "
-                        f"has at most {MAX_CONV} and {MAX_HIDDEN}")
+        raise SpecError(
+            f"{len(spec.convs)} convs and {len(spec.hidden)} hidden layers: the space "
+            f"has at most {MAX_CONV} and {MAX_HIDDEN}"
+        )
     if spec.dropout not in DROPOUTS:
         raise SpecError(f"dropout {spec.dropout}: the space has {DROPOUTS}")
-    p: dict[str, Any] = {"n_conv": len(spec.convs), "kernel": kernel,
-                         "padding": "same" if pads == {kernel // 2} and kernel > 1 else "valid",
-                         "batchnorm": spec.batchnorm, "head": spec.head, "dropout": spec.dropout,
-                         "n_hidden": len(spec.hidden)}
+    p: dict[str, Any] = {
+        "n_conv": len(spec.convs),
+        "kernel": kernel,
+        "padding": "same" if pads == {kernel // 2} and kernel > 1 else "valid",
+        "batchnorm": spec.batchnorm,
+        "head": spec.head,
+        "dropout": spec.dropout,
+        "n_hidden": len(spec.hidden),
+    }
     for i, c in enumerate(spec.convs, start=1):
         p[f"pool{i}"] = c.pool
         p[f"ch{i}"] = c.out_channels
@@ -166,8 +184,12 @@ def spec_params(spec: ArchSpec) -> dict[str, Any]:
 
 def training_params(hp: dict[str, Any]) -> dict[str, Any]:
     """Inverse of ``suggest_training`` for enqueueing fixed settings."""
-    p = {"batch_size": hp["batch_size"], "optimizer": hp["optimizer"],
-         "schedule": hp.get("schedule", "constant"), "augment": hp.get("augment", "none")}
+    p = {
+        "batch_size": hp["batch_size"],
+        "optimizer": hp["optimizer"],
+        "schedule": hp.get("schedule", "constant"),
+        "augment": hp.get("augment", "none"),
+    }
     if hp["optimizer"] == "sgd":
         p.update(sgd_lr=hp["lr"], sgd_momentum=hp["momentum"])
     else:
@@ -177,8 +199,14 @@ def training_params(hp: dict[str, Any]) -> dict[str, Any]:
     return p
 
 
-SPACE = Space("plain", SPACE_VERSION, suggest_spec, suggest_training, smallest_net,
-              # Fused variants of one net differ only in these (they change the training, not
-              # a shape or the optimizer's kind).
-              free=("sgd_lr", "sgd_momentum", "adam_lr", "weight_decay", "schedule", "augment"))
+SPACE = Space(
+    "plain",
+    SPACE_VERSION,
+    suggest_spec,
+    suggest_training,
+    smallest_net,
+    # Fused variants of one net differ only in these (they change the training, not
+    # a shape or the optimizer's kind).
+    free=("sgd_lr", "sgd_momentum", "adam_lr", "weight_decay", "schedule", "augment"),
+)
 smallest_params = SPACE.smallest_params

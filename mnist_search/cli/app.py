@@ -1,0 +1,526 @@
+"""The ``mnist-search`` command. Each command declares its options, makes one call into the
+library and renders the result; a UsageError from the library becomes one line and exit status 2
+here, at the edge (``OneLineErrors``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
+
+from mnist_search.errors import ConfigError, UsageError
+from mnist_search.progress import setup_logging
+
+
+class OneLineErrors(TyperGroup):
+    """Option values the parser itself refuses (not a number, no such option) also end as one
+    line and exit status 2, like every other bad input."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except TyperException as e:
+            if type(e).__name__ == "NoArgsIsHelpError":
+                e.show()  # the help text, as for --help
+            else:
+                typer.echo(f"error: {' '.join(e.format_message().split())}", err=True)
+            code = e.exit_code
+        except UsageError as e:
+            # Raised by the library call a command makes; shown here, once the command's live
+            # progress display has closed, as one line.
+            typer.echo(f"error: {e.as_flag() if isinstance(e, ConfigError) else e}", err=True)
+            code = 2
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    add_completion=False,
+    no_args_is_help=True,
+    help="Find the best small CNN for MNIST under a hard parameter budget.",
+)
+log = logging.getLogger("mnist_search")
+
+DataDir = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="Folder with the four MNIST IDX files (.gz or raw); default: $MNIST_SEARCH_DATA, the "
+        "cache, then download.",
+        show_default=False,
+    ),
+]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+Epochs = Annotated[int, typer.Option(help="Training epochs per candidate.")]
+ValSize = Annotated[int, typer.Option(help="Training images held out for validation.")]
+Parallel = Annotated[
+    int,
+    typer.Option(help="Train K same-shape candidates together in one fused step (pays on a GPU)."),
+]
+Amp = Annotated[
+    Optional[bool],
+    typer.Option("--amp/--no-amp", help="bf16 autocast; default on for CUDA.", show_default=False),
+]
+ChannelsLast = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--channels-last/--no-channels-last",
+        help="channels_last memory format; default on for CUDA.",
+        show_default=False,
+    ),
+]
+Compile = Annotated[
+    bool,
+    typer.Option(
+        "--compile/--no-compile", help="torch.compile each model (pays only for long trials)."
+    ),
+]
+Storage = Annotated[
+    Optional[str],
+    typer.Option(
+        envvar="MNIST_SEARCH_STORAGE",
+        show_envvar=False,
+        show_default=False,
+        help="Optuna storage URL (or $MNIST_SEARCH_STORAGE, to keep a password off the command "
+        "line); default sqlite:///studies/mnist-search.db, which holds every study.",
+    ),
+]
+TrainSubset = Annotated[
+    Optional[int],
+    typer.Option(
+        help="Train on only the first N training images (quick runs); default: all 55,000.",
+        show_default=False,
+    ),
+]
+Artifacts = Annotated[
+    Optional[Path],
+    typer.Option(help="Folder of trained weights; default studies/artifacts.", show_default=False),
+]
+StudyName = Annotated[str, typer.Option(help="Study to read.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines; results only.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mnist_search import __version__
+
+        typer.echo(f"mnist-search {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Find the best small CNN for MNIST under a hard parameter budget."""
+
+
+def _epochs_or_auto(value: str) -> int | str:
+    """'auto' or a whole number; anything else is left for the config check to name."""
+    v = value.strip().lower()
+    return int(v) if v.lstrip("-").isdigit() else v
+
+
+def echo(lines: list[str]) -> None:
+    for line in lines:
+        typer.echo(line)
+
+
+@app.command()
+def optimize(
+    budget: Annotated[int, typer.Option(help="Hard cap on trainable parameters.")] = 25000,
+    n_trials: Annotated[
+        Optional[int],
+        typer.Option(help="Stop after this many trials (this run).", show_default=False),
+    ] = None,
+    timeout: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Stop after this many seconds; default 900 when --n-trials is not given. With "
+            "--final-seeds it covers both stages.",
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Epochs = 1,
+    study_name: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Study name; default budget-<BUDGET>. The same name resumes the study.",
+            show_default=False,
+        ),
+    ] = None,
+    storage: Storage = None,
+    seed: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Seed for sampler and training; fixes the trials of a one-process CPU study.",
+            show_default=False,
+        ),
+    ] = None,
+    device: Device = "auto",
+    data_dir: DataDir = None,
+    train_subset: TrainSubset = None,
+    val_size: ValSize = 5000,
+    pruner: Annotated[
+        str, typer.Option(help="median, hyperband, sha (successive halving over epochs) or none.")
+    ] = "median",
+    artifacts: Artifacts = None,
+    warm_start: Annotated[
+        str,
+        typer.Option(
+            help="First trials: 'found' (the shipped nets found at the nearest budgets, fitted to "
+            "this one), 'documented' (the write-up's nets that fit) or 'none'."
+        ),
+    ] = "found",
+    top: Annotated[int, typer.Option(help="Rows in the final table.")] = 10,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes on this machine, all on the same study (GPUs round-robin)."
+        ),
+    ] = 1,
+    heartbeat: Annotated[
+        int,
+        typer.Option(
+            help="Seconds between a running trial's heartbeats; a trial silent for 3 beats is "
+            "failed and retried."
+        ),
+    ] = 10,
+    parallel: Parallel = 1,
+    amp: Amp = None,
+    channels_last: ChannelsLast = None,
+    compile_model: Compile = False,
+    space: Annotated[
+        str,
+        typer.Option(
+            help="Search space: modern (BN, separable, residual, GAP) or plain (the write-up's)."
+        ),
+    ] = "modern",
+    final_seeds: Annotated[
+        int,
+        typer.Option(
+            help="After the search, retrain the best candidates from scratch with this many seeds "
+            "(0: no final stage)."
+        ),
+    ] = 1,
+    final_epochs: Annotated[
+        str,
+        typer.Option(
+            help="Epochs of each final retraining, or 'auto': as many as the time left allows "
+            "(without --timeout: --epochs)."
+        ),
+    ] = "auto",
+    final_top: Annotated[
+        int,
+        typer.Option(
+            help="How many of the best candidates (by validation) the final stage retrains."
+        ),
+    ] = 2,
+    best_spec: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Where the final stage writes the chosen net for 'train --spec'; default "
+            "studies/<study-name>-best.json.",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Search architectures and training settings under --budget parameters.
+
+    Start it any number of times, on one machine or many, with the same --storage and
+    --study-name: all processes work on the same study. Then (unless --final-seeds 0) the best
+    candidates are retrained from scratch, by default each for the epochs its share of the time
+    left allows, and the chosen one is reported on the test set."""
+    from mnist_search.cli.render import final_summary, progress, study_summary
+    from mnist_search.search.engine import SearchConfig, run_search
+
+    config = SearchConfig(
+        budget=budget,
+        space=space,
+        epochs=epochs,
+        train_subset=train_subset,
+        val_size=val_size,
+        n_trials=n_trials,
+        timeout=timeout,
+        study_name=study_name,
+        storage=storage,
+        seed=seed,
+        device=device,
+        data_dir=data_dir,
+        pruner=pruner,
+        warm_start=warm_start,
+        workers=workers,
+        heartbeat=heartbeat,
+        parallel=parallel,
+        amp=amp,
+        channels_last=channels_last,
+        compile=compile_model,
+        artifacts=artifacts,
+        final_seeds=final_seeds,
+        final_epochs=_epochs_or_auto(final_epochs),
+        final_top=final_top,
+        best_spec=best_spec,
+    )
+    with progress(quiet):
+        out = run_search(config)
+    echo(study_summary(out.study, out.config.storage, top))
+    if not out.ok:
+        log.info("worker exit statuses: %s", out.worker_exit_codes)
+        raise typer.Exit(1)
+    if out.final is not None:
+        echo(final_summary(out.final, out.config.storage))
+
+
+@app.command("train")
+def train_cmd(
+    spec: Annotated[
+        Optional[Path],
+        typer.Option(
+            help='JSON file: a spec, or {"spec": ..., "training": ...}.', show_default=False
+        ),
+    ] = None,
+    experiment: Annotated[
+        Optional[int],
+        typer.Option(
+            help="A documented experiment (1-6), under the documented protocol.", show_default=False
+        ),
+    ] = None,
+    epochs: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Training epochs; default: the spec file's 'epochs', else 1.", show_default=False
+        ),
+    ] = None,
+    seed: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Seed for initialisation and batch order; default: the spec file's, else 0.",
+            show_default=False,
+        ),
+    ] = None,
+    seeds: Annotated[
+        int,
+        typer.Option(help="Train this many times, seeds --seed, --seed+1, ...; report mean ± std."),
+    ] = 1,
+    device: Device = "auto",
+    data_dir: DataDir = None,
+    train_subset: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Train on only the first N training images; default: the spec file's, else all "
+            "55,000.",
+            show_default=False,
+        ),
+    ] = None,
+    val_size: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Training images held out for validation; default: the spec file's, else 5000.",
+            show_default=False,
+        ),
+    ] = None,
+    amp: Amp = None,
+    channels_last: ChannelsLast = None,
+    compile_model: Compile = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train one spec (--spec) or one documented experiment (--experiment) and report it.
+
+    A spec file written by 'optimize --final-seeds' holds the net, its training settings and
+    epochs, so 'train --spec FILE --seeds 3' reproduces its result."""
+    from mnist_search.cli.render import fields_table
+    from mnist_search.training.loop import Speed
+    from mnist_search.training.retrain import SpecFile, retrain
+
+    setup_logging(quiet=quiet)
+    if (spec is None) == (experiment is None):
+        raise UsageError("give exactly one of --spec FILE or --experiment N")
+    net = SpecFile.read(spec) if spec is not None else SpecFile.experiment(experiment)
+    out = retrain(
+        net,
+        epochs=epochs,
+        seed=seed,
+        seeds=seeds,
+        device=device,
+        data_dir=data_dir,
+        train_subset=train_subset,
+        val_size=val_size,
+        speed=Speed(amp, channels_last, None, compile_model),
+    ).to_dict()
+    if as_json:
+        typer.echo(json.dumps(out))
+    else:
+        echo(fields_table(out))
+
+
+@app.command()
+def replay(
+    experiments_: Annotated[
+        str, typer.Option("--experiments", help="Comma-separated experiment ids.")
+    ] = "1,2,3,4,5,6",
+    seeds: Annotated[int, typer.Option(help="Runs per experiment (seeds 0..K-1).")] = 3,
+    epochs: Epochs = 1,
+    device: Device = "auto",
+    study_name: Annotated[
+        str, typer.Option(help="Study to hold the replayed trials.")
+    ] = "documented-experiments",
+    storage: Storage = None,
+    data_dir: DataDir = None,
+    train_subset: TrainSubset = None,
+    val_size: ValSize = 5000,
+    artifacts: Artifacts = None,
+    parallel: Parallel = 1,
+    amp: Amp = None,
+    channels_last: ChannelsLast = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Re-run the write-up's experiments as fixed trials; show documented vs measured."""
+    from mnist_search.cli.render import progress, replay_table
+    from mnist_search.replay.run import ReplayConfig, run_replay
+
+    config = ReplayConfig(
+        experiments=experiments_,
+        seeds=seeds,
+        epochs=epochs,
+        device=device,
+        study_name=study_name,
+        storage=storage,
+        data_dir=data_dir,
+        train_subset=train_subset,
+        val_size=val_size,
+        artifacts=artifacts,
+        parallel=parallel,
+        amp=amp,
+        channels_last=channels_last,
+    )
+    with progress(quiet):
+        out = run_replay(config)
+    if as_json:
+        typer.echo(json.dumps(out.to_json(), indent=2))
+    else:
+        echo(replay_table(out.rows, out.findings))
+
+
+@app.command()
+def experiments(as_json: Json = False) -> None:
+    """List the six documented experiments with their documented and true parameter counts."""
+    from mnist_search.cli.render import experiments_table
+    from mnist_search.replay.experiments import documented_experiments
+
+    rows = [e.to_dict() for e in documented_experiments()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        echo(experiments_table(rows))
+
+
+@app.command()
+def report(
+    study_name: StudyName = "budget-25000",
+    storage: Storage = None,
+    replay_study: Annotated[
+        str, typer.Option(help="Study of replayed experiments to place on the plot, if it exists.")
+    ] = "documented-experiments",
+    replay_storage: Annotated[
+        Optional[str], typer.Option(help="Its storage URL; default: --storage.", show_default=False)
+    ] = None,
+    out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("report.html"),
+) -> None:
+    """Write one self-contained HTML report of a study (plots need no network)."""
+    from mnist_search.outputs.report import report_study
+
+    setup_logging()
+    data = report_study(study_name, storage, out, replay_study, replay_storage)
+    typer.echo(
+        f"wrote {out} ({len(data['points'])} complete trials, "
+        f"{len(data['front'])} on the Pareto front, "
+        f"{sum(1 for d in data['documented'] if d['measured_test'] is not None)} "
+        "replayed experiments)"
+    )
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option(help="Folder to write the model files into.")],
+    trial: Annotated[str, typer.Option(help="Trial number, or 'best'.")] = "best",
+    study_name: StudyName = "budget-25000",
+    storage: Storage = None,
+    artifacts: Artifacts = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            help="Evaluate each exported model on the raw test images and compare with the trial."
+        ),
+    ] = True,
+    data_dir: DataDir = None,
+) -> None:
+    """Export a trained trial: a torch.export program and an ONNX model that take raw MNIST
+    images, the state_dict, spec JSON (retrains with 'train --spec') and a layer summary."""
+    from mnist_search.cli.render import export_lines
+    from mnist_search.outputs.export import export_study_trial
+
+    setup_logging()
+    done = export_study_trial(
+        study_name, storage, trial, out, artifacts=artifacts, verify=verify, data_dir=data_dir
+    )
+    echo(export_lines(done))
+    if done.test_accuracy and not done.matches:
+        raise typer.Exit(1)
+
+
+@app.command()
+def dashboard(
+    study_name: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Accepted for older scripts: the dashboard shows every study in --storage.",
+            show_default=False,
+            hidden=True,
+        ),
+    ] = None,
+    storage: Storage = None,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to bind; anything but 127.0.0.1 exposes the dashboard to the network."
+        ),
+    ] = "127.0.0.1",
+    artifacts: Artifacts = None,
+) -> None:
+    """Start optuna-dashboard on the study's storage, with its trained weights attached."""
+    from mnist_search.outputs.dashboard import serve
+
+    setup_logging()
+    serve(storage, port=port, host=host, artifacts=artifacts)
+
+
+def main() -> None:
+    from mnist_search.stopping import terminate_like_ctrl_c
+
+    terminate_like_ctrl_c()
+    app()
+
+
+if __name__ == "__main__":
+    main()

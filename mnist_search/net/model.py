@@ -1,0 +1,87 @@
+"""Build a PyTorch module from an ArchSpec. The module's parameter count equals count_params."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnist_search.net.spec import ArchSpec, ConvLayer, LayerShape, conv_shapes, feature_count
+
+
+class Block(nn.Module):
+    """conv (or depthwise + pointwise) → BN → (+ input) → ReLU → pool."""
+
+    def __init__(self, shape: LayerShape, layer: ConvLayer, batchnorm: bool):
+        super().__init__()
+        c_in, c_out, bias = shape.in_channels, layer.out_channels, not batchnorm
+        if layer.kind == "sep":
+            self.conv = nn.Sequential(
+                nn.Conv2d(c_in, c_in, layer.kernel, padding=layer.padding, groups=c_in, bias=False),
+                nn.Conv2d(c_in, c_out, 1, bias=bias),
+            )
+        else:
+            self.conv = nn.Conv2d(c_in, c_out, layer.kernel, padding=layer.padding, bias=bias)
+        self.bn = nn.BatchNorm2d(c_out) if batchnorm else nn.Identity()
+        self.residual, self.pool = layer.residual, layer.pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.conv(x))
+        if self.residual:
+            y = y + x
+        y = F.relu(y)
+        return F.max_pool2d(y, 2) if self.pool else y
+
+
+class Net(nn.Module):
+    def __init__(self, spec: ArchSpec):
+        super().__init__()
+        self.spec = spec
+        plain = all(l.kind == "conv" and not l.residual for l in spec.convs)
+        blocks: list[nn.Module] = []
+        for shape, layer in zip(conv_shapes(spec), spec.convs):
+            if not plain:
+                blocks.append(Block(shape, layer, spec.batchnorm))
+                continue
+            # Plain stacks keep the flat Conv/BN/ReLU/Pool layout their stored weights use.
+            blocks.append(
+                nn.Conv2d(
+                    shape.in_channels,
+                    layer.out_channels,
+                    layer.kernel,
+                    padding=layer.padding,
+                    bias=not spec.batchnorm,
+                )
+            )
+            if spec.batchnorm:
+                blocks.append(nn.BatchNorm2d(layer.out_channels))
+            blocks.append(nn.ReLU(inplace=True))
+            if layer.pool:
+                blocks.append(nn.MaxPool2d(2))
+        if spec.head == "gap":
+            blocks.append(nn.AdaptiveAvgPool2d(1))
+        blocks.append(nn.Flatten())
+        self.features = nn.Sequential(*blocks)
+
+        head: list[nn.Module] = []
+        width = feature_count(spec)
+        for h in spec.hidden:
+            if spec.dropout:
+                head.append(nn.Dropout(spec.dropout))
+            head += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+            width = h
+        if spec.dropout:
+            head.append(nn.Dropout(spec.dropout))
+        head.append(nn.Linear(width, spec.num_classes))
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.classifier(self.features(x)), dim=1)
+
+
+def build_model(spec: ArchSpec) -> Net:
+    return Net(spec)
+
+
+def module_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

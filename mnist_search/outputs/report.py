@@ -1,0 +1,338 @@
+"""A self-contained HTML report of a study. The figures' data are computed by plain functions
+(tested on their own); drawing them is a separate step."""
+
+from __future__ import annotations
+
+import html
+import math
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from mnist_search.files import check_writable, write_atomic
+from mnist_search.replay.experiments import documented_experiments
+from mnist_search.search.records import TrialRecord, complete, tally, top_trials
+from mnist_search.training.protocol import Protocol
+
+# --- data ------------------------------------------------------------------------------------------
+
+
+def accuracy_points(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every complete trial: parameters, validation and test accuracy."""
+    pts = [
+        {
+            "trial": r.number,
+            "n_params": r.n_params,
+            "val": r.val_accuracy,
+            "test": r.test_accuracy,
+            "architecture": r.architecture or "",
+        }
+        for r in complete(study)
+        if r.n_params is not None
+    ]
+    return sorted(pts, key=lambda p: (p["n_params"], -p["val"]))
+
+
+def pareto_front(points: list[dict[str, Any]], key: str = "val") -> list[dict[str, Any]]:
+    """Points no other point beats on both counts (fewer or equal parameters, higher accuracy)."""
+    front, best = [], -math.inf
+    for p in sorted(points, key=lambda p: (p["n_params"], -p[key])):
+        if p[key] > best:
+            front.append(p)
+            best = p[key]
+    return front
+
+
+def documented_points(replay_rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The six experiments at their true counts: documented test accuracy, and measured mean ± std
+    where they were replayed."""
+    measured = {r["experiment"]: r for r in replay_rows or []}
+    out = []
+    for e in documented_experiments():
+        r = measured.get(e.id)
+        test = r["test_accuracy"] if r else None
+        out.append(
+            {
+                "experiment": e.id,
+                "n_params": e.true_params,
+                "documented_test": e.documented.get("test_accuracy"),
+                "measured_test": test.mean if test else None,
+                "measured_std": test.std if test else None,
+                "seeds": len(r["seeds"]) if r else 0,
+                "label": f"Exp{e.id}",
+            }
+        )
+    return out
+
+
+def learning_curves(study: optuna.Study) -> list[dict[str, Any]]:
+    """Validation accuracy at each report step, for complete and pruned trials."""
+    curves = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if not t.intermediate_values:
+            continue
+        steps = sorted(t.intermediate_values)
+        curves.append(
+            {
+                "trial": t.number,
+                "state": t.state.name,
+                "steps": steps,
+                "values": [t.intermediate_values[s] for s in steps],
+            }
+        )
+    return curves
+
+
+def report_data(
+    study: optuna.Study, replay_rows: list[dict[str, Any]] | None = None, top: int = 15
+) -> dict[str, Any]:
+    points = accuracy_points(study)
+    t = tally(study.get_trials(deepcopy=False))
+    return {
+        "study": study.study_name,
+        "budget": study.user_attrs.get("budget"),
+        "protocol": study.user_attrs.get("protocol"),
+        "points": points,
+        "front": pareto_front(points),
+        "documented": documented_points(replay_rows),
+        "curves": learning_curves(study),
+        "top": top_trials(study, top),
+        "counts": {
+            "complete": t.complete,
+            "pruned": t.pruned,
+            "failed": t.failed,
+            "over_budget": t.over_budget,
+        },
+    }
+
+
+# --- drawing ---------------------------------------------------------------------------------------
+
+
+def figure_accuracy(data: dict[str, Any]):
+    import plotly.graph_objects as go
+
+    pts, front, docs = data["points"], data["front"], data["documented"]
+    fig = go.Figure()
+    hover = [f"trial {p['trial']}<br>{p['architecture']}" for p in pts]
+    fig.add_scatter(
+        x=[p["n_params"] for p in pts],
+        y=[p["val"] for p in pts],
+        mode="markers",
+        name="validation accuracy",
+        text=hover,
+        marker={"size": 8},
+    )
+    fig.add_scatter(
+        x=[p["n_params"] for p in pts],
+        y=[p["test"] for p in pts],
+        mode="markers",
+        name="test accuracy (reported, not used)",
+        text=hover,
+        marker={"size": 6, "symbol": "diamond-open"},
+    )
+    fig.add_scatter(
+        x=[p["n_params"] for p in front],
+        y=[p["val"] for p in front],
+        mode="lines+markers",
+        name="Pareto front (validation)",
+        line={"shape": "hv", "width": 2},
+        marker={"size": 11, "symbol": "star"},
+    )
+    fig.add_scatter(
+        x=[d["n_params"] for d in docs],
+        y=[d["documented_test"] for d in docs],
+        mode="markers+text",
+        name="write-up: documented test accuracy",
+        text=[d["label"] for d in docs],
+        textposition="top center",
+        marker={"size": 10, "symbol": "x"},
+    )
+    rep = [d for d in docs if d["measured_test"] is not None]
+    if rep:
+        fig.add_scatter(
+            x=[d["n_params"] for d in rep],
+            y=[d["measured_test"] for d in rep],
+            mode="markers+text",
+            name="write-up nets replayed: test mean ± std",
+            error_y={"type": "data", "array": [d["measured_std"] for d in rep]},
+            text=[f"{d['label']} replayed" for d in rep],
+            hovertext=[f"{d['label']}, {d['seeds']} seed(s)" for d in rep],
+            textposition="bottom center",
+            marker={"size": 9, "symbol": "square"},
+        )
+    xs = [p["n_params"] for p in pts] + [d["n_params"] for d in docs]
+    if data["budget"]:
+        xs.append(data["budget"])
+        fig.add_vline(x=data["budget"], line_dash="dash", line_color="red")
+        # The label sits left of the line, inside the plot. On a log axis an annotation's x is
+        # the exponent (plotly's rule for log axes).
+        fig.add_annotation(
+            x=math.log10(data["budget"]),
+            y=1,
+            yref="paper",
+            xanchor="right",
+            yanchor="top",
+            showarrow=False,
+            text=f"budget {data['budget']:,}",
+            font={"color": "red"},
+        )
+    # A log axis from half the smallest to twice the largest count: every label stays inside.
+    fig.update_xaxes(
+        type="log",
+        title="trainable parameters (log scale)",
+        range=[math.log10(min(xs) / 2), math.log10(max(xs) * 2)],
+    )
+    fig.update_yaxes(title="accuracy (%)")
+    fig.update_layout(title="Accuracy against parameter count", height=560)
+    return fig
+
+
+def figure_curves(data: dict[str, Any]):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    colours = {"COMPLETE": "rgba(31,119,180,0.8)", "PRUNED": "rgba(150,150,150,0.5)"}
+    shown = set()
+    for c in data["curves"]:
+        fig.add_scatter(
+            x=c["steps"],
+            y=c["values"],
+            mode="lines+markers",
+            line={"color": colours[c["state"]]},
+            name=c["state"].lower(),
+            legendgroup=c["state"],
+            showlegend=c["state"] not in shown,
+            text=f"trial {c['trial']}",
+        )
+        shown.add(c["state"])
+    fig.update_xaxes(title="report step (validation checks)")
+    fig.update_yaxes(title="validation accuracy (%)")
+    fig.update_layout(title="Learning curves: complete vs pruned trials", height=450)
+    return fig
+
+
+def _table(rows: list[TrialRecord]) -> str:
+    def pct(v):
+        return "-" if v is None else f"{v:.2f}%"
+
+    def cell(v) -> str:
+        return f"<td>{html.escape(str(v))}</td>"
+
+    head = (
+        "<tr><th>trial</th><th>params</th><th>val acc</th><th>test acc</th><th>seconds</th>"
+        "<th>batch</th><th>optimizer</th><th>architecture</th></tr>"
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(
+            cell(v)
+            for v in (
+                r.number,
+                f"{r.n_params or 0:,}",
+                pct(r.val_accuracy),
+                pct(r.test_accuracy),
+                f"{r.seconds or 0:.1f}",
+                r.batch_size,
+                (r.training or {}).get("optimizer"),
+            )
+        )
+        + f"<td><code>{html.escape(str(r.architecture))}</code></td></tr>"
+        for r in rows
+    )
+    return f"<table>{head}{body}</table>"
+
+
+def render_html(study: optuna.Study, data: dict[str, Any]) -> str:
+    import plotly.offline
+    from optuna.visualization import plot_optimization_history, plot_param_importances
+
+    figures = [
+        ("accuracy", figure_accuracy(data)),
+        ("history", plot_optimization_history(study, target_name="validation accuracy")),
+    ]
+    notes = []
+    try:
+        with warnings.catch_warnings():
+            # With few trials per parameter value the estimate is rough; the figure still shows.
+            warnings.simplefilter("ignore", UserWarning)
+            imp = plot_param_importances(study)
+        # One bar per parameter, each labelled: tall enough that no tick label is dropped.
+        bars = len(imp.data[0].y) if imp.data else 0
+        imp.update_layout(height=max(420, 60 + 26 * bars), margin={"l": 160})
+        imp.update_yaxes(automargin=True, dtick=1, tickfont={"size": 12})
+        figures.append(("importances", imp))
+    except (ValueError, RuntimeError) as e:
+        notes.append(f"parameter importances not drawn: {e}")
+    figures.append(("curves", figure_curves(data)))
+    parts = [
+        f'<div class="fig" id="fig-{name}">'
+        + fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"plot-{name}")
+        + "</div>"
+        for name, fig in figures
+    ]
+    c = data["counts"]
+    protocol = Protocol.from_dict(data["protocol"]).flags() if data["protocol"] else "-"
+    budget = f"{data['budget']:,}" if data["budget"] else "none"
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>mnist-search: {html.escape(data["study"])}</title>
+<script>{plotly.offline.get_plotlyjs()}</script>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:last-child{{text-align:left}}
+.fig{{margin:1em 0}}</style></head>
+<body><h1>Study {html.escape(data["study"])}</h1>
+<p>Budget {budget} parameters · {c["complete"]} complete, {c["pruned"]} pruned
+({c["over_budget"]} over budget), {c["failed"]} failed · protocol
+<code>{html.escape(protocol)}</code> · written {when}</p>
+<p>Candidates are selected on validation accuracy; test accuracy is shown for reference only.</p>
+{"".join(parts)}
+<h2>Top trials</h2>{_table(data["top"])}
+{"".join(f"<p><i>{html.escape(n)}</i></p>" for n in notes)}
+</body></html>"""
+
+
+def write_report(
+    study: optuna.Study, out: Path, replay_rows: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    data = report_data(study, replay_rows)
+    write_atomic(out, render_html(study, data))  # never leave a half-written report
+    return data
+
+
+def report_study(
+    study_name: str,
+    storage_url: str | None,
+    out: Path,
+    replay_study: str = "documented-experiments",
+    replay_storage: str | None = None,
+) -> dict[str, Any]:
+    """Write the report of a study that must exist, with the replayed experiments placed on its
+    plot when their study exists; returns the figures' data."""
+    import logging
+
+    from mnist_search.replay.run import summarize
+    from mnist_search.search.storage import (
+        default_storage,
+        load_existing,
+        masked,
+        missing_sqlite_file,
+        open_storage,
+    )
+
+    check_writable("out", out, folder=False)
+    study = load_existing(study_name, storage_url or default_storage())
+    rows = None
+    rurl = replay_storage or storage_url or default_storage()
+    if replay_storage or missing_sqlite_file(rurl) is None:
+        try:
+            rows = summarize(optuna.load_study(study_name=replay_study, storage=open_storage(rurl)))
+        except KeyError:
+            logging.getLogger("mnist_search").info(
+                "no replay study %r in %s: documented values only", replay_study, masked(rurl)
+            )
+    return write_report(study, out, rows)

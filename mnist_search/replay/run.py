@@ -1,0 +1,355 @@
+"""Replay the write-up's six experiments as fixed trials, and check its findings against them.
+
+A replayed experiment is an ordinary trial of an ordinary study (enqueued with fixed parameters),
+so it shows in the dashboard beside searched ones and is trained by the same objective.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import optuna
+
+from mnist_search.data.mnist import load_mnist
+from mnist_search.device import resolve_device
+from mnist_search.errors import ConfigError
+from mnist_search.files import check_writable
+from mnist_search.progress import TrialLog, step_line
+from mnist_search.replay.experiments import (
+    DOCUMENTED_PROTOCOL,
+    PROTOCOL_NAME,
+    Experiment,
+    documented_experiments,
+    get_experiment,
+)
+from mnist_search.search import records, storage
+from mnist_search.search.objective import Objective
+from mnist_search.search.records import TrialRecord
+from mnist_search.search.runner import run_trials
+from mnist_search.search.study import open_study
+from mnist_search.spaces.plain import spec_params, training_params
+from mnist_search.stats import Stat, stat
+from mnist_search.training.loop import Speed
+from mnist_search.training.protocol import Protocol
+
+log = logging.getLogger("mnist_search")
+# "Still performs reasonably well": the tool reads it as at least this test accuracy (%), the
+# error rate of a plain linear classifier on MNIST being about 8%.
+REASONABLE_ACCURACY = 90.0
+
+
+def documented_params(exp: Experiment) -> dict[str, Any]:
+    """The fixed trial parameters of one experiment under the documented protocol."""
+    hp = {**DOCUMENTED_PROTOCOL, "batch_size": exp.batch_size}
+    return spec_params(exp.spec) | training_params(hp)
+
+
+def documented_attrs(exp: Experiment, seed: int) -> dict[str, Any]:
+    d = exp.documented
+    return records.queued(
+        experiment=exp.id,
+        experiment_title=exp.title,
+        protocol=PROTOCOL_NAME,
+        seed=seed,
+        documented_params=d.get("params"),
+        documented_params_text=d.get("params_text"),
+        documented_train_accuracy=d.get("train_accuracy"),
+        documented_test_accuracy=d.get("test_accuracy"),
+    )
+
+
+def _key(r: TrialRecord) -> tuple[Any, Any]:
+    return r.experiment, r.seed
+
+
+def enqueue_replay(study: optuna.Study, exp_ids: Iterable[int], seeds: int) -> tuple[int, int]:
+    """Queue the (experiment, seed) runs not yet done or queued. Returns (queued, already done)."""
+    trials = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False)]
+    done = {_key(t) for t in trials if t.state == "COMPLETE"}
+    waiting = {_key(t) for t in trials if t.state == "WAITING"}
+    queued = skipped = 0
+    for exp_id in exp_ids:
+        exp = get_experiment(exp_id)
+        for seed in range(seeds):
+            if (exp.id, seed) in done:
+                skipped += 1
+                continue
+            if (exp.id, seed) not in waiting:
+                study.enqueue_trial(
+                    documented_params(exp),
+                    user_attrs=documented_attrs(exp, seed),
+                    skip_if_exists=False,
+                )
+            queued += 1
+    return queued, skipped
+
+
+def warm_start(study: optuna.Study, budget: int, space: str = "plain") -> list[str]:
+    """Queue the documented architectures that fit ``budget`` as a search's first trials.
+
+    They are points of the plain space; in another space they are queued as fixed specs.
+
+    Returns one message per experiment: queued, already in the study, or over the budget.
+    """
+    messages = []
+    present = {TrialRecord.of(t).experiment for t in study.get_trials(deepcopy=False)}
+    for exp in documented_experiments():
+        if exp.true_params > budget:
+            messages.append(
+                f"warm start: Exp{exp.id} skipped, {exp.true_params:,} parameters "
+                f"are over the budget of {budget:,}"
+            )
+        elif exp.id in present:
+            messages.append(f"warm start: Exp{exp.id} is already in the study")
+        else:
+            attrs = documented_attrs(exp, 0)
+            if space == "plain":
+                study.enqueue_trial(documented_params(exp), user_attrs=attrs)
+            else:
+                hp = {**DOCUMENTED_PROTOCOL, "batch_size": exp.batch_size}
+                study.enqueue_trial(
+                    {},
+                    user_attrs={
+                        **attrs,
+                        **records.queued(fixed_spec=exp.spec.to_dict(), fixed_training=hp),
+                    },
+                )
+            messages.append(
+                f"warm start: Exp{exp.id} queued ({exp.true_params:,} parameters, "
+                f"batch {exp.batch_size})"
+            )
+    return messages
+
+
+def summarize(study: optuna.Study, exp_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+    """One row per experiment: documented values beside the mean ± std of its replayed seeds."""
+    by_exp: dict[int, list[TrialRecord]] = {}
+    for r in records.complete(study):
+        if r.protocol == PROTOCOL_NAME:
+            by_exp.setdefault(r.experiment, []).append(r)
+    rows = []
+    for exp_id in sorted(exp_ids if exp_ids is not None else by_exp):
+        exp, runs = get_experiment(exp_id), by_exp.get(exp_id, [])
+        if not runs:
+            continue
+        d, true = exp.documented, exp.true_params
+        per_epoch = [r.train_seconds / r.epochs for r in runs if r.train_seconds is not None]
+        test = stat([r.test_accuracy for r in runs])
+        rows.append(
+            {
+                "experiment": exp.id,
+                "title": exp.title,
+                "batch_size": exp.batch_size,
+                "documented_params": d.get("params"),
+                "documented_params_text": d.get("params_text"),
+                "true_params": true,
+                "count_is_wrong": exp.count_is_wrong,
+                "note": exp.note,
+                "seeds": sorted(r.seed for r in runs),
+                "documented_train_accuracy": d.get("train_accuracy"),
+                "documented_test_accuracy": d.get("test_accuracy"),
+                "train_accuracy": stat([r.train_accuracy for r in runs]),
+                "val_accuracy": stat([r.val_accuracy for r in runs]),
+                "test_accuracy": test,
+                "seconds_per_epoch": stat(per_epoch),
+                "documented_efficiency": _efficiency(d.get("test_accuracy"), d.get("params")),
+                "documented_efficiency_true_count": _efficiency(d.get("test_accuracy"), true),
+                "efficiency": _efficiency(test.mean if test else None, true),
+            }
+        )
+    return rows
+
+
+def _efficiency(accuracy: float | None, params: int | None) -> float | None:
+    """The write-up's score: test accuracy / (parameters / 1000)."""
+    if accuracy is None or not params:
+        return None
+    return accuracy / (params / 1000)
+
+
+def findings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The write-up's key findings, each: holds (True/False), or None when not replayed."""
+    test = {r["experiment"]: r["test_accuracy"] for r in rows if r["test_accuracy"]}
+
+    def compare(key: str, claim: str, better: int, worse: int) -> dict[str, Any]:
+        if better not in test or worse not in test:
+            return {
+                "id": key,
+                "claim": claim,
+                "holds": None,
+                "detail": f"needs Exp{better} and Exp{worse} replayed",
+            }
+        b, w = test[better], test[worse]
+        return {
+            "id": key,
+            "claim": claim,
+            "holds": b.mean > w.mean,
+            "detail": f"Exp{better} {b}% vs Exp{worse} {w}% test accuracy "
+            f"({b.mean - w.mean:+.2f} points)",
+        }
+
+    out = [
+        compare("a", "batch 128 beats batch 512 on the Exp5/Exp6 architecture", 6, 5),
+        compare("b", "the wide→narrow Exp2 beats the baseline Exp1 on test accuracy", 2, 1),
+        compare("c", "adding the hidden layer (Exp4) hurts the minimal Exp3", 3, 4),
+    ]
+    claim = (
+        f"Exp3 at 4.4K parameters still performs reasonably well "
+        f"(read as: test accuracy >= {REASONABLE_ACCURACY:g}%)"
+    )
+    if 3 in test:
+        out.append(
+            {
+                "id": "d",
+                "claim": claim,
+                "holds": test[3].mean >= REASONABLE_ACCURACY,
+                "detail": f"Exp3 {test[3]}% test accuracy with 4,418 parameters",
+            }
+        )
+    else:
+        out.append({"id": "d", "claim": claim, "holds": None, "detail": "needs Exp3 replayed"})
+    return out
+
+
+def to_json(
+    rows: list[dict[str, Any]], found: list[dict[str, Any]], protocol: dict[str, Any]
+) -> dict[str, Any]:
+    def plain(v: Any) -> Any:
+        if isinstance(v, Stat):
+            return v.to_dict()
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+
+    return {
+        "protocol": protocol,
+        "experiments": [{k: plain(v) for k, v in r.items()} for r in rows],
+        "findings": found,
+    }
+
+
+# --- running a replay ----------------------------------------------------------------------------
+
+
+def experiment_ids(value: str | Iterable[int]) -> list[int]:
+    """Sorted distinct experiment ids from "1,3,6" or an iterable of ints; ConfigError if any is
+    not a documented experiment."""
+    valid = [e.id for e in documented_experiments()]
+    text = value if isinstance(value, str) else ",".join(map(str, value))
+    try:
+        ids = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        ids = []
+    if not ids or any(i not in valid for i in ids):
+        raise ConfigError(
+            "experiments", f"{text!r}: give ids from {', '.join(map(str, valid))}, comma-separated"
+        )
+    return ids
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    experiments: str | tuple[int, ...] = (1, 2, 3, 4, 5, 6)  # ids, or "1,3,6"
+    seeds: int = 3  # runs per experiment, seeds 0..seeds-1
+    epochs: int = 1
+    device: str = "auto"
+    study_name: str = "documented-experiments"
+    storage: str | None = None  # default sqlite:///studies/mnist-search.db (all studies)
+    data_dir: str | None = None
+    train_subset: int | None = None
+    val_size: int = 5000
+    artifacts: str | None = None
+    parallel: int = 1
+    amp: bool | None = None
+    channels_last: bool | None = None
+
+    def check(self) -> Protocol:
+        experiment_ids(self.experiments)
+        for name, high in (("seeds", 1000), ("parallel", 256)):
+            value = getattr(self, name)
+            if not 1 <= value <= high:
+                raise ConfigError(
+                    name,
+                    f"{value}: must be at least 1"
+                    if value < 1
+                    else f"{value}: must be at most {high}",
+                )
+        storage.check_study_name(self.study_name)
+        return Protocol(epochs=self.epochs, train_subset=self.train_subset, val_size=self.val_size)
+
+
+@dataclass
+class ReplayOutcome:
+    rows: list[dict[str, Any]]
+    findings: list[dict[str, Any]]
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return to_json(self.rows, self.findings, self.protocol)
+
+
+def run_replay(config: ReplayConfig) -> ReplayOutcome:
+    """Train what is missing of the (experiment, seed) runs; summarise all that are done."""
+    from mnist_search.outputs.artifacts import DEFAULT_ARTIFACTS, artifact_store
+
+    protocol = config.check()
+    check_writable("artifacts", config.artifacts or DEFAULT_ARTIFACTS, folder=True)
+    dev = resolve_device(config.device)
+    url = config.storage or storage.default_storage()
+    storage.check(url, default=config.storage is None)
+    splits = protocol.splits(load_mnist(config.data_dir), dev)
+    storage.prepare(url)
+    study = open_study(
+        storage.open_storage(url), config.study_name, None, protocol, pruner="none", space="plain"
+    )
+    ids = experiment_ids(config.experiments)
+    if config.train_subset is not None:
+        log.warning(
+            "warning: --train-subset %d: the findings are judged on nets trained on %s of "
+            "the 55,000 training images, not under the write-up's conditions",
+            config.train_subset,
+            f"{config.train_subset:,}",
+        )
+    if config.seeds == 1:
+        log.warning(
+            "warning: one seed per experiment: the findings compare single runs, with no "
+            "spread to tell a real difference from noise (--seeds 3 or more)"
+        )
+    queued, done = enqueue_replay(study, ids, config.seeds)
+    log.info(
+        "replay in %s: %d run(s) to train, %d already done; protocol %s: %s, %d epoch(s)",
+        storage.masked(url),
+        queued,
+        done,
+        PROTOCOL_NAME,
+        DOCUMENTED_PROTOCOL,
+        config.epochs,
+    )
+    if queued:
+        objective = Objective(
+            None,
+            protocol,
+            splits,
+            progress=step_line,
+            artifact_store=artifact_store(config.artifacts),
+            speed=Speed(config.amp, config.channels_last),
+            space="plain",
+        )
+        try:
+            run_trials(study, objective, config.parallel, n_trials=queued, callbacks=[TrialLog()])
+        except KeyboardInterrupt:
+            log.info("interrupted: finished runs are kept; run again to train the rest")
+    rows = summarize(study, ids)
+    return ReplayOutcome(
+        rows,
+        findings(rows),
+        {
+            "name": PROTOCOL_NAME,
+            "epochs": config.epochs,
+            "batch_size": "per experiment",
+            **DOCUMENTED_PROTOCOL,
+        },
+    )

@@ -1,0 +1,334 @@
+"""The second stage of a search: retrain its best candidates from scratch at full length with
+several seeds, choose on mean validation accuracy, and report test accuracy as mean ± std.
+
+The retrainings are fixed trials of a study of their own (``<study>-final``), so they are stored,
+shown in the dashboard like any other trial, and a rerun trains only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from mnist_search.files import write_atomic
+from mnist_search.net.spec import ArchSpec
+from mnist_search.search import records
+from mnist_search.search.records import TrialRecord, top_trials
+from mnist_search.stats import Stat, stat
+
+log = logging.getLogger("mnist_search")
+
+
+def final_study_name(study_name: str, auto: bool = False) -> str:
+    """``<study>-final``; with lengths set by the time left, ``<study>-final-auto``."""
+    return f"{study_name}-final" + ("-auto" if auto else "")
+
+
+def _key(r: TrialRecord) -> tuple[Any, Any]:
+    return r.source_trial, r.seed
+
+
+def finalists(study: optuna.Study, top: int) -> list[TrialRecord]:
+    """The search's best searched candidates (queued fixed nets are not candidates)."""
+    return [r for r in top_trials(study, top) if not r.is_fixed]
+
+
+# How validation error falls with training length, for choosing finalists by time: error after
+# e times the epochs ≈ error × e^-0.5 (small MNIST nets: 2.0% after one epoch → about 0.7% after
+# ten, an exponent of 0.46).
+LEARNING_CURVE_EXPONENT = 0.5
+POOL = 3  # with lengths set by time, finalists come from this many times --final-top candidates
+# The longest a length set by time may be: the longest recipe the budgets call for (and beyond
+# it the learning curve above is a guess).
+MAX_AUTO_EPOCHS = 40
+
+
+def final_lengths(
+    study: optuna.Study,
+    top: int,
+    seeds: int,
+    search_epochs: int,
+    seconds_left: float,
+    margin: float = 1.2,
+) -> dict[int, int]:
+    """Finalists and their epochs (by trial number) when each of the ``top × seeds``
+    retrainings gets an equal share of ``seconds_left``.
+
+    A net that trains fast gets more epochs than a slow one, so the stage looks for the best net
+    trainable in the time, not the best after one short trial: among the ``POOL × top`` best
+    candidates by validation accuracy, the ``top`` with the lowest validation error expected
+    after their affordable length (``LEARNING_CURVE_EXPONENT``) are the finalists. Per-epoch
+    times come from the candidates' own trials (evaluation included), with a margin."""
+    pool = finalists(study, POOL * top)
+    share = seconds_left / max(1, min(top, len(pool)) * seeds) / margin
+
+    def epochs(r: TrialRecord) -> int:
+        per_epoch = (r.seconds or 0.0) / search_epochs
+        return (
+            max(1, min(MAX_AUTO_EPOCHS, int(share / per_epoch))) if per_epoch > 0 else search_epochs
+        )
+
+    def expected_error(r: TrialRecord) -> float:
+        return (100.0 - r.val_accuracy) * (epochs(r) / search_epochs) ** -LEARNING_CURVE_EXPONENT
+
+    chosen = sorted(pool, key=lambda r: (expected_error(r), r.n_params or 0))[:top]
+    return {r.number: epochs(r) for r in chosen}
+
+
+def wanted(sources: list[TrialRecord], seeds: int) -> set[tuple[int, int]]:
+    """The (candidate, seed) retrainings this final stage is made of."""
+    return {(src.number, seed) for src in sources for seed in range(seeds)}
+
+
+def enqueue_final(
+    final: optuna.Study,
+    sources: list[TrialRecord],
+    seeds: int,
+    epochs: dict[int, int] | None = None,
+) -> int:
+    """Queue the wanted retrainings not yet finished, queued or running; return how many of the
+    wanted ones are still to run. ``epochs`` gives a length per source trial (else the final
+    study's protocol decides)."""
+    trials = [TrialRecord.of(t) for t in final.get_trials(deepcopy=False)]
+    finished = {_key(t) for t in trials if t.state in ("COMPLETE", "PRUNED")}
+    pending = {_key(t) for t in trials if t.state in ("WAITING", "RUNNING")}
+    todo = 0
+    for src in sources:
+        for seed in range(seeds):
+            if (src.number, seed) in finished:
+                continue
+            if (src.number, seed) not in pending:
+                final.enqueue_trial(
+                    {},
+                    user_attrs=records.queued(
+                        source_trial=src.number,
+                        seed=seed,
+                        source_value=src.val_accuracy,
+                        fixed_spec=src.spec,
+                        fixed_training=src.recipe(),
+                        **({"epochs": epochs[src.number]} if epochs else {}),
+                    ),
+                    skip_if_exists=False,
+                )
+            todo += 1
+    return todo
+
+
+@dataclass
+class Candidate:
+    source_trial: int
+    n_params: int
+    architecture: str
+    spec: dict[str, Any]
+    training: dict[str, Any]
+    seeds: list[int]
+    val: list[float]
+    test: list[float]
+    epochs: int | None = None  # of its retrainings (the longest, should a rerun have mixed)
+
+    @property
+    def val_stat(self) -> Stat:
+        return stat(self.val)
+
+    @property
+    def test_stat(self) -> Stat:
+        return stat(self.test)
+
+
+def summarize_final(final: optuna.Study, sources: list[TrialRecord], seeds: int) -> list[Candidate]:
+    """One row per candidate with its finished seeds, best mean validation accuracy first."""
+    by_source: dict[int, list[TrialRecord]] = {}
+    for r in records.complete(final):
+        if (r.seed if r.seed is not None else -1) < seeds:
+            by_source.setdefault(r.source_trial, []).append(r)
+    rows = []
+    for src in sources:
+        runs = sorted(by_source.get(src.number, []), key=lambda r: r.seed)
+        if not runs:
+            continue
+        rows.append(
+            Candidate(
+                src.number,
+                src.n_params,
+                src.architecture,
+                src.spec,
+                src.recipe(),
+                [r.seed for r in runs],
+                [r.val_accuracy for r in runs],
+                [r.test_accuracy for r in runs],
+                max((r.epochs or 0) for r in runs) or None,
+            )
+        )
+    # Selection looks at validation only; fewer parameters break ties.
+    return sorted(rows, key=lambda c: (-c.val_stat.mean, c.n_params))
+
+
+def write_spec_file(path: Path, cand: Candidate, epochs: int, meta: dict[str, Any]) -> None:
+    """The chosen net as a file ``mnist-search train --spec FILE --seeds N`` reproduces."""
+    ArchSpec.from_dict(cand.spec)  # refuse to write something that does not load back
+    v, t = cand.val_stat, cand.test_stat
+    body = {
+        "spec": cand.spec,
+        "training": cand.training,
+        "epochs": epochs,
+        "n_params": cand.n_params,
+        "architecture": cand.architecture,
+        "source_trial": cand.source_trial,
+        "seed": cand.seeds[0],
+        "result": {
+            "seeds": cand.seeds,
+            "val_accuracy": cand.val,
+            "test_accuracy": cand.test,
+            "val_mean": v.mean,
+            "val_std": v.std,
+            "test_mean": t.mean,
+            "test_std": t.std,
+        },
+        **meta,
+    }
+    write_atomic(path, json.dumps(body, indent=2) + "\n")
+
+
+@dataclass
+class FinalOutcome:
+    """What the final stage retrained and chose; ``chosen`` is None when nothing finished."""
+
+    epochs: int | None  # None: each candidate's own, set by the time left
+    seeds: int
+    candidates: list[Candidate] = field(default_factory=list)
+    best_spec: Path | None = None
+    skipped: str | None = None  # why nothing was retrained, or nothing chosen
+    study_name: str | None = None  # the study holding the retrainings (what to export)
+
+    @property
+    def chosen(self) -> Candidate | None:
+        """The best by mean validation accuracy among candidates with every seed finished."""
+        full = [c for c in self.candidates if len(c.seeds) == self.seeds]
+        return full[0] if full else None
+
+
+def run_final(
+    study: optuna.Study,
+    final: optuna.Study,
+    objective: Callable,
+    *,
+    top: int,
+    seeds: int,
+    epochs: int | dict[int, int],
+    best_spec: Path,
+    meta: dict[str, Any],
+    callbacks: list,
+) -> FinalOutcome:
+    """Retrain the search's top candidates with several seeds; choose on validation; write the
+    chosen net to ``best_spec``. ``epochs``: one length for all, or one per source trial."""
+    per_source = epochs if isinstance(epochs, dict) else None
+    out = FinalOutcome(None if per_source else epochs, seeds, study_name=final.study_name)
+    if per_source:  # chosen by final_lengths
+        by_number = {r.number: r for r in finalists(study, POOL * top)}
+        sources = [by_number[n] for n in per_source]
+    else:
+        sources = finalists(study, top)
+    if not sources:
+        out.skipped = "the search has no complete searched trial"
+        return out
+    # A run killed mid-retraining left a RUNNING trial: fail it now (and queue its retry) rather
+    # than after its heartbeats run out.
+    optuna.storages.fail_stale_trials(final)
+    todo = enqueue_final(final, sources, seeds, per_source)
+    length = (
+        ", ".join(f"trial {n}: {e}" for n, e in per_source.items()) if per_source else f"{epochs}"
+    )
+    log.info(
+        "final stage: %d candidate(s) × %d seed(s), epochs %s; %d run(s) to train (study %r)",
+        len(sources),
+        seeds,
+        length,
+        todo,
+        final.study_name,
+    )
+    # Every waiting trial is taken in turn; those queued for an earlier choice of candidates
+    # are pruned at once by the objective (``wanted``), so they cannot use up the runs.
+    waiting = len(final.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    if todo:
+        objective.wanted = wanted(sources, seeds)
+        try:
+            final.optimize(objective, n_trials=waiting, callbacks=callbacks, catch=())
+        except KeyboardInterrupt:
+            log.info(
+                "interrupted: finished retrainings are kept (shown below); run again to "
+                "train the rest"
+            )
+    out.candidates = summarize_final(final, sources, seeds)
+    if out.chosen is None:
+        out.skipped = (
+            f"no candidate has all {seeds} seed(s) retrained yet (see above); run the "
+            "same command again to finish them"
+        )
+    if out.chosen is not None:
+        try:
+            write_spec_file(best_spec, out.chosen, out.chosen.epochs or epochs, meta)
+            out.best_spec = best_spec
+        except OSError as e:  # checked before the search; the results stay in the final study
+            log.error(
+                "could not write %s: %s; the retrainings are kept in study %r",
+                best_spec,
+                e,
+                final.study_name,
+            )
+    return out
+
+
+class LeaveTimeForFinal:
+    """A study callback that stops the search once the time left is what the final stage is
+    estimated to need, so that a time limit covers both stages.
+
+    The estimate scales the current top candidates' own training times (evaluation excluded: a
+    final run validates once per epoch) to the final length, with a margin. It waits for
+    ``min_trials`` trials of this run: a process's first trials on a GPU run several times slower
+    than later ones (kernels load on first use), and an estimate from them alone stopped
+    searches after their first trial.
+    """
+
+    def __init__(
+        self,
+        end: float,
+        top: int,
+        seeds: int,
+        search_epochs: int,
+        final_epochs: int,
+        margin: float = 1.25,
+        min_trials: int = 5,
+    ):
+        self.end, self.top, self.seeds, self.margin = end, top, seeds, margin
+        self.scale = final_epochs / search_epochs
+        self.min_trials, self.seen = min_trials, 0
+        self.stopped_with: float | None = None  # seconds left when it stopped the search
+
+    def estimate(self, study: optuna.Study) -> float:
+        return (
+            self.margin
+            * self.seeds
+            * self.scale
+            * sum(
+                r.train_seconds if r.train_seconds is not None else (r.seconds or 0.0)
+                for r in finalists(study, self.top)
+            )
+        )
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.seen += 1
+        need = self.estimate(study)
+        left = self.end - time.time()
+        if self.seen >= self.min_trials and need and left <= need and self.stopped_with is None:
+            self.stopped_with = left
+            try:
+                study.stop()
+            except RuntimeError:  # not inside study.optimize: run_parallel polls stopped_with
+                pass

@@ -1,0 +1,184 @@
+"""The objective: sample a candidate, enforce the budget, train it, report to the pruner, and
+record what happened on the trial (``records``)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+import optuna
+
+from mnist_search.data.mnist import Splits
+from mnist_search.net.spec import ArchSpec, count_params, describe
+from mnist_search.search import records
+from mnist_search.spaces import get_space
+from mnist_search.stopping import StopToken
+from mnist_search.training.loop import (
+    PER_RUN,
+    Diverged,
+    Speed,
+    TimeUp,
+    TrainConfig,
+    TrainResult,
+    train,
+)
+from mnist_search.training.protocol import Protocol
+
+log = logging.getLogger("mnist_search")
+UNCAPPED = 10**9  # the budget of a study without one
+
+
+class Objective:
+    """Validation accuracy (%) after the protocol's training.
+
+    Split in three steps so that several trials can share one fused training (``parallel.py``):
+    ``prepare`` samples the trial and enforces the budget, ``reporter`` feeds the pruner, and
+    ``finish`` records a result. ``__call__`` runs them for one trial.
+
+    ``deadline`` (a ``time.time()`` value) stops a trial still training when the search's time is
+    up; it is recorded as pruned with that reason. ``progress`` receives a line per validation.
+    A trial queued with a ``seed`` trains with that seed (seed replicas), one queued with
+    ``fixed_spec`` and ``fixed_training`` trains that net with those settings instead of sampling
+    (warm starts, final retrainings). With an ``artifact_store``, each completed trial's weights
+    are stored there.
+    """
+
+    def __init__(
+        self,
+        budget: int | None,
+        protocol: Protocol,
+        splits: Splits,
+        *,
+        base_seed: int = 0,
+        deadline: float | None = None,
+        progress: Callable[[str], None] | None = None,
+        artifact_store: Any = None,
+        speed: Speed = Speed(),
+        space: str = "modern",
+    ):
+        self.space = get_space(space)
+        self.budget, self.protocol, self.splits = budget, protocol, splits
+        self.cap = budget if budget is not None else UNCAPPED
+        self.base_seed, self.deadline, self.progress = base_seed, deadline, progress
+        self.artifact_store, self.speed = artifact_store, speed
+        self.device = splits.train.images.device
+        # The (source trial, seed) retrainings a final stage wants; a queued retraining of
+        # another candidate (left from an earlier run) is pruned without training.
+        self.wanted: set[tuple[int, int]] | None = None
+        # Set by a signal (Ctrl-C, SIGTERM, SIGHUP): a KeyboardInterrupt that landed inside a
+        # database call can be swallowed there, so the next report raises it again.
+        self.stop = StopToken()
+
+    def prepare(self, trial: optuna.Trial) -> tuple[ArchSpec, TrainConfig]:
+        records.write(trial, started=time.time())
+        queued = records.TrialRecord.of(trial)
+        if (
+            self.wanted is not None
+            and queued.source_trial is not None
+            and (queued.source_trial, queued.seed) not in self.wanted
+        ):
+            records.write(trial, pruned_reason="no longer a finalist")
+            self._seconds(trial)
+            raise optuna.TrialPruned("no longer a finalist")
+        if queued.is_fixed:
+            spec = ArchSpec.from_dict(queued.fixed_spec)
+            hp = {k: v for k, v in queued.fixed_training.items() if k not in PER_RUN}
+        else:
+            spec = self.space.suggest_spec(trial, self.cap)
+            hp = self.space.suggest_training(trial)
+        n = count_params(spec)
+        # A fixed net may be queued with a length of its own (a final stage sized by time).
+        epochs = queued.epochs if queued.is_fixed and queued.epochs else self.protocol.epochs
+        records.write(
+            trial,
+            n_params=n,
+            architecture=describe(spec),
+            spec=spec.to_dict(),
+            epochs=epochs,
+            batch_size=hp["batch_size"],
+            device=str(self.device),
+            speed=self.speed.resolve(self.device, epochs).to_dict(),
+        )
+        # Feasible when <= 0; TPE ranks infeasible trials below every feasible one.
+        trial.set_constraint("budget", n - self.cap)
+        if n > self.cap:
+            records.write(trial, pruned_reason=f"over budget: {n:,} > {self.budget:,} parameters")
+            self._seconds(trial)
+            raise optuna.TrialPruned(f"over budget ({n} > {self.budget})")
+        seed = queued.seed if queued.seed is not None else self.base_seed + trial.number
+        cfg = TrainConfig(epochs=epochs, reports_per_epoch=self.protocol.reports, seed=seed, **hp)
+        records.write(trial, seed=seed, training=cfg.to_dict())
+        return spec, cfg
+
+    def reporter(self, trial: optuna.Trial) -> Callable[[int, float], None]:
+        epochs = trial.user_attrs.get("epochs") or self.protocol.epochs
+        total_steps = epochs * self.protocol.reports
+
+        def on_report(step: int, val: float) -> None:
+            self.stop.check()
+            trial.report(val, step)
+            if self.progress is not None:
+                self.progress(
+                    f"  trial {trial.number}: {100 * (step + 1) // total_steps}% "
+                    f"trained, val {val:.2f}%"
+                )
+            if trial.should_prune():
+                records.write(trial, pruned_reason=f"pruned at step {step}: val {val:.2f}%")
+                raise optuna.TrialPruned(f"val {val:.2f}% at step {step}")
+
+        return on_report
+
+    def _seconds(self, trial: optuna.Trial) -> None:
+        records.write(trial, seconds=round(time.time() - trial.user_attrs["started"], 3))
+
+    def finish(self, trial: optuna.Trial, outcome: TrainResult | BaseException) -> float:
+        """Record a training's result on the trial, or turn its failure into a pruned trial."""
+        self._seconds(trial)
+        if isinstance(outcome, Diverged):
+            records.write(trial, pruned_reason=f"diverged: {outcome}")
+            raise optuna.TrialPruned(str(outcome))
+        if isinstance(outcome, TimeUp):
+            records.write(trial, pruned_reason=f"stopped: {outcome}")
+            raise optuna.TrialPruned(str(outcome))
+        if isinstance(outcome, BaseException):
+            raise outcome
+        records.write(
+            trial,
+            train_accuracy=outcome.train_accuracy,
+            test_accuracy=outcome.test_accuracy,  # reports only, never selection
+            train_seconds=round(outcome.train_seconds, 3),
+            images_per_second=round(outcome.images_per_second, 1),
+        )
+        if self.artifact_store is not None:
+            from mnist_search.outputs.artifacts import save_weights
+
+            try:
+                records.write(
+                    trial,
+                    weights_artifact_id=save_weights(trial, outcome.model, self.artifact_store),
+                )
+            except OSError as e:  # a full disk must not cost the trained trial or the search
+                log.warning(
+                    "trial %d: weights not stored (%s); its result is kept", trial.number, e
+                )
+        return outcome.val_accuracy
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        spec, cfg = self.prepare(trial)
+        try:
+            outcome: TrainResult | BaseException = train(
+                spec,
+                cfg,
+                self.splits,
+                on_report=self.reporter(trial),
+                deadline=self.deadline,
+                keep_model=self.artifact_store is not None,
+                speed=self.speed,
+            )
+        except (Diverged, TimeUp) as e:
+            outcome = e
+        except BaseException:
+            self._seconds(trial)
+            raise
+        return self.finish(trial, outcome)

@@ -1,0 +1,146 @@
+"""A study of this tool: created once with its budget, search space and protocol stored, or
+loaded after checking it was made for the same search; and its pruner."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial
+
+from mnist_search.errors import UsageError
+from mnist_search.spaces import SPACES, get_space
+from mnist_search.training.protocol import Protocol
+
+PRUNERS = ("median", "hyperband", "sha", "none")
+
+
+class StudyError(UsageError):
+    """A study that cannot be used as asked."""
+
+
+class TrialSeededTPE(optuna.samplers.TPESampler):
+    """TPE whose random draws for each trial derive from (seed, trial number).
+
+    A one-process study with a given seed repeats itself trial for trial, while a resumed run,
+    a second process or a worker on the same study never replays another trial's draws: no two
+    trials share a number.
+    """
+
+    def __init__(self, seed: int | None):
+        super().__init__(seed=seed)
+        self._base_seed = seed
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self._base_seed is not None:
+            s = int(np.random.SeedSequence([self._base_seed, trial.number]).generate_state(1)[0])
+            self._rng.rng.seed(s)
+            self._random_sampler._rng.rng.seed(s)
+        super().before_trial(study, trial)
+
+
+def make_pruner(name: str, protocol: Protocol) -> optuna.pruners.BasePruner:
+    if name == "median":
+        # Compare each trial with the median of earlier ones at the same report step; wait for 5
+        # trials and skip the first report, where every net is still near chance.
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=protocol.epochs * protocol.reports, reduction_factor=3
+        )
+    if name == "sha":
+        # Successive halving over training length: a trial goes on past each rung (report
+        # steps R, 3R, 9R... with R one epoch's reports) only while in the best third there.
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=protocol.reports, reduction_factor=3
+        )
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise StudyError(f"pruner {name!r}; valid: {', '.join(PRUNERS)}")
+
+
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    study_name: str,
+    budget: int | None,
+    protocol: Protocol,
+    *,
+    seed: int | None = None,
+    pruner: str = "median",
+    space: str = "modern",
+) -> optuna.Study:
+    """Create the study, or load it after checking it was made for the same search.
+
+    ``budget`` None means no cap (a study of fixed trials, such as the documented experiments).
+    """
+    wanted = {
+        "budget": budget,
+        "space_version": get_space(space).version,
+        "protocol": protocol.to_dict(),
+    }
+    kwargs = {
+        "study_name": study_name,
+        "storage": storage,
+        "sampler": TrialSeededTPE(seed),
+        "pruner": make_pruner(pruner, protocol),
+    }
+    try:
+        storage.get_study_id_from_name(study_name)
+    except KeyError:
+        try:
+            study = optuna.create_study(direction="maximize", **kwargs)
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another process made it a moment ago: check it like any existing study
+        else:
+            with warnings.catch_warnings():  # experimental in Optuna, and only a label
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(["validation accuracy (%)"])  # the dashboard's label
+            for key, value in wanted.items():
+                study.set_user_attr(key, value)
+            return study
+    study = optuna.load_study(**kwargs)
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise StudyError(
+            f"study {study_name!r} exists with direction "
+            f"{study.direction.name}; this tool needs MAXIMIZE (use another "
+            "--study-name)"
+        )
+    stored = _attrs_once_made(study, tuple(wanted))
+    for key, value in wanted.items():
+        if stored[key] != value:
+            have, want = _in_flags(key, stored[key]), _in_flags(key, value)
+            them = "those" if have.count("--") > 1 else "that"
+            raise StudyError(
+                f"study {study_name!r} exists with {have}, not {want}; use {them} "
+                "or another --study-name"
+            )
+    return study
+
+
+def _in_flags(key: str, value) -> str:
+    """A stored study attribute as the options that give it."""
+    if key == "budget":
+        return "no budget" if value is None else f"--budget {value}"
+    if key == "protocol":
+        return Protocol.from_dict(value).flags()
+    names = {s.version: name for name, s in SPACES.items()}
+    return f"--space {names[value]}" if value in names else f"search space version {value}"
+
+
+def _attrs_once_made(study: optuna.Study, keys: tuple[str, ...], wait: float = 10.0) -> dict:
+    """The study's attributes, once the process that is creating it has written them all. A
+    study that never gets them was made by another tool and is refused, not adopted."""
+    end = time.time() + wait
+    while True:
+        stored = study.user_attrs
+        if all(k in stored for k in keys):
+            return stored
+        if study.get_trials(deepcopy=False) or time.time() > end:
+            raise StudyError(
+                f"study {study.study_name!r} exists but was not made by "
+                "mnist-search (it records no budget, space or protocol); use "
+                "another --study-name"
+            )
+        time.sleep(0.2)

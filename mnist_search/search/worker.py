@@ -1,0 +1,25 @@
+"""Entry point of one worker process: reads {"config": ..., "rank": r} from standard input."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from mnist_search.progress import setup_logging
+from mnist_search.search.engine import SearchConfig, run_worker
+from mnist_search.stopping import terminate_like_ctrl_c
+
+
+def main() -> None:
+    terminate_like_ctrl_c()  # the parent forwards SIGTERM and SIGHUP as SIGINT; either works
+    job = json.loads(sys.stdin.read())
+    rank = int(job["rank"])
+    setup_logging(f"[worker {rank}] ")
+    try:
+        run_worker(SearchConfig(**job["config"]), rank)
+    except KeyboardInterrupt:
+        pass  # the trial is marked failed already; the parent prints the summary
+
+
+if __name__ == "__main__":
+    main()

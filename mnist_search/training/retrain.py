@@ -1,0 +1,209 @@
+"""Train one net alone, without a study: a spec file (as ``optimize`` or ``export`` writes it) or
+a documented experiment, with one or several seeds."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mnist_search.data.mnist import load_mnist
+from mnist_search.device import resolve_device
+from mnist_search.errors import ConfigError, UsageError, check_seed
+from mnist_search.files import InputError, read_json
+from mnist_search.net.spec import ArchSpec, SpecError, check_batch, count_params, describe
+from mnist_search.replay.experiments import DOCUMENTED_PROTOCOL, get_experiment
+from mnist_search.search.records import TrialRecord
+from mnist_search.stats import stat
+from mnist_search.training.loop import Diverged, Speed, TrainConfig, train
+from mnist_search.training.protocol import Protocol
+
+log = logging.getLogger("mnist_search")
+
+
+@dataclass(frozen=True)
+class SpecFile:
+    """A net and how to train it: a spec, its training settings, and (optionally) its epochs."""
+
+    spec: ArchSpec
+    training: dict[str, Any] = field(default_factory=dict)
+    epochs: int | None = None
+    seed: int | None = None  # the first seed it was trained with
+    # The data it was trained and judged on: train_subset, val_size, split_seed.
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: str | Path) -> SpecFile:
+        """A JSON spec, bare or as {"spec": ..., "training": ..., "epochs": E}."""
+        try:
+            raw = read_json(path)
+        except InputError as e:
+            raise ConfigError("spec", str(e)) from None
+        training, epochs, seed, protocol = {}, None, None, {}
+        if isinstance(raw, dict) and "spec" in raw:
+            training, epochs = raw.get("training") or {}, raw.get("epochs")
+            seed, protocol = raw.get("seed"), raw.get("protocol") or {}
+            raw = raw["spec"]
+            if not isinstance(protocol, dict):
+                raise ConfigError("spec", f"{path}: 'protocol' must be an object")
+            try:
+                check_seed("seed", seed)
+                Protocol.from_dict(protocol)
+            except ConfigError as e:
+                raise ConfigError("spec", f"{path}: {e}") from None
+            if not isinstance(training, dict):
+                raise ConfigError(
+                    "spec", f"{path}: 'training' must be an object of training settings"
+                )
+            if epochs is not None and (type(epochs) is not int or epochs < 1):
+                raise ConfigError(
+                    "spec", f"{path}: epochs={epochs!r}: must be a whole number, at least 1"
+                )
+        try:
+            spec = ArchSpec.from_dict(raw)
+        except SpecError as e:
+            raise ConfigError("spec", f"{path}: {e}") from None
+        return cls(spec, training, epochs, seed, protocol)
+
+    @classmethod
+    def of(cls, record: TrialRecord) -> SpecFile:
+        """The net and recipe of a trained trial, at the trial's length and seed."""
+        return cls(ArchSpec.from_dict(record.spec), record.recipe(), record.epochs, record.seed)
+
+    @classmethod
+    def experiment(cls, exp_id: int) -> SpecFile:
+        """A documented experiment under the documented protocol."""
+        try:
+            exp = get_experiment(exp_id)
+        except KeyError as e:
+            raise UsageError(e.args[0]) from None
+        return cls(exp.spec, {**DOCUMENTED_PROTOCOL, "batch_size": exp.batch_size})
+
+
+@dataclass
+class RetrainOutcome:
+    spec: ArchSpec
+    epochs: int
+    batch_size: int
+    device: str
+    speed: dict[str, Any]
+    runs: list[dict[str, Any]]  # one per seed
+
+    def to_dict(self) -> dict[str, Any]:
+        """One run's fields as they are; several runs as validation and test mean ± std."""
+        out: dict[str, Any] = {
+            "n_params": count_params(self.spec),
+            "architecture": describe(self.spec),
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "device": self.device,
+        }
+        if len(self.runs) == 1:
+            out.update({k: v for k, v in self.runs[0].items() if k != "seed"})
+        else:
+            for key in ("val", "test"):
+                s = stat([r[f"{key}_accuracy"] for r in self.runs])
+                out[f"{key}_mean"], out[f"{key}_std"] = s.mean, s.std
+            out["seconds"] = round(sum(r["seconds"] for r in self.runs), 3)
+            out["runs"] = self.runs
+        out["speed"] = self.speed
+        return out
+
+
+def retrain(
+    net: SpecFile,
+    *,
+    epochs: int | None = None,
+    seed: int | None = None,
+    seeds: int = 1,
+    device: str = "auto",
+    data_dir: str | Path | None = None,
+    train_subset: int | None = None,
+    val_size: int | None = None,
+    speed: Speed = Speed(),
+) -> RetrainOutcome:
+    """Train ``net`` with seeds ``seed`` … ``seed + seeds - 1``. What is not given comes from
+    the file (its epochs, seed and data split), else epochs 1, seed 0, all 55,000 training
+    images and 5,000 held out: a file that records them retrains to the same numbers."""
+    seed = seed if seed is not None else net.seed or 0
+    if not 1 <= seeds <= 1000:
+        raise ConfigError(
+            "seeds",
+            f"{seeds}: must be between 1 and 1000" if seeds > 0 else f"{seeds}: must be at least 1",
+        )
+    check_seed("seed", seed, seeds)
+    epochs = epochs if epochs is not None else net.epochs or 1
+    protocol = Protocol.from_dict(
+        {
+            **net.protocol,
+            "epochs": epochs,
+            **({"train_subset": train_subset} if train_subset is not None else {}),
+            **({"val_size": val_size} if val_size is not None else {}),
+        }
+    )
+    training = {"batch_size": 128, **DOCUMENTED_PROTOCOL, **net.training}
+    try:
+        cfgs = [
+            TrainConfig(**{**training, "epochs": epochs, "seed": seed + k}) for k in range(seeds)
+        ]
+    except (TypeError, ValueError) as e:
+        raise ConfigError("spec", f"bad training settings: {e}") from None
+    try:
+        check_batch(net.spec, cfgs[0].batch_size)
+    except SpecError as e:
+        raise ConfigError("spec", str(e)) from None
+    dev = resolve_device(device)
+    splits = protocol.splits(load_mnist(data_dir), dev)
+    log.info(
+        "training %s (%s parameters) for %d epoch(s) on %s%s",
+        describe(net.spec),
+        f"{count_params(net.spec):,}",
+        epochs,
+        dev,
+        f", seeds {seed}-{seed + seeds - 1}" if seeds > 1 else "",
+    )
+    runs = []
+    for cfg in cfgs:
+        started = time.time()
+
+        def progress(step: int, val: float, cfg=cfg, started=started) -> None:
+            # One line per epoch: a 40-epoch run on a CPU takes many minutes.
+            if cfg.epochs > 1:
+                log.info(
+                    "seed %d, epoch %d/%d: val %.2f%% (%.0f s)",
+                    cfg.seed,
+                    step + 1,
+                    cfg.epochs,
+                    val,
+                    time.time() - started,
+                )
+
+        try:
+            r = train(net.spec, cfg, splits, speed=speed, on_report=progress)
+        except Diverged as e:
+            raise UsageError(
+                f"training diverged (seed {cfg.seed}): {e}; try a lower learning rate"
+            ) from None
+        runs.append(
+            {
+                "seed": cfg.seed,
+                "train_accuracy": r.train_accuracy,
+                "val_accuracy": r.val_accuracy,
+                "test_accuracy": r.test_accuracy,
+                "seconds": round(r.seconds, 3),
+                "images_per_second": round(r.images_per_second, 1),
+            }
+        )
+        if seeds > 1:
+            log.info(
+                "seed %d: val %.2f%%, test %.2f%%, %.0f s",
+                cfg.seed,
+                r.val_accuracy,
+                r.test_accuracy,
+                r.seconds,
+            )
+    return RetrainOutcome(
+        net.spec, epochs, cfgs[0].batch_size, str(dev), speed.resolve(dev, epochs).to_dict(), runs
+    )
