@@ -22,7 +22,7 @@ _API = {
     "count_params": "net.spec",
     "describe": "net.spec",
     "build_model": "net.model",
-    "SearchConfig": "search.engine",
+    "SearchConfig": "search.config",
     "SearchOutcome": "search.engine",
     "run_search": "search.engine",
     "TrialRecord": "search.records",

@@ -12,7 +12,7 @@ import warnings
 import optuna
 from optuna.trial import FrozenTrial
 
-from mnist_search.search.records import TrialRecord, tally, top_trials
+from mnist_search.search.records import Origin, TrialRecord, tally, top_trials
 
 log = logging.getLogger("mnist_search")
 
@@ -72,7 +72,7 @@ def trial_line(study: optuna.Study, trial: FrozenTrial, elapsed: float) -> tuple
     what = (
         f"val {r.val_accuracy:.2f}%"
         if r.val_accuracy is not None
-        else r.pruned_reason or r.state.lower()
+        else r.pruned_reason or r.state.name.lower()
     )
     standing = (
         f"best {best[0].val_accuracy:.2f}% @ {best[0].n_params or 0:,}"
@@ -80,13 +80,13 @@ def trial_line(study: optuna.Study, trial: FrozenTrial, elapsed: float) -> tuple
         else "no complete trial yet"
     )
     name = f"trial {r.number}"
-    if r.source_trial is not None:  # a final-stage run
+    if r.origin is Origin.FINAL_RUN:
         name = f"final run {r.number} (trial {r.source_trial}, seed {r.seed})"
     status = (
         f"study: {t.complete} complete, {t.pruned} pruned, {t.failed} failed | {standing} "
         f"| {elapsed:.0f}s"
     )
     return (
-        f"{name} {r.state}: {what} | {r.n_params or 0:,} params {r.architecture or '?'} | "
+        f"{name} {r.state.name}: {what} | {r.n_params or 0:,} params {r.architecture or '?'} | "
         f"{r.seconds or 0:.0f}s || {status}"
     ), status

@@ -1,31 +1,67 @@
-"""One way to stop. Ctrl-C, and the SIGTERM or SIGHUP a scheduler, container runtime or closed
-terminal sends before it kills, all mean the same: stop the running trial at its next batch,
-mark it, keep everything finished, and let the same command resume. A ``StopToken`` carries that
-request to whoever checks it (the objective at each report); ``stop_on_signals`` sets it."""
+"""One way to stop, and one way to hold time.
+
+A ``Deadline`` is an immutable point in time (or none); a stage is given one and derives its
+part of it. A ``StopToken`` carries the two reasons a search stops before its deadline to
+whoever checks it (the runner between trials, the objective at each report): a signal, and the
+time the search leaves to its final stage. Ctrl-C, and the SIGTERM or SIGHUP a scheduler,
+container runtime or closed terminal sends before it kills, all mean the same: stop the running
+trial at its next batch, mark it, keep everything finished, and let the same command resume."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 # SIGHUP does not exist on Windows.
 SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """When work must be done, as ``time.time()``; ``at=None``: no time limit."""
+
+    at: float | None = None
+
+    @classmethod
+    def after(cls, seconds: float | None) -> Deadline:
+        return cls(None if seconds is None else time.time() + seconds)
+
+    def left(self) -> float | None:
+        """Seconds left (never below 0), or None without a limit."""
+        return None if self.at is None else max(0.0, self.at - time.time())
+
+    def part(self, share: float) -> Deadline:
+        """A deadline ``share`` of the way from now to this one (the search's part of a run)."""
+        left = self.left()
+        return self if left is None else Deadline.after(left * share)
+
+
 class StopToken:
-    """Set once, from a signal handler; read by the code that can stop cleanly."""
+    """Why a search stops early, set once by whoever decides it, read by whoever can stop."""
 
     def __init__(self) -> None:
-        self.signal: str | None = None
+        self.signal: str | None = None  # SIGINT, SIGTERM or SIGHUP
+        self.room_left: float | None = None  # seconds left when it made room for the final stage
 
-    def __bool__(self) -> bool:
-        return self.signal is not None
+    def interrupt(self, name: str) -> None:
+        self.signal = self.signal or name
+
+    def make_room(self, seconds_left: float) -> None:
+        if self.room_left is None:
+            self.room_left = seconds_left
+
+    @property
+    def stopped(self) -> bool:
+        """No new trial should start."""
+        return self.signal is not None or self.room_left is not None
 
     def check(self) -> None:
-        """Raise KeyboardInterrupt again if a stop was asked: one that landed inside a database
+        """Raise KeyboardInterrupt again if a signal came: one that landed inside a database
         call may have been swallowed there."""
         if self.signal is not None:
             raise KeyboardInterrupt(self.signal)
@@ -52,7 +88,7 @@ def stop_on_signals(token: StopToken) -> Iterator[StopToken]:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        token.signal = token.signal or signal.Signals(signum).name
+        token.interrupt(signal.Signals(signum).name)
         raise KeyboardInterrupt(token.signal)
 
     previous = {s: signal.signal(s, handler) for s in SIGNALS}

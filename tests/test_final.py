@@ -1,7 +1,6 @@
 """The final stage's pieces that need no training: the time it reserves, the spec file."""
 
 import json
-import time
 
 import optuna
 import pytest
@@ -10,6 +9,7 @@ from optuna.trial import TrialState, create_trial
 
 from mnist_search.search.final import Candidate, LeaveTimeForFinal, write_spec_file
 from mnist_search.spaces.modern import build_spec
+from mnist_search.stopping import Deadline, StopToken
 
 
 def _study_with(seconds_by_value):
@@ -29,15 +29,32 @@ def _study_with(seconds_by_value):
 def test_search_stops_when_the_time_left_is_what_the_final_stage_needs():
     study = _study_with({99.0: 4.0, 98.0: 10.0, 97.0: 100.0})
     # top 2 (4 s and 10 s at 2 epochs) × 20 epochs / 2 × 3 seeds × 1.25 margin = 525 s
+    token = StopToken()
     reserve = LeaveTimeForFinal(
-        time.time() + 1000, top=2, seeds=3, search_epochs=2, final_epochs=20, min_trials=1
+        Deadline.after(1000),
+        top=2,
+        seeds=3,
+        search_epochs=2,
+        final_epochs=20,
+        min_trials=1,
+        stop=token,
     )
     assert reserve.estimate(study) == pytest.approx(525.0)
     reserve(study, study.trials[-1])
-    assert reserve.stopped_with is None
-    reserve.end = time.time() + 500
-    reserve(study, study.trials[-1])  # outside optimize: records, does not raise
-    assert reserve.stopped_with == pytest.approx(500, abs=5)
+    assert token.room_left is None and not token.stopped
+    late = LeaveTimeForFinal(
+        Deadline.after(500),
+        top=2,
+        seeds=3,
+        search_epochs=2,
+        final_epochs=20,
+        min_trials=1,
+        stop=token,
+    )
+    late(study, study.trials[-1])  # outside optimize: sets the token, does not raise
+    assert token.room_left == pytest.approx(500, abs=5) and token.stopped
+    assert token.signal is None  # making room is not an interrupt: nothing raises
+    token.check()
 
     calls = []
 
@@ -51,7 +68,7 @@ def test_search_stops_when_the_time_left_is_what_the_final_stage_needs():
         objective,
         n_trials=20,
         callbacks=[
-            LeaveTimeForFinal(time.time() + 600, top=1, seeds=3, search_epochs=1, final_epochs=2)
+            LeaveTimeForFinal(Deadline.after(600), top=1, seeds=3, search_epochs=1, final_epochs=2)
         ],
     )
     # 100 s × 2 × 3 × 1.25 = 750 s needed, 600 s left: it stops, but not before 5 trials.
@@ -95,13 +112,27 @@ def test_spec_file_is_written_whole(tmp_path):
     assert not list(path.parent.glob("*.tmp"))
 
 
-def test_shipped_specs_load_fit_their_budget_and_train_as_recorded():
+def test_shipped_specs_load_fit_their_budget_and_train_with_their_settings(small_splits):
     """The specs behind benchmarks/accuracy.md are data: each loads, counts what it records, fits
-    its budget, and its training settings are valid ones."""
+    its budget, and trains with its recorded settings (a short run here: its recorded accuracy
+    is what `train --spec` reproduces at full length, benchmarks/accuracy.md)."""
+    import dataclasses
     from importlib.resources import files
 
+    from mnist_search.data.mnist import Splits
     from mnist_search.net.spec import ArchSpec, count_params
-    from mnist_search.training.loop import TrainConfig
+    from mnist_search.training.loop import TrainConfig, train
+
+    few = Splits(
+        dataclasses.replace(
+            small_splits.train,
+            images=small_splits.train.images[:256],
+            labels=small_splits.train.labels[:256],
+        ),
+        small_splits.val,
+        small_splits.test,
+        small_splits.source,
+    )
 
     found = sorted(
         p for p in files("mnist_search").joinpath("found").iterdir() if p.name.endswith(".json")
@@ -113,6 +144,9 @@ def test_shipped_specs_load_fit_their_budget_and_train_as_recorded():
         assert count_params(spec) == body["n_params"] <= body["budget"], path.name
         TrainConfig(**body["training"], epochs=body["epochs"])
         assert body["result"]["seeds"] == [0, 1, 2]
+        short = TrainConfig(**{**body["training"], "epochs": 1, "reports_per_epoch": 1})
+        result = train(spec, short, few, evaluate_test=False)
+        assert result.n_params == body["n_params"] and 0 <= result.val_accuracy <= 100
 
 
 def test_successive_halving_keeps_the_best_third_at_each_rung():

@@ -202,8 +202,9 @@ def test_a_last_batch_of_one_image_does_not_crash_batchnorm(tmp_path, monkeypatc
 
 
 def test_processes_started_at_once_on_a_new_sqlite_file(tmp_path, data_dir):
+    """Four processes on one new study at the same moment: it is created once, its warm starts
+    are queued once (whoever comes first), and no two trials are the same."""
     url = f"sqlite:///{tmp_path}/race.db"
-    # (no warm start: each process would queue it, racing, which is not what this is about)
     procs = [
         cli(
             "optimize",
@@ -215,8 +216,8 @@ def test_processes_started_at_once_on_a_new_sqlite_file(tmp_path, data_dir):
             "race",
             "--storage",
             url,
-            "--warm-start",
-            "none",
+            "--final-seeds",
+            0,
             "--data-dir",
             data_dir,
             *TINY,
@@ -227,7 +228,12 @@ def test_processes_started_at_once_on_a_new_sqlite_file(tmp_path, data_dir):
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, outs
     trials = optuna.load_study(study_name="race", storage=url).trials
-    assert len(trials) == 4 and len({json.dumps(t.params, sort_keys=True) for t in trials}) == 4
+    warm = [t.user_attrs["warm_start"] for t in trials if "warm_start" in t.user_attrs]
+    # two shipped nets queued once each and taken by two of the processes; nothing left queued
+    assert len(warm) == 2 and len(set(warm)) == 2, warm
+    assert len(trials) == 4 and all(t.state != TrialState.WAITING for t in trials)
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 4
+    assert sum("another process queued the found nets" in o for o in outs) == 3, outs
 
 
 def test_a_study_made_by_another_tool_is_not_adopted(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
+from optuna.trial import TrialState
 
 from mnist_search.errors import UsageError
 from mnist_search.net.model import Net, build_model
@@ -120,8 +121,8 @@ def pick_trial(study: optuna.Study, which: str) -> TrialRecord:
             f"--trial {number}: study {study.study_name!r} has trials 0 to {len(trials) - 1}"
         )
     record = TrialRecord.of(trials[number])
-    if record.state != "COMPLETE":
+    if record.state != TrialState.COMPLETE:
         raise ArtifactError(
-            f"--trial {number} is {record.state}; only a COMPLETE trial has trained weights"
+            f"--trial {number} is {record.state.name}; only a COMPLETE trial has trained weights"
         )
     return record

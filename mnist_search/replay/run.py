@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 import optuna
@@ -30,6 +31,7 @@ from mnist_search.search.objective import Objective
 from mnist_search.search.records import TrialRecord
 from mnist_search.search.runner import run_trials
 from mnist_search.search.study import open_study
+from mnist_search.spaces import get_space
 from mnist_search.spaces.plain import spec_params, training_params
 from mnist_search.stats import Stat, stat
 from mnist_search.training.loop import Speed
@@ -67,24 +69,13 @@ def _key(r: TrialRecord) -> tuple[Any, Any]:
 
 def enqueue_replay(study: optuna.Study, exp_ids: Iterable[int], seeds: int) -> tuple[int, int]:
     """Queue the (experiment, seed) runs not yet done or queued. Returns (queued, already done)."""
-    trials = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False)]
-    done = {_key(t) for t in trials if t.state == "COMPLETE"}
-    waiting = {_key(t) for t in trials if t.state == "WAITING"}
-    queued = skipped = 0
-    for exp_id in exp_ids:
-        exp = get_experiment(exp_id)
-        for seed in range(seeds):
-            if (exp.id, seed) in done:
-                skipped += 1
-                continue
-            if (exp.id, seed) not in waiting:
-                study.enqueue_trial(
-                    documented_params(exp),
-                    user_attrs=documented_attrs(exp, seed),
-                    skip_if_exists=False,
-                )
-            queued += 1
-    return queued, skipped
+    exps = [get_experiment(e) for e in exp_ids]
+    runs = (
+        ((exp.id, seed), documented_params(exp), documented_attrs(exp, seed))
+        for exp in exps
+        for seed in range(seeds)
+    )
+    return records.queue_missing(study, runs, _key)
 
 
 def warm_start(study: optuna.Study, budget: int, space: str = "plain") -> list[str]:
@@ -106,10 +97,11 @@ def warm_start(study: optuna.Study, budget: int, space: str = "plain") -> list[s
             messages.append(f"warm start: Exp{exp.id} is already in the study")
         else:
             attrs = documented_attrs(exp, 0)
-            if space == "plain":
-                study.enqueue_trial(documented_params(exp), user_attrs=attrs)
+            hp = {**DOCUMENTED_PROTOCOL, "batch_size": exp.batch_size}
+            params = get_space(space).params_of(exp.spec, hp)
+            if params is not None:  # a point of the space: an ordinary trial the sampler sees
+                study.enqueue_trial(params, user_attrs=attrs)
             else:
-                hp = {**DOCUMENTED_PROTOCOL, "batch_size": exp.batch_size}
                 study.enqueue_trial(
                     {},
                     user_attrs={
@@ -258,10 +250,10 @@ class ReplayConfig:
     device: str = "auto"
     study_name: str = "documented-experiments"
     storage: str | None = None  # default sqlite:///studies/mnist-search.db (all studies)
-    data_dir: str | None = None
+    data_dir: str | Path | None = None
     train_subset: int | None = None
     val_size: int = 5000
-    artifacts: str | None = None
+    artifacts: str | Path | None = None
     parallel: int = 1
     amp: bool | None = None
     channels_last: bool | None = None

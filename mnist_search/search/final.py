@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +21,7 @@ from mnist_search.net.spec import ArchSpec
 from mnist_search.search import records
 from mnist_search.search.records import TrialRecord, top_trials
 from mnist_search.stats import Stat, stat
+from mnist_search.stopping import Deadline, StopToken
 
 log = logging.getLogger("mnist_search")
 
@@ -96,28 +96,30 @@ def enqueue_final(
     """Queue the wanted retrainings not yet finished, queued or running; return how many of the
     wanted ones are still to run. ``epochs`` gives a length per source trial (else the final
     study's protocol decides)."""
-    trials = [TrialRecord.of(t) for t in final.get_trials(deepcopy=False)]
-    finished = {_key(t) for t in trials if t.state in ("COMPLETE", "PRUNED")}
-    pending = {_key(t) for t in trials if t.state in ("WAITING", "RUNNING")}
-    todo = 0
-    for src in sources:
-        for seed in range(seeds):
-            if (src.number, seed) in finished:
-                continue
-            if (src.number, seed) not in pending:
-                final.enqueue_trial(
-                    {},
-                    user_attrs=records.queued(
-                        source_trial=src.number,
-                        seed=seed,
-                        source_value=src.val_accuracy,
-                        fixed_spec=src.spec,
-                        fixed_training=src.recipe(),
-                        **({"epochs": epochs[src.number]} if epochs else {}),
-                    ),
-                    skip_if_exists=False,
-                )
-            todo += 1
+    runs = (
+        (
+            (src.number, seed),
+            {},
+            dict(
+                source_trial=src.number,
+                seed=seed,
+                source_value=src.val_accuracy,
+                fixed_spec=src.spec,
+                fixed_training=src.recipe(),
+                **({"epochs": epochs[src.number]} if epochs else {}),
+            ),
+        )
+        for src in sources
+        for seed in range(seeds)
+    )
+    # A running retraining is a pending one: a second process must not queue it again.
+    todo, _ = records.queue_missing(
+        final,
+        runs,
+        _key,
+        finished=(TrialState.COMPLETE, TrialState.PRUNED),
+        pending=(TrialState.WAITING, TrialState.RUNNING),
+    )
     return todo
 
 
@@ -217,7 +219,7 @@ class FinalOutcome:
 def run_final(
     study: optuna.Study,
     final: optuna.Study,
-    objective: Callable,
+    make_objective: Callable[[set[tuple[int, int]]], Callable],
     *,
     top: int,
     seeds: int,
@@ -227,7 +229,8 @@ def run_final(
     callbacks: list,
 ) -> FinalOutcome:
     """Retrain the search's top candidates with several seeds; choose on validation; write the
-    chosen net to ``best_spec``. ``epochs``: one length for all, or one per source trial."""
+    chosen net to ``best_spec``. ``epochs``: one length for all, or one per source trial.
+    ``make_objective(wanted)`` gives the objective that trains the wanted (trial, seed) runs."""
     per_source = epochs if isinstance(epochs, dict) else None
     out = FinalOutcome(None if per_source else epochs, seeds, study_name=final.study_name)
     if per_source:  # chosen by final_lengths
@@ -257,7 +260,7 @@ def run_final(
     # are pruned at once by the objective (``wanted``), so they cannot use up the runs.
     waiting = len(final.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
     if todo:
-        objective.wanted = wanted(sources, seeds)
+        objective = make_objective(wanted(sources, seeds))
         try:
             final.optimize(objective, n_trials=waiting, callbacks=callbacks, catch=())
         except KeyboardInterrupt:
@@ -298,18 +301,19 @@ class LeaveTimeForFinal:
 
     def __init__(
         self,
-        end: float,
+        deadline: Deadline,
         top: int,
         seeds: int,
         search_epochs: int,
         final_epochs: int,
         margin: float = 1.25,
         min_trials: int = 5,
+        stop: StopToken | None = None,
     ):
-        self.end, self.top, self.seeds, self.margin = end, top, seeds, margin
+        self.deadline, self.top, self.seeds, self.margin = deadline, top, seeds, margin
         self.scale = final_epochs / search_epochs
         self.min_trials, self.seen = min_trials, 0
-        self.stopped_with: float | None = None  # seconds left when it stopped the search
+        self.stop = stop or StopToken()  # what the runner checks between trials
 
     def estimate(self, study: optuna.Study) -> float:
         return (
@@ -325,10 +329,10 @@ class LeaveTimeForFinal:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.seen += 1
         need = self.estimate(study)
-        left = self.end - time.time()
-        if self.seen >= self.min_trials and need and left <= need and self.stopped_with is None:
-            self.stopped_with = left
+        left = self.deadline.left() or 0.0
+        if self.seen >= self.min_trials and need and left <= need and self.stop.room_left is None:
+            self.stop.make_room(left)
             try:
                 study.stop()
-            except RuntimeError:  # not inside study.optimize: run_parallel polls stopped_with
+            except RuntimeError:  # not inside study.optimize: run_parallel checks the token
                 pass

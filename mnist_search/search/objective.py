@@ -29,6 +29,14 @@ log = logging.getLogger("mnist_search")
 UNCAPPED = 10**9  # the budget of a study without one
 
 
+# A net still near chance (10%) after this many training images is not learning; it is stopped
+# at once, whatever the pruner, from the first trial on (the median pruner waits for five
+# finished trials, and then judges only against them). The default protocol first reports after
+# 13,750 images.
+DEAD_AFTER = 10_000
+DEAD_BELOW = 15.0  # chance is 10%; the most common digit alone is 11.35%
+
+
 class Objective:
     """Validation accuracy (%) after the protocol's training.
 
@@ -56,6 +64,8 @@ class Objective:
         artifact_store: Any = None,
         speed: Speed = Speed(),
         space: str = "modern",
+        stop: StopToken | None = None,
+        wanted: set[tuple[int, int]] | None = None,
     ):
         self.space = get_space(space)
         self.budget, self.protocol, self.splits = budget, protocol, splits
@@ -65,10 +75,10 @@ class Objective:
         self.device = splits.train.images.device
         # The (source trial, seed) retrainings a final stage wants; a queued retraining of
         # another candidate (left from an earlier run) is pruned without training.
-        self.wanted: set[tuple[int, int]] | None = None
+        self.wanted = wanted
         # Set by a signal (Ctrl-C, SIGTERM, SIGHUP): a KeyboardInterrupt that landed inside a
         # database call can be swallowed there, so the next report raises it again.
-        self.stop = StopToken()
+        self.stop = stop or StopToken()
 
     def prepare(self, trial: optuna.Trial) -> tuple[ArchSpec, TrainConfig]:
         records.write(trial, started=time.time())
@@ -83,7 +93,7 @@ class Objective:
             raise optuna.TrialPruned("no longer a finalist")
         if queued.is_fixed:
             spec = ArchSpec.from_dict(queued.fixed_spec)
-            hp = {k: v for k, v in queued.fixed_training.items() if k not in PER_RUN}
+            hp = {k: v for k, v in (queued.fixed_training or {}).items() if k not in PER_RUN}
         else:
             spec = self.space.suggest_spec(trial, self.cap)
             hp = self.space.suggest_training(trial)
@@ -103,7 +113,9 @@ class Objective:
         # Feasible when <= 0; TPE ranks infeasible trials below every feasible one.
         trial.set_constraint("budget", n - self.cap)
         if n > self.cap:
-            records.write(trial, pruned_reason=f"over budget: {n:,} > {self.budget:,} parameters")
+            records.write(
+                trial, pruned_reason=f"{records.OVER_BUDGET}: {n:,} > {self.budget:,} parameters"
+            )
             self._seconds(trial)
             raise optuna.TrialPruned(f"over budget ({n} > {self.budget})")
         seed = queued.seed if queued.seed is not None else self.base_seed + trial.number
@@ -123,6 +135,13 @@ class Objective:
                     f"  trial {trial.number}: {100 * (step + 1) // total_steps}% "
                     f"trained, val {val:.2f}%"
                 )
+            seen = (step + 1) * len(self.splits.train) // self.protocol.reports
+            if seen >= DEAD_AFTER and val < DEAD_BELOW:
+                records.write(
+                    trial,
+                    pruned_reason=f"dead at step {step}: val {val:.2f}% after {seen:,} images",
+                )
+                raise optuna.TrialPruned(f"dead: val {val:.2f}% after {seen:,} images")
             if trial.should_prune():
                 records.write(trial, pruned_reason=f"pruned at step {step}: val {val:.2f}%")
                 raise optuna.TrialPruned(f"val {val:.2f}% at step {step}")
@@ -150,7 +169,7 @@ class Objective:
             train_seconds=round(outcome.train_seconds, 3),
             images_per_second=round(outcome.images_per_second, 1),
         )
-        if self.artifact_store is not None:
+        if self.artifact_store is not None and outcome.model is not None:
             from mnist_search.outputs.artifacts import save_weights
 
             try:

@@ -7,9 +7,10 @@ name, so readers and writers cannot drift apart.
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Iterable
+from typing import Any, Callable, Hashable, Iterable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -17,10 +18,23 @@ from optuna.trial import FrozenTrial, TrialState
 from mnist_search.training.loop import PER_RUN
 
 
+class Origin(enum.Enum):
+    """Where a trial's net came from."""
+
+    SAMPLED = "sampled"  # proposed by the sampler from the search space
+    WARM_START = "warm start"  # a shipped net fitted to the budget, queued as space parameters
+    FIXED = "fixed"  # queued with a fixed net (a documented net in a space it is not a point of)
+    FINAL_RUN = "final run"  # a final-stage retraining of a search trial
+    REPLAY = "replay"  # a seed replica of a documented experiment
+
+
+OVER_BUDGET = "over budget"  # how a pruned_reason for a net over the budget starts
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     number: int
-    state: str  # COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+    state: TrialState
     val_accuracy: float | None  # the objective: validation accuracy (%)
     # What was trained, written before training starts.
     started: float | None = None  # time.time() at the start
@@ -68,7 +82,7 @@ class TrialRecord:
         state = getattr(trial, "state", TrialState.RUNNING)
         return cls(
             number=trial.number,
-            state=state.name,
+            state=state,
             val_accuracy=getattr(trial, "value", None),
             **{k: a[k] for k in STORED if k in a},
         )
@@ -80,7 +94,17 @@ class TrialRecord:
 
     @property
     def over_budget(self) -> bool:
-        return (self.pruned_reason or "").startswith("over budget")
+        return (self.pruned_reason or "").startswith(OVER_BUDGET)
+
+    @property
+    def origin(self) -> Origin:
+        if self.source_trial is not None:
+            return Origin.FINAL_RUN
+        if self.experiment is not None:
+            return Origin.REPLAY
+        if self.warm_start is not None:
+            return Origin.WARM_START
+        return Origin.FIXED if self.is_fixed else Origin.SAMPLED
 
     def recipe(self) -> dict[str, Any]:
         """The training settings without what belongs to one run (epochs, seed)."""
@@ -106,6 +130,30 @@ def queued(**values: Any) -> dict[str, Any]:
         if key not in STORED:
             raise KeyError(f"{key!r} is not a field of TrialRecord")
     return values
+
+
+def queue_missing(
+    study: optuna.Study,
+    runs: Iterable[tuple[Hashable, dict[str, Any], dict[str, Any]]],
+    key: Callable[[TrialRecord], Hashable],
+    finished: tuple[TrialState, ...] = (TrialState.COMPLETE,),
+    pending: tuple[TrialState, ...] = (TrialState.WAITING,),
+) -> tuple[int, int]:
+    """Queue each wanted run ``(key, params, user_attrs)`` that no trial has finished and none
+    waits for yet (trials are matched by ``key`` of their record). Returns (runs still to train,
+    runs already finished): a rerun trains only what is missing, and never queues a run twice."""
+    trials = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False)]
+    done = {key(t) for t in trials if t.state in finished}
+    waiting = {key(t) for t in trials if t.state in pending}
+    todo = skipped = 0
+    for k, params, attrs in runs:
+        if k in done:
+            skipped += 1
+            continue
+        if k not in waiting:
+            study.enqueue_trial(params, user_attrs=queued(**attrs), skip_if_exists=False)
+        todo += 1
+    return todo, skipped
 
 
 # --- queries -------------------------------------------------------------------------------------
@@ -143,4 +191,4 @@ def complete(study: optuna.Study) -> list[TrialRecord]:
 
 def top_trials(study: optuna.Study, k: int = 10) -> list[TrialRecord]:
     """The best complete trials by validation accuracy, fewer parameters first on ties."""
-    return sorted(complete(study), key=lambda r: (-r.val_accuracy, r.n_params or 0))[:k]
+    return sorted(complete(study), key=lambda r: (-(r.val_accuracy or 0.0), r.n_params or 0))[:k]

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mnist_search.search import records
 from mnist_search.search.objective import Objective
 from mnist_search.search.records import TrialRecord
+from mnist_search.stopping import StopToken
 from mnist_search.training.fused import FusedError, check_fusable, train_fused
 from mnist_search.training.loop import Diverged, TimeUp, train
 
@@ -65,9 +66,10 @@ def run_trials(
     n_trials: int | None = None,
     timeout: float | None = None,
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
-    stop: Callable[[], bool] = lambda: False,
+    stop: StopToken | None = None,
 ) -> None:
-    """``study.optimize`` for K = 1 (with its heartbeats); fused groups of K otherwise."""
+    """``study.optimize`` for K = 1 (with its heartbeats); fused groups of K otherwise. No new
+    trial starts once ``stop`` is set."""
     if k == 1:
         study.optimize(
             objective, n_trials=n_trials, timeout=timeout, callbacks=list(callbacks), catch=()
@@ -86,16 +88,16 @@ def run_parallel(
     n_trials: int | None = None,
     timeout: float | None = None,
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
-    stop: Callable[[], bool] = lambda: False,
+    stop: StopToken | None = None,
 ) -> None:
-    """Like ``study.optimize(objective, n_trials, timeout)``, K candidates per training.
-    ``stop()`` returning True ends the run after the current group (``study.stop()`` is for
-    ``optimize`` only)."""
+    """Like ``study.optimize(objective, n_trials, timeout)``, K candidates per training. A set
+    ``stop`` token ends the run after the current group (``study.stop()`` is for ``optimize``
+    only)."""
     start, done = time.time(), 0
     while (
         (n_trials is None or done < n_trials)
         and (timeout is None or time.time() - start < timeout)
-        and not stop()
+        and not (stop is not None and stop.stopped)
     ):
         room = k if n_trials is None else min(k, n_trials - done)
         group = _ask_group(study, room)

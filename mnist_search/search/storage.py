@@ -194,7 +194,7 @@ class _BeatingStorage(optuna.storages.RDBStorage):
         now = datetime.now(timezone.utc).replace(tzinfo=None)  # Optuna stores naive UTC
         with _create_scoped_session(self.scoped_session) as session:
             taken = (
-                session.execute(
+                session.execute(  # type: ignore[attr-defined]  # an UPDATE's CursorResult
                     trials.update()
                     .where(trials.c.trial_id == trial_id, trials.c.state == TrialState.WAITING)
                     .values(state=TrialState.RUNNING, datetime_start=now)
@@ -204,6 +204,19 @@ class _BeatingStorage(optuna.storages.RDBStorage):
             if taken and self.get_heartbeat_interval():
                 session.add(models.TrialHeartbeatModel(trial_id=trial_id))
         return taken
+
+    def claim(self, study_id: int, key: str) -> bool:
+        """True for exactly one caller per (study, key) among all processes: a plain INSERT,
+        which the table's unique (study, key) lets through once."""
+        table = models.StudySystemAttributeModel.__table__
+        try:
+            with _create_scoped_session(self.scoped_session) as session:
+                session.execute(
+                    table.insert().values(study_id=study_id, key=key, value_json="true")
+                )
+        except sqlalchemy.exc.IntegrityError:
+            return False
+        return True
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         stale = super()._get_stale_trial_ids(study_id)
@@ -224,6 +237,15 @@ class _BeatingStorage(optuna.storages.RDBStorage):
                 .all()
             )
         return stale + [t for t in silent if t not in stale]
+
+
+def claim_once(study: optuna.Study, key: str) -> bool:
+    """Whether this process is the first to claim ``key`` on ``study`` (e.g. to queue its warm
+    starts). A storage that cannot tell (not opened here) says yes, as before."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    if not isinstance(backend, _BeatingStorage):
+        return True
+    return backend.claim(study._study_id, key)
 
 
 def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.RDBStorage:

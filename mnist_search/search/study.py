@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from typing import Any
 
 import numpy as np
 import optuna
@@ -80,7 +81,7 @@ def open_study(
         "space_version": get_space(space).version,
         "protocol": protocol.to_dict(),
     }
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "study_name": study_name,
         "storage": storage,
         "sampler": TrialSeededTPE(seed),

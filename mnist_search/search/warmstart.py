@@ -18,6 +18,7 @@ import optuna
 from mnist_search.net.spec import ArchSpec, SpecError, count_params
 from mnist_search.search import records
 from mnist_search.search.records import TrialRecord
+from mnist_search.search.storage import claim_once
 from mnist_search.spaces import modern
 
 WARM_NETS = 2  # shipped nets queued per search: those found at the budgets nearest this one
@@ -145,3 +146,22 @@ def warm_start_known(study: optuna.Study, budget: int, space: str) -> list[str]:
             )
         )
     return messages
+
+
+WARM_STARTS = ("found", "documented", "none")
+
+
+def warm_start(source: str, study: optuna.Study, budget: int, space: str) -> list[str]:
+    """Queue a search's first trials from ``source``: ``found`` (the shipped nets, fitted to the
+    budget), ``documented`` (the write-up's nets that fit) or ``none``. Processes that start on
+    a new study together queue them once: whoever claims the study first. Returns one message
+    per net."""
+    if source == "none":
+        return []
+    if not claim_once(study, f"warm_start:{source}"):
+        return [f"warm start: another process queued the {source} nets of this study"]
+    if source == "documented":
+        from mnist_search.replay.run import warm_start as documented
+
+        return documented(study, budget, space)
+    return warm_start_known(study, budget, space)

@@ -6,7 +6,8 @@ import json
 import sys
 
 from mnist_search.progress import setup_logging
-from mnist_search.search.engine import SearchConfig, run_worker
+from mnist_search.search.config import Resolved
+from mnist_search.search.engine import run_worker
 from mnist_search.stopping import terminate_like_ctrl_c
 
 
@@ -16,7 +17,7 @@ def main() -> None:
     rank = int(job["rank"])
     setup_logging(f"[worker {rank}] ")
     try:
-        run_worker(SearchConfig(**job["config"]), rank)
+        run_worker(Resolved(**job["config"]), rank)
     except KeyboardInterrupt:
         pass  # the trial is marked failed already; the parent prints the summary
 

@@ -44,6 +44,7 @@ def run_workers(config_json: str, n: int, cpu: bool = False) -> list[int]:
             stdin=subprocess.PIPE,
             text=True,
         )
+        assert p.stdin is not None  # stdin=PIPE
         p.stdin.write(json.dumps({"config": json.loads(config_json), "rank": rank}))
         p.stdin.close()
         procs.append(p)

@@ -23,7 +23,19 @@ class Space:
     suggest_spec: Callable[[optuna.Trial, int], ArchSpec]
     suggest_training: Callable[[optuna.Trial], dict[str, Any]]
     smallest_net: Callable[[], ArchSpec]
+    # The inverses: the trial parameters that make a spec / training settings (SpecError when
+    # the spec is not a point of this space).
+    spec_params: Callable[[ArchSpec], dict[str, Any]]
+    training_params: Callable[[dict[str, Any]], dict[str, Any]]
     free: tuple[str, ...] = ()
+
+    def params_of(self, spec: ArchSpec, training: dict[str, Any]) -> dict[str, Any] | None:
+        """The trial parameters that make this net with these settings, or None when it is not
+        a point of this space (it can still be queued as a fixed net)."""
+        try:
+            return self.spec_params(spec) | self.training_params(training)
+        except (SpecError, KeyError, ValueError):
+            return None
 
     def smallest_params(self) -> int:
         from mnist_search.net.spec import count_params

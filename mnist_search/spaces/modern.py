@@ -236,6 +236,8 @@ SPACE = Space(
     suggest_spec,
     suggest_training,
     smallest_net,
+    spec_params,
+    training_params,
     free=(
         "sgd_lr",
         "sgd_wd",

@@ -205,6 +205,8 @@ SPACE = Space(
     suggest_spec,
     suggest_training,
     smallest_net,
+    spec_params,
+    training_params,
     # Fused variants of one net differ only in these (they change the training, not
     # a shape or the optimizer's kind).
     free=("sgd_lr", "sgd_momentum", "adam_lr", "weight_decay", "schedule", "augment"),
