@@ -42,9 +42,10 @@ def _open_regular(path: Path) -> IO[bytes]:
     return f
 
 
-def _read_capped(stream: IO[bytes], limit: int, path: Path, what: str) -> bytes:
+def _read_capped(stream: IO[bytes] | gzip.GzipFile, limit: int, path: Path, what: str) -> bytes:
     """At most ``limit`` bytes from ``stream``; one byte more is an error, not a truncation."""
-    parts, total = [], 0
+    parts: list[bytes] = []
+    total = 0
     while True:
         try:
             chunk = stream.read(min(CHUNK, limit + 1 - total))

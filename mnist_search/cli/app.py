@@ -6,44 +6,30 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperGroup
-from typer.exceptions import TyperException
 
-from mnist_search.errors import ConfigError, UsageError
+from mnist_search.cli.options import (
+    Amp,
+    Artifacts,
+    ChannelsLast,
+    Compile,
+    DataDir,
+    Device,
+    Epochs,
+    Json,
+    Parallel,
+    Quiet,
+    Storage,
+    StudyName,
+    TrainSubset,
+    ValSize,
+)
+from mnist_search.cli.parsing import OneLineErrors
+from mnist_search.errors import UsageError
 from mnist_search.progress import setup_logging
-
-
-class OneLineErrors(TyperGroup):
-    """Option values the parser itself refuses (not a number, no such option) also end as one
-    line and exit status 2, like every other bad input."""
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-            code = rv if isinstance(rv, int) else 0
-        except TyperException as e:
-            if type(e).__name__ == "NoArgsIsHelpError":
-                e.show()  # the help text, as for --help
-            else:
-                typer.echo(f"error: {' '.join(e.format_message().split())}", err=True)
-            code = e.exit_code
-        except UsageError as e:
-            # Raised by the library call a command makes; shown here, once the command's live
-            # progress display has closed, as one line.
-            typer.echo(f"error: {e.as_flag() if isinstance(e, ConfigError) else e}", err=True)
-            code = 2
-        except typer.Abort:
-            typer.echo("aborted", err=True)
-            code = 1
-        if standalone_mode:
-            sys.exit(code)
-        return code
-
 
 app = typer.Typer(
     cls=OneLineErrors,
@@ -52,64 +38,6 @@ app = typer.Typer(
     help="Find the best small CNN for MNIST under a hard parameter budget.",
 )
 log = logging.getLogger("mnist_search")
-
-DataDir = Annotated[
-    Optional[Path],
-    typer.Option(
-        help="Folder with the four MNIST IDX files (.gz or raw); default: $MNIST_SEARCH_DATA, the "
-        "cache, then download.",
-        show_default=False,
-    ),
-]
-Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
-Epochs = Annotated[int, typer.Option(help="Training epochs per candidate.")]
-ValSize = Annotated[int, typer.Option(help="Training images held out for validation.")]
-Parallel = Annotated[
-    int,
-    typer.Option(help="Train K same-shape candidates together in one fused step (pays on a GPU)."),
-]
-Amp = Annotated[
-    Optional[bool],
-    typer.Option("--amp/--no-amp", help="bf16 autocast; default on for CUDA.", show_default=False),
-]
-ChannelsLast = Annotated[
-    Optional[bool],
-    typer.Option(
-        "--channels-last/--no-channels-last",
-        help="channels_last memory format; default on for CUDA.",
-        show_default=False,
-    ),
-]
-Compile = Annotated[
-    bool,
-    typer.Option(
-        "--compile/--no-compile", help="torch.compile each model (pays only for long trials)."
-    ),
-]
-Storage = Annotated[
-    Optional[str],
-    typer.Option(
-        envvar="MNIST_SEARCH_STORAGE",
-        show_envvar=False,
-        show_default=False,
-        help="Optuna storage URL (or $MNIST_SEARCH_STORAGE, to keep a password off the command "
-        "line); default sqlite:///studies/mnist-search.db, which holds every study.",
-    ),
-]
-TrainSubset = Annotated[
-    Optional[int],
-    typer.Option(
-        help="Train on only the first N training images (quick runs); default: all 55,000.",
-        show_default=False,
-    ),
-]
-Artifacts = Annotated[
-    Optional[Path],
-    typer.Option(help="Folder of trained weights; default studies/artifacts.", show_default=False),
-]
-StudyName = Annotated[str, typer.Option(help="Study to read.")]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines; results only.")]
 
 
 def _version(value: bool) -> None:
@@ -179,14 +107,19 @@ def optimize(
     train_subset: TrainSubset = None,
     val_size: ValSize = 5000,
     pruner: Annotated[
-        str, typer.Option(help="median, hyperband, sha (successive halving over epochs) or none.")
+        str,
+        typer.Option(
+            metavar="median|hyperband|sha|none",
+            help="median, hyperband, sha (successive halving over epochs) or none.",
+        ),
     ] = "median",
     artifacts: Artifacts = None,
     warm_start: Annotated[
         str,
         typer.Option(
+            metavar="found|documented|none",
             help="First trials: 'found' (the shipped nets found at the nearest budgets, fitted to "
-            "this one), 'documented' (the write-up's nets that fit) or 'none'."
+            "this one), 'documented' (the write-up's nets that fit) or 'none'.",
         ),
     ] = "found",
     top: Annotated[int, typer.Option(help="Rows in the final table.")] = 10,
@@ -210,7 +143,8 @@ def optimize(
     space: Annotated[
         str,
         typer.Option(
-            help="Search space: modern (BN, separable, residual, GAP) or plain (the write-up's)."
+            metavar="modern|plain",
+            help="Search space: modern (BN, separable, residual, GAP) or plain (the write-up's).",
         ),
     ] = "modern",
     final_seeds: Annotated[
@@ -223,8 +157,9 @@ def optimize(
     final_epochs: Annotated[
         str,
         typer.Option(
+            metavar="auto|E",
             help="Epochs of each final retraining, or 'auto': as many as the time left allows "
-            "(without --timeout: --epochs)."
+            "(without --timeout: --epochs).",
         ),
     ] = "auto",
     final_top: Annotated[
@@ -352,9 +287,12 @@ def train_cmd(
     from mnist_search.training.retrain import SpecFile, retrain
 
     setup_logging(quiet=quiet)
-    if (spec is None) == (experiment is None):
+    if spec is not None and experiment is None:
+        net = SpecFile.read(spec)
+    elif experiment is not None and spec is None:
+        net = SpecFile.experiment(experiment)
+    else:
         raise UsageError("give exactly one of --spec FILE or --experiment N")
-    net = SpecFile.read(spec) if spec is not None else SpecFile.experiment(experiment)
     out = retrain(
         net,
         epochs=epochs,

@@ -47,7 +47,7 @@ class LiveFooter(logging.Handler):
         else:
             self.console.print(Text(msg))  # above the footer, kept in the scrollback
             if kind == "trial":
-                self.status, self.step = record.status, ""
+                self.status, self.step = getattr(record, "status", self.status), ""
         self.live.update(Text(f"── {self.status}\n   {self.step}"))
 
 
@@ -74,8 +74,8 @@ def progress(quiet: bool = False):
             log.addHandler(h)
 
 
-def study_summary(study: optuna.Study, url: str, top: int) -> list[str]:
-    url = masked(url)  # the password stays out of the terminal and its scrollback
+def study_summary(study: optuna.Study, url: str | None, top: int) -> list[str]:
+    url = masked(url or "")  # the password stays out of the terminal and its scrollback
     t = tally(study.get_trials(deepcopy=False))
     lines = [
         "",

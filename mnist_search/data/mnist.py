@@ -71,10 +71,10 @@ class Mnist:
 
     def to(self, device: torch.device | str) -> Mnist:
         return Mnist(
-            *(
-                t.to(device)
-                for t in (self.train_images, self.train_labels, self.test_images, self.test_labels)
-            ),
+            self.train_images.to(device),
+            self.train_labels.to(device),
+            self.test_images.to(device),
+            self.test_labels.to(device),
             self.source,
         )
 

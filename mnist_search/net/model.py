@@ -15,6 +15,7 @@ class Block(nn.Module):
     def __init__(self, shape: LayerShape, layer: ConvLayer, batchnorm: bool):
         super().__init__()
         c_in, c_out, bias = shape.in_channels, layer.out_channels, not batchnorm
+        self.conv: nn.Module
         if layer.kind == "sep":
             self.conv = nn.Sequential(
                 nn.Conv2d(c_in, c_in, layer.kernel, padding=layer.padding, groups=c_in, bias=False),

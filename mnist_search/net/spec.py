@@ -6,6 +6,7 @@ without building a module, so the search can reject an over-budget proposal in m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -149,7 +150,7 @@ def check_value(where: str, value: Any, kind: type, bounds: tuple | None = None)
 
 def _check_fields(d: dict[str, Any], cls: type, where: str) -> None:
     """Known names only, each of its declared type and within its range."""
-    fields_ = cls.__dataclass_fields__
+    fields_ = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(d) - set(fields_)
     if unknown:
         raise SpecError(f"unknown {where} field(s) {sorted(unknown)}; valid: {sorted(fields_)}")

@@ -41,7 +41,9 @@ class SpecFile:
             raw = read_json(path)
         except InputError as e:
             raise ConfigError("spec", str(e)) from None
-        training, epochs, seed, protocol = {}, None, None, {}
+        training: dict[str, Any] = {}
+        protocol: dict[str, Any] = {}
+        epochs, seed = None, None
         if isinstance(raw, dict) and "spec" in raw:
             training, epochs = raw.get("training") or {}, raw.get("epochs")
             seed, protocol = raw.get("seed"), raw.get("protocol") or {}

@@ -1,0 +1,69 @@
+"""Options that several commands share, declared once: each with its type, default and one-line
+help (the help is also what docs/cli.md shows)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+DataDir = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="Folder with the four MNIST IDX files (.gz or raw); default: $MNIST_SEARCH_DATA, the "
+        "cache, then download.",
+        show_default=False,
+    ),
+]
+Device = Annotated[
+    str, typer.Option(metavar="auto|cpu|cuda|cuda:N|mps", help="auto, cpu, cuda, cuda:N or mps.")
+]
+Epochs = Annotated[int, typer.Option(help="Training epochs per candidate.")]
+ValSize = Annotated[int, typer.Option(help="Training images held out for validation.")]
+Parallel = Annotated[
+    int,
+    typer.Option(help="Train K same-shape candidates together in one fused step (pays on a GPU)."),
+]
+Amp = Annotated[
+    Optional[bool],
+    typer.Option("--amp/--no-amp", help="bf16 autocast; default on for CUDA.", show_default=False),
+]
+ChannelsLast = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--channels-last/--no-channels-last",
+        help="channels_last memory format; default on for CUDA.",
+        show_default=False,
+    ),
+]
+Compile = Annotated[
+    bool,
+    typer.Option(
+        "--compile/--no-compile", help="torch.compile each model (pays only for long trials)."
+    ),
+]
+Storage = Annotated[
+    Optional[str],
+    typer.Option(
+        envvar="MNIST_SEARCH_STORAGE",
+        show_envvar=False,
+        show_default=False,
+        help="Optuna storage URL (or $MNIST_SEARCH_STORAGE, to keep a password off the command "
+        "line); default sqlite:///studies/mnist-search.db, which holds every study.",
+    ),
+]
+TrainSubset = Annotated[
+    Optional[int],
+    typer.Option(
+        help="Train on only the first N training images (quick runs); default: all 55,000.",
+        show_default=False,
+    ),
+]
+Artifacts = Annotated[
+    Optional[Path],
+    typer.Option(help="Folder of trained weights; default studies/artifacts.", show_default=False),
+]
+StudyName = Annotated[str, typer.Option(help="Study to read.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines; results only.")]
