@@ -64,3 +64,18 @@ def postgres_url():
             yield url
     except PgServerMissing as e:
         pytest.skip(str(e))
+
+
+# --- markers: `-m "not slow"` for a quick run, `-m "not postgres"` where no server can start ----
+
+# Modules whose every test starts processes of the tool or trains for seconds to minutes.
+SLOW_MODULES = {"test_workers", "test_load", "test_results", "test_storage", "test_hardening"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "postgres_url" in item.fixturenames or params.get("storage_url") == "postgresql":
+            item.add_marker(pytest.mark.postgres)
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
