@@ -169,11 +169,15 @@ def test_dropout_nets_fuse(tiny):
     """Dropout masks come from one stream, so the weights differ from separate runs; the
     learning must not."""
     spec = modern.build_spec(2, "same", [1, 1], [8, 8], dropout=0.1, head="flatten")
-    cfgs = [TrainConfig(epochs=2, batch_size=32, lr=0.05, momentum=0.9, seed=s) for s in (0, 1)]
-    fused = train_fused(spec, cfgs, tiny)
-    for cfg, f in zip(cfgs, fused):
-        alone = train(spec, cfg, tiny)
-        assert alone.val_accuracy > 70 and abs(f.val_accuracy - alone.val_accuracy) < 8
+    cfgs = [TrainConfig(epochs=2, batch_size=32, lr=0.05, momentum=0.9, seed=s) for s in range(6)]
+    fused = [f.val_accuracy for f in train_fused(spec, cfgs, tiny)]
+    alone = [train(spec, cfg, tiny).val_accuracy for cfg in cfgs]
+    # Other masks move one run by up to ~4 points on 500 images (measured: -4.0 … +1.8 over six
+    # seeds); the mean of six runs moves by well under one point. A fused dropout that dropped
+    # the wrong units, or whole candidates, would move the mean by more.
+    assert min(alone) > 70
+    assert abs(sum(fused) / 6 - sum(alone) / 6) < 1.5, (fused, alone)
+    assert max(abs(a - b) for a, b in zip(fused, alone)) < 6, (fused, alone)
 
 
 def test_unfusable_candidates_are_refused_with_a_reason(tiny):

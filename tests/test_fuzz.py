@@ -92,9 +92,19 @@ def _invoke(args, data_dir):
 )
 def test_optimize_with_random_options(data_dir, picks):
     args = list(FIXED)
+    chosen = {}
     for flag, k in picks.items():
-        args += [flag, OPTIONS[flag][k % len(OPTIONS[flag])]]
-    _check(_invoke(["optimize", *args], data_dir))
+        chosen[flag] = OPTIONS[flag][k % len(OPTIONS[flag])]
+        args += [flag, chosen[flag]]
+    r = _invoke(["optimize", *args], data_dir)
+    _check(r)
+    if r.exit_code == 0:
+        # Exit 0 means the run did its work: a study with its trial, and (unless --final-seeds
+        # 0) the second stage either chose a net or said why not.
+        assert "study " in r.stdout and " complete, " in r.stdout, r.output
+        if chosen.get("--final-seeds", "1") != "0":
+            said = ("chosen: trial", "final stage skipped:", "nothing chosen:")
+            assert any(s in r.stdout for s in said), r.output
 
 
 JSON = st.recursive(

@@ -224,6 +224,17 @@ VALID = {
     "training": {"optimizer": "adamw", "lr": 0.003, "batch_size": 32},
     "epochs": 1,
 }
+# What the final stage writes (--best-spec): the same reader takes it.
+BEST_SPEC = {
+    **VALID,
+    "seed": 0,
+    "protocol": {"train_subset": None, "val_size": 5000, "split_seed": 0},
+    "n_params": 90,
+    "source_trial": 3,
+    "result": {"seeds": [0], "val_accuracy": [98.0], "test_mean": 98.1},
+    "budget": 25000,
+    "storage": "sqlite:///studies/mnist-search.db",
+}
 BAD_SPECS = {
     "binary": bytes(range(256)) * 4,
     "latin-1 text": '{"spec": "caf\xe9"}'.encode("latin-1"),
@@ -273,6 +284,9 @@ def test_a_fifo_spec_is_refused_without_blocking(tmp_path):
         st.binary(max_size=300),
         st.tuples(st.integers(0, 10**6), st.binary(min_size=1, max_size=8)).map(
             lambda p: _mutate(json.dumps(VALID).encode(), *p)
+        ),
+        st.tuples(st.integers(0, 10**6), st.binary(min_size=1, max_size=8)).map(
+            lambda p: _mutate(json.dumps(BEST_SPEC).encode(), *p)
         ),
     )
 )

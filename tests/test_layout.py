@@ -122,3 +122,5 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, data_dir, capsys):
     assert outcome.best is not None and outcome.best.n_params <= 5000
     assert str(outcome.best.n_params) in out
     assert (tmp_path / "best-net" / "state_dict.pt").is_file()
+    # the example prints "matches" only when every exported file reproduced the recorded accuracy
+    assert namespace["done"].matches and "matches" in out and "MISMATCH" not in out

@@ -28,7 +28,8 @@ def test_every_proposal_fits_the_budget(budget):
 
     study.optimize(objective, n_trials=80)
     assert len(counts) == 80 and max(counts) <= budget
-    assert max(counts) > 0.8 * budget or budget < 200  # the space does reach the cap
+    # the space does reach the cap: within 3% of it (5% for the tiniest, where one channel is 4%)
+    assert max(counts) >= (0.95 if budget < 200 else 0.97) * budget
 
 
 def test_smallest_params():
@@ -99,7 +100,7 @@ def test_modern_proposals_fit_the_budget_and_build(budget):
         return n / budget
 
     study.optimize(objective, n_trials=80)
-    assert max(counts) <= budget and max(counts) > 0.8 * budget
+    assert max(counts) <= budget and max(counts) >= 0.97 * budget
     if budget >= 5000:  # every kind of block is offered where the budget leaves room
         assert {"conv", "sep", "res", "1x1", "5x5", "gap"} <= kinds
 

@@ -153,3 +153,33 @@ def test_weight_average_is_what_is_judged_and_kept(small_splits):
     assert evaluate(avg.model, small_splits.test) == avg.test_accuracy
     with pytest.raises(ValueError, match="ema=1.0; must be in"):
         TrainConfig(ema=1.0)
+
+
+def test_a_dead_trial_is_stopped_at_its_first_judged_report(mnist):
+    """A net at chance after 10,000 images is pruned there with its reason, whatever the pruner
+    (here none), from the first trial on; a learning one is not."""
+    import optuna
+
+    from mnist_search.data.mnist import make_splits
+    from mnist_search.replay.experiments import get_experiment
+    from mnist_search.search.objective import DEAD_AFTER, Objective
+    from mnist_search.search.records import TrialRecord, queued
+    from mnist_search.training.protocol import Protocol
+
+    splits = make_splits(mnist, "cpu", val_size=1000, train_subset=2 * DEAD_AFTER)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    spec = get_experiment(3).spec  # 4,418 parameters
+    for lr in (1e-9, 0.05):  # no learning at all; then a rate that learns
+        study.enqueue_trial(
+            {},
+            user_attrs=queued(
+                fixed_spec=spec.to_dict(),
+                fixed_training={"optimizer": "sgd", "lr": lr, "momentum": 0.9, "batch_size": 64},
+            ),
+        )
+    protocol = Protocol(epochs=1, train_subset=2 * DEAD_AFTER, val_size=1000)
+    study.optimize(Objective(None, protocol, splits, space="plain"), n_trials=2)
+    dead, alive = (TrialRecord.of(t) for t in study.trials)
+    assert dead.state == optuna.trial.TrialState.PRUNED, dead
+    assert dead.pruned_reason.startswith("dead at step 1: val "), dead.pruned_reason
+    assert alive.state == optuna.trial.TrialState.COMPLETE and alive.val_accuracy > 50
