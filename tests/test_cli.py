@@ -319,6 +319,27 @@ def test_two_stage_search_retrains_the_best_and_writes_a_reproducible_spec(in_tm
     chosen = json.loads((in_tmp / "studies" / "budget-3000-best.json").read_text())
     assert chosen["epochs"] == 2 and chosen["n_params"] <= 3000
     assert "chosen: trial" in r.stdout and "± " in r.stdout
+    # Where the chosen net came from, said in the summary and the file: the warm starts (the
+    # shipped nets, widened) are trials 0 and 1 here; what the search sampled itself is apart.
+    source = search.trials[chosen["source_trial"]]
+    warm = source.user_attrs.get("warm_start")
+    expected = f"a shipped net widened to the budget ({warm})" if warm else "sampled by this search"
+    assert chosen["origin"] == expected and f": {expected}" in r.stdout
+    sampled = [
+        t
+        for t in search.trials
+        if t.state == TrialState.COMPLETE and "warm_start" not in t.user_attrs
+    ]
+    top = max(sampled, key=lambda t: t.value)
+    assert chosen["best_sampled"]["trial"] == top.number
+    assert f"best net this search sampled: trial {top.number}," in r.stdout
+    # The report of the search shows its final stage: the candidates and the chosen one.
+    rep = run("report", "--study-name", "budget-3000", "--out", in_tmp / "r.html")
+    assert rep.exit_code == 0, rep.output
+    page = (in_tmp / "r.html").read_text()
+    assert "<h2>Final stage</h2>" in page and page.count('class="final-row"') == 2
+    assert f"<td>{chosen['source_trial']}</td>" in page and "<td>chosen</td>" in page
+    assert f"{chosen['result']['test_mean']:.2f} ± " in page
     # the printed export points at the retrained net, not the search's short-trained best
     assert "--study-name budget-3000-final --out best-net" in r.stdout
     # The chosen one has the best mean validation accuracy of the retrained candidates.

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from mnist_search.progress import StderrHandler, setup_logging
-from mnist_search.search.records import tally, top_trials
+from mnist_search.search.records import TrialRecord, tally, top_trials
 from mnist_search.search.storage import masked
 
 if TYPE_CHECKING:
@@ -127,6 +127,15 @@ def recipe(training: dict[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
+def _best_sampled_line(s: TrialRecord | None) -> str:
+    if s is None:
+        return "best net this search sampled: none complete (only queued nets finished)"
+    return (
+        f"best net this search sampled: trial {s.number}, {s.n_params or 0:,} parameters, "
+        f"val {pct(s.val_accuracy)} after its search trial ({s.epochs} epoch(s))"
+    )
+
+
 def final_summary(out: FinalOutcome, storage: str | None = None) -> list[str]:
     if not out.candidates:
         return [f"final stage skipped: {out.skipped}"]
@@ -147,7 +156,7 @@ def final_summary(out: FinalOutcome, storage: str | None = None) -> list[str]:
         lines.append(
             f"{c.source_trial:>5}  {c.n_params:>7,}  {v.mean:>8.2f} ± {v.std:4.2f}  "
             f"{t.mean:>8.2f} ± {t.std:4.2f}  {c.architecture}  "
-            f"({len(c.seeds)} of {out.seeds} seeds, {c.epochs} epochs)"
+            f"({len(c.seeds)} of {out.seeds} seeds, {c.epochs} epochs; {c.origin})"
         )
     best = out.chosen
     if best is not None:
@@ -156,10 +165,11 @@ def final_summary(out: FinalOutcome, storage: str | None = None) -> list[str]:
             "",
             f"chosen: trial {best.source_trial}, {best.n_params:,} parameters, test "
             f"{t.mean:.2f} ± {t.std:.2f}% over {len(best.seeds)} seeds "
-            f"({best.epochs or out.epochs} epochs)",
+            f"({best.epochs or out.epochs} epochs): {best.origin}",
         ]
     elif out.skipped:
         lines += ["", f"nothing chosen: {out.skipped}"]
+    lines.append(_best_sampled_line(out.best_sampled))
     if best is not None and out.best_spec is not None:
         lines.append(
             f"written to {out.best_spec}; reproduce with:  mnist-search train --spec "

@@ -87,8 +87,47 @@ def learning_curves(study: optuna.Study) -> list[dict[str, Any]]:
     return curves
 
 
+def final_stage(search: optuna.Study, final: optuna.Study | None) -> dict[str, Any] | None:
+    """The search's final stage as the run ended it: each retrained candidate with its length,
+    validation and test mean ± std and where it came from, and the one chosen (on validation:
+    the best mean among candidates with every seed)."""
+    from mnist_search.search.final import summarize_final
+
+    runs = complete(final) if final is not None else []
+    if final is None or not runs:
+        return None
+    by_number = {t.number: TrialRecord.of(t) for t in search.get_trials(deepcopy=False)}
+    numbers = sorted({r.source_trial for r in runs if r.source_trial in by_number})
+    seeds = max(len({r.seed for r in runs if r.source_trial == n}) for n in numbers)
+    candidates = summarize_final(final, [by_number[n] for n in numbers], seeds)
+    chosen = next((c for c in candidates if len(c.seeds) == seeds), None)
+    return {
+        "study": final.study_name,
+        "seeds": seeds,
+        "chosen": chosen.source_trial if chosen is not None else None,
+        "candidates": [
+            {
+                "trial": c.source_trial,
+                "n_params": c.n_params,
+                "architecture": c.architecture,
+                "epochs": c.epochs,
+                "seeds": len(c.seeds),
+                "val_mean": c.val_stat.mean,
+                "val_std": c.val_stat.std,
+                "test_mean": c.test_stat.mean,
+                "test_std": c.test_stat.std,
+                "origin": c.origin,
+            }
+            for c in candidates
+        ],
+    }
+
+
 def report_data(
-    study: optuna.Study, replay_rows: list[dict[str, Any]] | None = None, top: int = 15
+    study: optuna.Study,
+    replay_rows: list[dict[str, Any]] | None = None,
+    top: int = 15,
+    final: optuna.Study | None = None,
 ) -> dict[str, Any]:
     points = accuracy_points(study)
     t = tally(study.get_trials(deepcopy=False))
@@ -101,6 +140,7 @@ def report_data(
         "documented": documented_points(replay_rows),
         "curves": learning_curves(study),
         "top": top_trials(study, top),
+        "final": final_stage(study, final),
         "counts": {
             "complete": t.complete,
             "pruned": t.pruned,
@@ -247,6 +287,37 @@ def _table(rows: list[TrialRecord]) -> str:
     return f"<table>{head}{body}</table>"
 
 
+def _final_table(final: dict[str, Any] | None) -> str:
+    if final is None:
+        return "<p>No final stage has retrained this search's candidates yet.</p>"
+    head = (
+        "<tr><th>trial</th><th>params</th><th>epochs</th><th>seeds</th><th>val mean ± std</th>"
+        "<th>test mean ± std</th><th>chosen</th><th>origin</th><th>architecture</th></tr>"
+    )
+    rows = []
+    for c in final["candidates"]:
+        cells = (
+            c["trial"],
+            f"{c['n_params']:,}",
+            c["epochs"],
+            c["seeds"],
+            f"{c['val_mean']:.2f} ± {c['val_std']:.2f}%",
+            f"{c['test_mean']:.2f} ± {c['test_std']:.2f}%",
+            "chosen" if c["trial"] == final["chosen"] else "",
+            c["origin"],
+        )
+        rows.append(
+            '<tr class="final-row">'
+            + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells)
+            + f"<td><code>{html.escape(str(c['architecture']))}</code></td></tr>"
+        )
+    return (
+        f"<p>Study <code>{html.escape(final['study'])}</code>: the best candidates retrained "
+        f"from scratch with {final['seeds']} seed(s), chosen on mean validation accuracy.</p>"
+        f'<table id="final">{head}{"".join(rows)}</table>'
+    )
+
+
 def render_html(study: optuna.Study, data: dict[str, Any]) -> str:
     import plotly.offline
     from optuna.visualization import plot_optimization_history, plot_param_importances
@@ -291,15 +362,19 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:last-child{{te
 <code>{html.escape(protocol)}</code> · written {when}</p>
 <p>Candidates are selected on validation accuracy; test accuracy is shown for reference only.</p>
 {"".join(parts)}
-<h2>Top trials</h2>{_table(data["top"])}
+<h2>Final stage</h2>{_final_table(data.get("final"))}
+<h2>Top trials of the search</h2>{_table(data["top"])}
 {"".join(f"<p><i>{html.escape(n)}</i></p>" for n in notes)}
 </body></html>"""
 
 
 def write_report(
-    study: optuna.Study, out: Path, replay_rows: list[dict[str, Any]] | None = None
+    study: optuna.Study,
+    out: Path,
+    replay_rows: list[dict[str, Any]] | None = None,
+    final: optuna.Study | None = None,
 ) -> dict[str, Any]:
-    data = report_data(study, replay_rows)
+    data = report_data(study, replay_rows, final=final)
     write_atomic(out, render_html(study, data))  # never leave a half-written report
     return data
 
@@ -335,4 +410,24 @@ def report_study(
             logging.getLogger("mnist_search").info(
                 "no replay study %r in %s: documented values only", replay_study, masked(rurl)
             )
-    return write_report(study, out, rows)
+    return write_report(study, out, rows, _final_study(study))
+
+
+def _final_study(search: optuna.Study) -> optuna.Study | None:
+    """The search's final stage in the same storage (``-final-auto`` or ``-final``); the one
+    that ran last when both exist."""
+    from mnist_search.search.final import final_study_name
+
+    found = []
+    for auto in (True, False):
+        name = final_study_name(search.study_name, auto=auto)
+        try:
+            final = optuna.load_study(study_name=name, storage=search._storage)
+        except KeyError:
+            continue
+        ends = [
+            t.datetime_complete for t in final.get_trials(deepcopy=False) if t.datetime_complete
+        ]
+        if ends:
+            found.append((max(ends), final))
+    return max(found, key=lambda f: f[0])[1] if found else None

@@ -82,6 +82,12 @@ def final_lengths(
     return {r.number: epochs(r) for r in chosen}
 
 
+def best_sampled(study: optuna.Study) -> TrialRecord | None:
+    """The best complete trial whose net this search sampled (not a warm start or fixed net)."""
+    sampled = [r for r in records.complete(study) if r.origin is records.Origin.SAMPLED]
+    return min(sampled, key=lambda r: (-(r.val_accuracy or 0.0), r.n_params or 0), default=None)
+
+
 def wanted(sources: list[TrialRecord], seeds: int) -> set[tuple[int, int]]:
     """The (candidate, seed) retrainings this final stage is made of."""
     return {(src.number, seed) for src in sources for seed in range(seeds)}
@@ -134,6 +140,7 @@ class Candidate:
     val: list[float]
     test: list[float]
     epochs: int | None = None  # of its retrainings (the longest, should a rerun have mixed)
+    origin: str = "sampled by this search"  # TrialRecord.provenance of its search trial
 
     @property
     def val_stat(self) -> Stat:
@@ -166,6 +173,7 @@ def summarize_final(final: optuna.Study, sources: list[TrialRecord], seeds: int)
                 [r.val_accuracy for r in runs],
                 [r.test_accuracy for r in runs],
                 max((r.epochs or 0) for r in runs) or None,
+                src.provenance,
             )
         )
     # Selection looks at validation only; fewer parameters break ties.
@@ -183,6 +191,7 @@ def write_spec_file(path: Path, cand: Candidate, epochs: int, meta: dict[str, An
         "n_params": cand.n_params,
         "architecture": cand.architecture,
         "source_trial": cand.source_trial,
+        "origin": cand.origin,
         "seed": cand.seeds[0],
         "result": {
             "seeds": cand.seeds,
@@ -208,6 +217,8 @@ class FinalOutcome:
     best_spec: Path | None = None
     skipped: str | None = None  # why nothing was retrained, or nothing chosen
     study_name: str | None = None  # the study holding the retrainings (what to export)
+    # The search's best net that it sampled itself (not a warm start), after its search trial.
+    best_sampled: TrialRecord | None = None
 
     @property
     def chosen(self) -> Candidate | None:
@@ -233,6 +244,7 @@ def run_final(
     ``make_objective(wanted)`` gives the objective that trains the wanted (trial, seed) runs."""
     per_source = epochs if isinstance(epochs, dict) else None
     out = FinalOutcome(None if per_source else epochs, seeds, study_name=final.study_name)
+    out.best_sampled = best_sampled(study)
     if per_source:  # chosen by final_lengths
         by_number = {r.number: r for r in finalists(study, POOL * top)}
         sources = [by_number[n] for n in per_source]
@@ -276,6 +288,19 @@ def run_final(
         )
     if out.chosen is not None:
         try:
+            sampled = out.best_sampled
+            meta = {
+                **meta,
+                "best_sampled": None
+                if sampled is None
+                else {
+                    "trial": sampled.number,
+                    "n_params": sampled.n_params,
+                    "architecture": sampled.architecture,
+                    "val_accuracy": sampled.val_accuracy,
+                    "epochs": sampled.epochs,
+                },
+            }
             write_spec_file(best_spec, out.chosen, out.chosen.epochs or epochs, meta)
             out.best_spec = best_spec
         except OSError as e:  # checked before the search; the results stay in the final study

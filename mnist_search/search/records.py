@@ -106,6 +106,17 @@ class TrialRecord:
             return Origin.WARM_START
         return Origin.FIXED if self.is_fixed else Origin.SAMPLED
 
+    @property
+    def provenance(self) -> str:
+        """Where the net came from, in words a summary and a spec file can carry."""
+        return {
+            Origin.SAMPLED: "sampled by this search",
+            Origin.WARM_START: f"a shipped net widened to the budget ({self.warm_start})",
+            Origin.FIXED: "a fixed net queued into the search",
+            Origin.FINAL_RUN: f"a final-stage retraining of trial {self.source_trial}",
+            Origin.REPLAY: f"documented experiment {self.experiment}",
+        }[self.origin]
+
     def recipe(self) -> dict[str, Any]:
         """The training settings without what belongs to one run (epochs, seed)."""
         return {k: v for k, v in (self.training or {}).items() if k not in PER_RUN}
