@@ -1,6 +1,8 @@
 """The CLI, driven through typer's CliRunner against real studies in SQLite."""
 
 import json
+import re
+import time
 
 import optuna
 import pytest
@@ -440,3 +442,38 @@ def test_successive_halving_search_trains_the_promising_longer(in_tmp, data_dir)
     stopped = [t for t in trials if t.state == TrialState.PRUNED]
     assert stopped and all(len(t.intermediate_values) < 3 for t in stopped)
     assert any(n == 3 for n in lengths)
+
+
+def test_time_set_final_stage_gives_later_candidates_the_time_earlier_ones_left(in_tmp, data_dir):
+    """With --timeout and automatic lengths, each finalist's length is set as it starts, the
+    later ones from the time left and the per-epoch time this stage measured; the run stays
+    inside its limit (a margin of a few seconds for the last evaluation and the summary)."""
+    start = time.time()
+    r = run(
+        "optimize",
+        "--budget",
+        3000,
+        "--timeout",
+        40,
+        "--seed",
+        1,
+        "--data-dir",
+        data_dir,
+        "--train-subset",
+        2000,
+        "--val-size",
+        500,
+        "--device",
+        "cpu",
+    )
+    wall = time.time() - start
+    assert r.exit_code == 0, r.output
+    lines = [x for x in r.stderr.splitlines() if x.startswith("final stage: trial ")]
+    assert len(lines) == 2, r.stderr
+    assert "measured" not in lines[0] and "(measured on 1 finished run(s))" in lines[1]
+    assert wall < 40 * 1.15, wall
+    final = load("budget-3000-final-auto")
+    epochs = {t.user_attrs["source_trial"]: t.user_attrs["epochs"] for t in final.trials}
+    for line in lines:  # what was announced is what was trained
+        n, e = re.match(r"final stage: trial (\d+) gets (\d+) epoch", line).groups()
+        assert epochs[int(n)] == int(e)

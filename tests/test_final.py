@@ -7,7 +7,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from mnist_search.search.final import Candidate, LeaveTimeForFinal, write_spec_file
+from mnist_search.search.final import Candidate, write_spec_file
+from mnist_search.search.final_time import LeaveTimeForFinal
 from mnist_search.spaces.modern import build_spec
 from mnist_search.stopping import Deadline, StopToken
 
@@ -77,7 +78,7 @@ def test_search_stops_when_the_time_left_is_what_the_final_stage_needs():
 
 
 def test_time_set_lengths_prefer_the_net_trainable_in_the_time():
-    from mnist_search.search.final import final_lengths
+    from mnist_search.search.final_time import final_lengths
 
     # one-epoch trials: a slow net ahead on validation, a net six times faster just behind
     study = _study_with({98.5: 130.0, 97.8: 20.0, 97.0: 15.0, 90.0: 1.0})

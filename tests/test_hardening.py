@@ -320,11 +320,30 @@ def test_report_escapes_every_value(tmp_path):
             },
         )
     )
-    write_report(study, tmp_path / "r.html")
+    # and a final stage that retrained it, under a hostile name too
+    final = optuna.create_study(
+        storage=f"sqlite:///{tmp_path}/h.db", study_name="<u>h</u>-final", direction="maximize"
+    )
+    final.add_trial(
+        create_trial(
+            value=91.0,
+            user_attrs={
+                "source_trial": 0,
+                "seed": 0,
+                "epochs": 2,
+                "test_accuracy": 90.5,
+                "spec": {"x": "<s>"},
+                "training": {},
+            },
+        )
+    )
+    write_report(study, tmp_path / "r.html", final=final)
     text = (tmp_path / "r.html").read_text()
-    table = text[text.index("<h2>Top trials</h2>") :]
-    assert "<script>alert" not in table and "&lt;script&gt;" in table
-    assert "<b>net</b>" not in table and "<i>sgd</i>" not in table
+    tables = text[text.index("<h2>Final stage</h2>") :]
+    assert tables.count('class="final-row"') == 1 and "<td>chosen</td>" in tables
+    assert "<u>h</u>" not in tables and "&lt;u&gt;h&lt;/u&gt;-final" in tables
+    assert "<script>alert" not in tables and "&lt;script&gt;" in tables
+    assert "<b>net</b>" not in tables and "<i>sgd</i>" not in tables
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])

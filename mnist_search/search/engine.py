@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,15 +22,10 @@ from mnist_search.device import resolve_device
 from mnist_search.files import check_writable
 from mnist_search.outputs.artifacts import DEFAULT_ARTIFACTS, artifact_store
 from mnist_search.progress import TrialLog, step_line
-from mnist_search.search import storage
+from mnist_search.search import records, storage
 from mnist_search.search.config import SEARCH_SHARE, Resolved, SearchConfig
-from mnist_search.search.final import (
-    FinalOutcome,
-    LeaveTimeForFinal,
-    final_lengths,
-    final_study_name,
-    run_final,
-)
+from mnist_search.search.final import FinalOutcome, final_study_name, run_final
+from mnist_search.search.final_time import MAX_AUTO_EPOCHS, LeaveTimeForFinal, final_lengths
 from mnist_search.search.objective import Objective
 from mnist_search.search.records import Tally, TrialRecord, tally, top_trials
 from mnist_search.search.runner import run_trials
@@ -40,6 +37,8 @@ from mnist_search.stopping import Deadline, StopToken, stop_on_signals
 from mnist_search.training.warmup import warm_up
 
 log = logging.getLogger("mnist_search")
+# Once the final stage has timed runs of its own, what its later runs keep in reserve.
+REPLAN_MARGIN = 1.03
 
 
 @dataclass
@@ -287,7 +286,7 @@ class FinalStage:
         if not self.auto:
             return None
         left = deadline.left() or 0.0
-        log.info("final stage: %.0f s left, shared equally by its retrainings", left)
+        log.info("final stage: %.0f s left; finalists chosen for an equal share each", left)
         return final_lengths(
             self.search, self.cfg.final_top, self.cfg.final_seeds, self.cfg.epochs, left
         )
@@ -323,4 +322,47 @@ class FinalStage:
                 "protocol": cfg.protocol.data_split(),
             },
             callbacks=[TrialLog()],
+            replan=self._replan(deadline) if self.auto else None,
         )
+
+    def _replan(self, deadline: Deadline) -> Callable[[TrialRecord, int], int]:
+        """Each candidate's length, set as it starts: the time left shared by the runs left, at
+        its per-epoch time from its search trial, scaled by how the runs this stage already
+        finished compared with their own search trials (a final run validates once an epoch,
+        a search trial four times), so the stage ends close to the deadline instead of a
+        blanket margin early."""
+        cfg = self.cfg
+        trials = {t.number: TrialRecord.of(t) for t in self.search.get_trials(deepcopy=False)}
+
+        def per_epoch(r: TrialRecord) -> float:
+            return (r.seconds or 0.0) / max(1, r.epochs or cfg.epochs)
+
+        def replan(src: TrialRecord, runs_left: int) -> int:
+            ratios = [
+                per_epoch(r) / per_epoch(trials[r.source_trial])
+                for r in records.complete(self.study)
+                if r.source_trial in trials
+                and per_epoch(r) > 0
+                and per_epoch(trials[r.source_trial]) > 0
+            ]
+            scale, margin = (statistics.median(ratios), REPLAN_MARGIN) if ratios else (1.0, 1.2)
+            seconds = per_epoch(src) * scale
+            left = deadline.left() or 0.0
+            epochs = (
+                max(1, min(MAX_AUTO_EPOCHS, int(left / max(1, runs_left) / margin / seconds)))
+                if seconds > 0
+                else cfg.epochs
+            )
+            log.info(
+                "final stage: trial %d gets %d epoch(s): %.0f s left for %d run(s), %.1f s "
+                "per epoch expected%s",
+                src.number,
+                epochs,
+                left,
+                runs_left,
+                seconds,
+                f" (measured on {len(ratios)} finished run(s))" if ratios else "",
+            )
+            return epochs
+
+        return replan

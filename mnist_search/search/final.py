@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from mnist_search.files import write_atomic
 from mnist_search.net.spec import ArchSpec
 from mnist_search.search import records
-from mnist_search.search.records import TrialRecord, top_trials
+from mnist_search.search.final_time import POOL, finalists
+from mnist_search.search.records import TrialRecord
 from mnist_search.stats import Stat, stat
-from mnist_search.stopping import Deadline, StopToken
 
 log = logging.getLogger("mnist_search")
 
@@ -33,53 +33,6 @@ def final_study_name(study_name: str, auto: bool = False) -> str:
 
 def _key(r: TrialRecord) -> tuple[Any, Any]:
     return r.source_trial, r.seed
-
-
-def finalists(study: optuna.Study, top: int) -> list[TrialRecord]:
-    """The search's best searched candidates (queued fixed nets are not candidates)."""
-    return [r for r in top_trials(study, top) if not r.is_fixed]
-
-
-# How validation error falls with training length, for choosing finalists by time: error after
-# e times the epochs ≈ error × e^-0.5 (small MNIST nets: 2.0% after one epoch → about 0.7% after
-# ten, an exponent of 0.46).
-LEARNING_CURVE_EXPONENT = 0.5
-POOL = 3  # with lengths set by time, finalists come from this many times --final-top candidates
-# The longest a length set by time may be: the longest recipe the budgets call for (and beyond
-# it the learning curve above is a guess).
-MAX_AUTO_EPOCHS = 40
-
-
-def final_lengths(
-    study: optuna.Study,
-    top: int,
-    seeds: int,
-    search_epochs: int,
-    seconds_left: float,
-    margin: float = 1.2,
-) -> dict[int, int]:
-    """Finalists and their epochs (by trial number) when each of the ``top × seeds``
-    retrainings gets an equal share of ``seconds_left``.
-
-    A net that trains fast gets more epochs than a slow one, so the stage looks for the best net
-    trainable in the time, not the best after one short trial: among the ``POOL × top`` best
-    candidates by validation accuracy, the ``top`` with the lowest validation error expected
-    after their affordable length (``LEARNING_CURVE_EXPONENT``) are the finalists. Per-epoch
-    times come from the candidates' own trials (evaluation included), with a margin."""
-    pool = finalists(study, POOL * top)
-    share = seconds_left / max(1, min(top, len(pool)) * seeds) / margin
-
-    def epochs(r: TrialRecord) -> int:
-        per_epoch = (r.seconds or 0.0) / search_epochs
-        return (
-            max(1, min(MAX_AUTO_EPOCHS, int(share / per_epoch))) if per_epoch > 0 else search_epochs
-        )
-
-    def expected_error(r: TrialRecord) -> float:
-        return (100.0 - r.val_accuracy) * (epochs(r) / search_epochs) ** -LEARNING_CURVE_EXPONENT
-
-    chosen = sorted(pool, key=lambda r: (expected_error(r), r.n_params or 0))[:top]
-    return {r.number: epochs(r) for r in chosen}
 
 
 def best_sampled(study: optuna.Study) -> TrialRecord | None:
@@ -238,10 +191,13 @@ def run_final(
     best_spec: Path,
     meta: dict[str, Any],
     callbacks: list,
+    replan: Callable[[TrialRecord, int], int] | None = None,
 ) -> FinalOutcome:
     """Retrain the search's top candidates with several seeds; choose on validation; write the
     chosen net to ``best_spec``. ``epochs``: one length for all, or one per source trial.
-    ``make_objective(wanted)`` gives the objective that trains the wanted (trial, seed) runs."""
+    ``make_objective(wanted)`` gives the objective that trains the wanted (trial, seed) runs.
+    With ``replan(source, runs_left)``, each candidate's length is set again just before it
+    trains, from the time then left (the time the earlier ones did not use goes to the later)."""
     per_source = epochs if isinstance(epochs, dict) else None
     out = FinalOutcome(None if per_source else epochs, seeds, study_name=final.study_name)
     out.best_sampled = best_sampled(study)
@@ -256,6 +212,10 @@ def run_final(
     # A run killed mid-retraining left a RUNNING trial: fail it now (and queue its retry) rather
     # than after its heartbeats run out.
     optuna.storages.fail_stale_trials(final)
+    if replan is not None and per_source:
+        return _run_replanned(
+            study, final, make_objective, sources, seeds, replan, out, best_spec, meta, callbacks
+        )
     todo = enqueue_final(final, sources, seeds, per_source)
     length = (
         ", ".join(f"trial {n}: {e}" for n, e in per_source.items()) if per_source else f"{epochs}"
@@ -280,6 +240,19 @@ def run_final(
                 "interrupted: finished retrainings are kept (shown below); run again to "
                 "train the rest"
             )
+    return _choose(final, sources, seeds, out, best_spec, meta, epochs)
+
+
+def _choose(
+    final: optuna.Study,
+    sources: list[TrialRecord],
+    seeds: int,
+    out: FinalOutcome,
+    best_spec: Path,
+    meta: dict[str, Any],
+    epochs: Any,
+) -> FinalOutcome:
+    """Summarize the retrainings, choose on validation, write the chosen net's spec file."""
     out.candidates = summarize_final(final, sources, seeds)
     if out.chosen is None:
         out.skipped = (
@@ -313,51 +286,44 @@ def run_final(
     return out
 
 
-class LeaveTimeForFinal:
-    """A study callback that stops the search once the time left is what the final stage is
-    estimated to need, so that a time limit covers both stages.
-
-    The estimate scales the current top candidates' own training times (evaluation excluded: a
-    final run validates once per epoch) to the final length, with a margin. It waits for
-    ``min_trials`` trials of this run: a process's first trials on a GPU run several times slower
-    than later ones (kernels load on first use), and an estimate from them alone stopped
-    searches after their first trial.
-    """
-
-    def __init__(
-        self,
-        deadline: Deadline,
-        top: int,
-        seeds: int,
-        search_epochs: int,
-        final_epochs: int,
-        margin: float = 1.25,
-        min_trials: int = 5,
-        stop: StopToken | None = None,
-    ):
-        self.deadline, self.top, self.seeds, self.margin = deadline, top, seeds, margin
-        self.scale = final_epochs / search_epochs
-        self.min_trials, self.seen = min_trials, 0
-        self.stop = stop or StopToken()  # what the runner checks between trials
-
-    def estimate(self, study: optuna.Study) -> float:
-        return (
-            self.margin
-            * self.seeds
-            * self.scale
-            * sum(
-                r.train_seconds if r.train_seconds is not None else (r.seconds or 0.0)
-                for r in finalists(study, self.top)
-            )
+def _run_replanned(
+    study: optuna.Study,
+    final: optuna.Study,
+    make_objective: Callable,
+    sources: list[TrialRecord],
+    seeds: int,
+    replan: Callable[[TrialRecord, int], int],
+    out: FinalOutcome,
+    best_spec: Path,
+    meta: dict[str, Any],
+    callbacks: list,
+) -> FinalOutcome:
+    """One candidate at a time: its length set from the time left when it starts."""
+    objective = make_objective(wanted(sources, seeds))
+    done = {(r.source_trial, r.seed) for r in records.complete(final)}
+    left = [
+        (s.number, seed) for s in sources for seed in range(seeds) if (s.number, seed) not in done
+    ]
+    log.info(
+        "final stage: %d candidate(s) × %d seed(s), lengths set from the time left as each "
+        "starts; %d run(s) to train (study %r)",
+        len(sources),
+        seeds,
+        len(left),
+        final.study_name,
+    )
+    try:
+        for src in sources:
+            mine = [k for k in left if k[0] == src.number]
+            if not mine:
+                continue
+            epochs = replan(src, len(left))
+            enqueue_final(final, [src], seeds, {src.number: epochs})
+            waiting = len(final.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            final.optimize(objective, n_trials=waiting, callbacks=callbacks, catch=())
+            left = [k for k in left if k[0] != src.number]
+    except KeyboardInterrupt:
+        log.info(
+            "interrupted: finished retrainings are kept (shown below); run again to train the rest"
         )
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.seen += 1
-        need = self.estimate(study)
-        left = self.deadline.left() or 0.0
-        if self.seen >= self.min_trials and need and left <= need and self.stop.room_left is None:
-            self.stop.make_room(left)
-            try:
-                study.stop()
-            except RuntimeError:  # not inside study.optimize: run_parallel checks the token
-                pass
+    return _choose(final, sources, seeds, out, best_spec, meta, None)

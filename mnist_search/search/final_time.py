@@ -1,0 +1,112 @@
+"""How much time the final stage gets, and what it does with it: the finalists chosen for the
+length each can afford in the time left, and the study callback that stops a search early
+enough for a final stage of fixed length."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from mnist_search.search.records import TrialRecord
+from mnist_search.stopping import Deadline, StopToken
+
+
+def finalists(study: optuna.Study, top: int) -> list[TrialRecord]:
+    """The search's best searched candidates (queued fixed nets are not candidates)."""
+    from mnist_search.search.records import top_trials
+
+    return [r for r in top_trials(study, top) if not r.is_fixed]
+
+
+# How validation error falls with training length, for choosing finalists by time: error after
+# e times the epochs ≈ error × e^-0.5 (small MNIST nets: 2.0% after one epoch → about 0.7% after
+# ten, an exponent of 0.46).
+LEARNING_CURVE_EXPONENT = 0.5
+POOL = 3  # with lengths set by time, finalists come from this many times --final-top candidates
+# The longest a length set by time may be: the longest recipe the budgets call for (and beyond
+# it the learning curve above is a guess).
+MAX_AUTO_EPOCHS = 40
+
+
+def final_lengths(
+    study: optuna.Study,
+    top: int,
+    seeds: int,
+    search_epochs: int,
+    seconds_left: float,
+    margin: float = 1.2,
+) -> dict[int, int]:
+    """Finalists and their epochs (by trial number) when each of the ``top × seeds``
+    retrainings gets an equal share of ``seconds_left``.
+
+    A net that trains fast gets more epochs than a slow one, so the stage looks for the best net
+    trainable in the time, not the best after one short trial: among the ``POOL × top`` best
+    candidates by validation accuracy, the ``top`` with the lowest validation error expected
+    after their affordable length (``LEARNING_CURVE_EXPONENT``) are the finalists. Per-epoch
+    times come from the candidates' own trials (evaluation included), with a margin."""
+    pool = finalists(study, POOL * top)
+    share = seconds_left / max(1, min(top, len(pool)) * seeds) / margin
+
+    def epochs(r: TrialRecord) -> int:
+        per_epoch = (r.seconds or 0.0) / search_epochs
+        return (
+            max(1, min(MAX_AUTO_EPOCHS, int(share / per_epoch))) if per_epoch > 0 else search_epochs
+        )
+
+    def expected_error(r: TrialRecord) -> float:
+        return (100.0 - (r.val_accuracy or 0.0)) * (
+            epochs(r) / search_epochs
+        ) ** -LEARNING_CURVE_EXPONENT
+
+    chosen = sorted(pool, key=lambda r: (expected_error(r), r.n_params or 0))[:top]
+    return {r.number: epochs(r) for r in chosen}
+
+
+class LeaveTimeForFinal:
+    """A study callback that stops the search once the time left is what the final stage is
+    estimated to need, so that a time limit covers both stages.
+
+    The estimate scales the current top candidates' own training times (evaluation excluded: a
+    final run validates once per epoch) to the final length, with a margin. It waits for
+    ``min_trials`` trials of this run: a process's first trials on a GPU run several times slower
+    than later ones (kernels load on first use), and an estimate from them alone stopped
+    searches after their first trial.
+    """
+
+    def __init__(
+        self,
+        deadline: Deadline,
+        top: int,
+        seeds: int,
+        search_epochs: int,
+        final_epochs: int,
+        margin: float = 1.25,
+        min_trials: int = 5,
+        stop: StopToken | None = None,
+    ):
+        self.deadline, self.top, self.seeds, self.margin = deadline, top, seeds, margin
+        self.scale = final_epochs / search_epochs
+        self.min_trials, self.seen = min_trials, 0
+        self.stop = stop or StopToken()  # what the runner checks between trials
+
+    def estimate(self, study: optuna.Study) -> float:
+        return (
+            self.margin
+            * self.seeds
+            * self.scale
+            * sum(
+                r.train_seconds if r.train_seconds is not None else (r.seconds or 0.0)
+                for r in finalists(study, self.top)
+            )
+        )
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.seen += 1
+        need = self.estimate(study)
+        left = self.deadline.left() or 0.0
+        if self.seen >= self.min_trials and need and left <= need and self.stop.room_left is None:
+            self.stop.make_room(left)
+            try:
+                study.stop()
+            except RuntimeError:  # not inside study.optimize: run_parallel checks the token
+                pass
