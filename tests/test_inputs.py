@@ -423,3 +423,27 @@ def test_a_damaged_weights_file_is_an_artifact_error(content, tmp_path):
 
     with pytest.raises(ArtifactError, match="unreadable|not a state_dict"):
         load_weights(SimpleNamespace(number=0, weights_artifact_id=artifact_id), store)
+
+
+def test_the_tools_own_database_after_a_crash_mid_write_is_accepted(tmp_path):
+    """A process killed inside a write leaves a hot journal; the ownership check must roll it
+    back like any SQLite client, not refuse the file (a read-only look cannot)."""
+    import optuna
+
+    db = tmp_path / "s.db"
+    optuna.create_study(study_name="s", storage=f"sqlite:///{db}")
+    crash = (
+        "import os, sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('PRAGMA cache_size = 2')  # pages spill to the file: the journal is hot\n"
+        "c.execute('BEGIN IMMEDIATE')\n"
+        "c.execute(\"UPDATE studies SET study_name = 'half-written'\")\n"
+        "for i in range(300):\n"
+        "    c.execute('INSERT INTO study_user_attributes (study_id, key, value_json) '\n"
+        "              'VALUES (1, ?, hex(randomblob(4000)))', (str(i),))\n"
+        "os._exit(0)  # killed mid-transaction: no commit, no rollback\n"
+    )
+    subprocess.run([sys.executable, "-c", crash, str(db)], check=True)
+    assert (tmp_path / "s.db-journal").exists()  # the hot journal a kill leaves
+    check_url(f"sqlite:///{db}")
+    assert optuna.load_study(study_name="s", storage=f"sqlite:///{db}").study_name == "s"

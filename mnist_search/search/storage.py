@@ -109,14 +109,18 @@ def check_sqlite_owner(db: Path) -> None:
     import sqlite3
 
     try:
-        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        # mode=rw, not ro: never creates the file, and can roll back the hot journal a killed
+        # process leaves (a read-only connection cannot, and would refuse the tool's own file).
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=rw", uri=True, timeout=60)
         try:
             tables = {
                 r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
             }
         finally:
             con.close()
-    except sqlite3.Error as e:
+    except sqlite3.OperationalError:
+        return  # locked, read-only, unopenable: the storage itself says so when it opens
+    except sqlite3.DatabaseError as e:  # not a database, encrypted, damaged
         raise StorageError(f"storage file {db}: unreadable SQLite database ({e})") from None
     if tables and not OPTUNA_TABLES <= tables:
         shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
