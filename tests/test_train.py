@@ -178,8 +178,13 @@ def test_a_dead_trial_is_stopped_at_its_first_judged_report(mnist):
             ),
         )
     protocol = Protocol(epochs=1, train_subset=2 * DEAD_AFTER, val_size=1000)
-    study.optimize(Objective(None, protocol, splits, space="plain"), n_trials=2)
+    study.optimize(Objective(None, protocol, splits, space="plain", prune_dead=True), n_trials=2)
     dead, alive = (TrialRecord.of(t) for t in study.trials)
     assert dead.state == optuna.trial.TrialState.PRUNED, dead
     assert dead.pruned_reason.startswith("dead at step 1: val "), dead.pruned_reason
     assert alive.state == optuna.trial.TrialState.COMPLETE and alive.val_accuracy > 50
+    # Outside a search (a replay, a final retraining) a fixed net trains to its end regardless.
+    fixed = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    fixed.enqueue_trial({}, user_attrs=study.trials[0].user_attrs)
+    fixed.optimize(Objective(None, protocol, splits, space="plain"), n_trials=1)
+    assert fixed.trials[0].state == optuna.trial.TrialState.COMPLETE

@@ -222,6 +222,7 @@ def _search(
         speed=cfg.speed,
         space=cfg.space,
         stop=stop,
+        prune_dead=True,
     )
     callbacks: list = [TrialLog(cfg.n_trials, deadline.at)]
     if reserve and deadline.at is not None:

@@ -66,6 +66,7 @@ class Objective:
         space: str = "modern",
         stop: StopToken | None = None,
         wanted: set[tuple[int, int]] | None = None,
+        prune_dead: bool = False,
     ):
         self.space = get_space(space)
         self.budget, self.protocol, self.splits = budget, protocol, splits
@@ -76,6 +77,9 @@ class Objective:
         # The (source trial, seed) retrainings a final stage wants; a queued retraining of
         # another candidate (left from an earlier run) is pruned without training.
         self.wanted = wanted
+        # A search stops candidates that do not learn (DEAD_BELOW); a replay or a final
+        # retraining trains its fixed net to the end, whatever it reaches.
+        self.prune_dead = prune_dead
         # Set by a signal (Ctrl-C, SIGTERM, SIGHUP): a KeyboardInterrupt that landed inside a
         # database call can be swallowed there, so the next report raises it again.
         self.stop = stop or StopToken()
@@ -136,7 +140,7 @@ class Objective:
                     f"trained, val {val:.2f}%"
                 )
             seen = (step + 1) * len(self.splits.train) // self.protocol.reports
-            if seen >= DEAD_AFTER and val < DEAD_BELOW:
+            if self.prune_dead and seen >= DEAD_AFTER and val < DEAD_BELOW:
                 records.write(
                     trial,
                     pruned_reason=f"dead at step {step}: val {val:.2f}% after {seen:,} images",
