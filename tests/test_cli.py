@@ -60,8 +60,10 @@ def test_optimize_small_study(in_tmp, data_dir):
     )
     assert r.exit_code == 0, r.output
     assert "optuna-dashboard sqlite:///studies/mnist-search.db" in r.stdout
-    trials = load().get_trials()
+    trials = load().get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(trials) == 4
+    # The rest of the start-up design waits for the next run (2 warm starts + 8 design points).
+    assert len(load().get_trials(states=(TrialState.WAITING,))) == 6
     for t in trials:
         assert t.user_attrs["n_params"] <= 25000
         assert t.constraints["budget"] <= 0
@@ -75,7 +77,8 @@ def test_optimize_small_study(in_tmp, data_dir):
         "optimize", "--budget", 25000, "--n-trials", 1, "--seed", 1, "--data-dir", data_dir, *QUICK
     )
     assert r.exit_code == 0, r.output
-    assert len(load().get_trials()) == 5
+    assert len(load().get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 5
+    assert len(load().get_trials()) == 10  # the design is queued once, not again
 
 
 def test_same_seed_same_study(tmp_path, monkeypatch, data_dir):
@@ -209,7 +212,7 @@ def load_trials(name, url):
         (["optimize", "--device", "cuda:3"], "device 'cuda:3' is not there"),
         (["optimize", "--storage", "notaurl"], "storage URL 'notaurl' is malformed"),
         (["optimize", "--storage", "sqlite:///no/such/dir/x.db"], "does not exist"),
-        (["optimize", "--pruner", "sometimes"], "--pruner 'sometimes'; valid: median"),
+        (["optimize", "--pruner", "sometimes"], "--pruner 'sometimes'; valid: rungs, median"),
         (
             ["optimize", "--train-subset", 59000],
             "--train-subset 59000: must be between 1 and 55,000",

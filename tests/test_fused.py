@@ -217,6 +217,8 @@ def test_optimize_parallel_fuses_groups_under_the_default_space(tmp_path, monkey
             "300",
             "--warm-start",
             "none",
+            "--startup",
+            "0",
             "--final-seeds",
             "0",
             "--device",
@@ -320,3 +322,28 @@ def test_stopped_candidates_leave_the_group_and_the_rest_go_on_unchanged(tiny):
         a, b = fused[k].model.state_dict(), alone.model.state_dict()
         for name in a:
             assert relative_error(a[name], b[name]) < 0.05, (k, name)
+
+
+def test_optimize_parallel_trains_queued_nets_alone_then_groups(tmp_path, monkeypatch, data_dir):
+    """--parallel 3 with a start-up design: a queued design net trains alone while another is
+    queued behind it (they are different nets); the last one gets its variants."""
+    import optuna
+    from typer.testing import CliRunner
+
+    from mnist_search.cli.app import app
+    from mnist_search.spaces import get_space
+
+    monkeypatch.chdir(tmp_path)
+    args = ["optimize", "--budget", "3000", "--n-trials", "5", "--parallel", "3", "--seed", "5"]
+    args += ["--train-subset", "256", "--val-size", "300", "--warm-start", "none"]
+    args += ["--startup", "2", "--final-seeds", "0", "--device", "cpu", "--data-dir", str(data_dir)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    trials = optuna.load_study(
+        study_name="budget-3000", storage="sqlite:///studies/mnist-search.db"
+    ).trials
+    assert [t.user_attrs.get("design") for t in trials] == [0, 1, None, None, None]
+    assert [t.user_attrs.get("fused_k") for t in trials] == [None, 3, 3, 3, None]
+    free = set(get_space("modern").free)
+    shared = {k: v for k, v in trials[1].params.items() if k not in free}
+    assert all({k: t.params[k] for k in shared} == shared for t in trials[2:4])

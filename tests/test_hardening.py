@@ -197,6 +197,7 @@ def test_a_last_batch_of_one_image_does_not_crash_batchnorm(tmp_path, monkeypatc
     trials = optuna.load_study(
         study_name="budget-3000", storage="sqlite:///studies/mnist-search.db"
     ).trials
+    trials = [t for t in trials if t.state != TrialState.WAITING]  # the design's rest waits
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     assert all(t.user_attrs["spec"]["batchnorm"] for t in trials)  # the modern space's nets
 
@@ -229,11 +230,16 @@ def test_processes_started_at_once_on_a_new_sqlite_file(tmp_path, data_dir):
     assert [p.returncode for p in procs] == [0] * 4, outs
     trials = optuna.load_study(study_name="race", storage=url).trials
     warm = [t.user_attrs["warm_start"] for t in trials if "warm_start" in t.user_attrs]
-    # two shipped nets queued once each and taken by two of the processes; nothing left queued
+    # two shipped nets and the 8-point design queued once each; 4 trials taken, the rest waits
     assert len(warm) == 2 and len(set(warm)) == 2, warm
-    assert len(trials) == 4 and all(t.state != TrialState.WAITING for t in trials)
-    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 4
+    design = [t.user_attrs["design"] for t in trials if "design" in t.user_attrs]
+    assert sorted(design) == list(range(8)), design
+    assert len(trials) == 10
+    taken = [t for t in trials if t.state != TrialState.WAITING]
+    assert len(taken) == 4 and {t.number for t in taken} == {0, 1, 2, 3}
+    assert len({json.dumps(t.params, sort_keys=True) for t in taken}) == 4
     assert sum("another process queued the found nets" in o for o in outs) == 3, outs
+    assert sum("start-up design: already queued" in o for o in outs) == 3, outs
 
 
 def test_a_study_made_by_another_tool_is_not_adopted(tmp_path, monkeypatch):
@@ -263,6 +269,8 @@ def test_the_same_seed_proposes_new_candidates_on_resume(tmp_path, monkeypatch, 
                 5,
                 "--pruner",
                 "none",
+                "--startup",
+                0,  # the sampler's own draws are what is checked
                 "--data-dir",
                 str(data_dir),
                 *TINY,

@@ -166,7 +166,10 @@ def test_warm_start_queues_what_fits(tmp_path, monkeypatch, data_dir):
     assert first.user_attrs["experiment"] == 3
     assert first.user_attrs["spec"] == get_experiment(3).spec.to_dict()
     assert first.user_attrs["n_params"] == 4_418 and first.state == TrialState.COMPLETE
-    assert len(study.get_trials(states=(TrialState.WAITING,))) == 3  # Exp4, 5, 6 come next
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    # Exp4, 5, 6 come next, then the start-up design's 8 nets
+    assert [t.user_attrs.get("experiment") for t in waiting[:3]] == [4, 5, 6]
+    assert [t.user_attrs.get("design") for t in waiting[3:]] == list(range(8))
     assert any("already in the study" in m for m in warm_start(study, 25000, "modern"))
 
     # In the plain space they are points of the space, queued as its parameters.

@@ -154,10 +154,10 @@ def test_shipped_nets_are_fitted_to_any_budget(budget):
 
 
 def test_warm_start_found_queues_the_nearest_once():
-    from mnist_search.search.warmstart import warm_start_known
+    from mnist_search.search.warmstart import known_nets, warm_start_known
 
     study = optuna.create_study(direction="maximize")
-    lines = warm_start_known(study, 2000, "modern")
+    lines = warm_start_known(study, 2000, "modern", known_nets())
     # the nearest budget first, the better validated of the two found there first
     assert [l.split()[2] for l in lines] == ["found/cpu-budget-2000.json", "found/budget-2000.json"]
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
@@ -165,5 +165,34 @@ def test_warm_start_found_queues_the_nearest_once():
     assert waiting[1].system_attrs["fixed_params"]["width3"] > 21  # fitted up from 1,278
     study.tell(study.ask(), 1.0)
     study.tell(study.ask(), 2.0)
-    assert all("already in the study" in l for l in warm_start_known(study, 2000, "modern"))
-    assert "modern-space nets" in warm_start_known(study, 2000, "plain")[0]
+    again = warm_start_known(study, 2000, "modern", known_nets())
+    assert all("already in the study" in l for l in again)
+    assert "modern-space nets" in warm_start_known(study, 2000, "plain", known_nets())[0]
+
+
+def test_nets_found_at_smaller_budgets_are_queued_widened(tmp_path):
+    """A folder of spec files (a frontier's results): the net of the nearest smaller budget is
+    queued, widened, once; larger budgets' nets and files that are not specs are left out."""
+    import json
+    import shutil
+    from importlib import resources
+
+    from mnist_search.search import records
+    from mnist_search.search.storage import open_storage
+    from mnist_search.search.warmstart import warm_start
+
+    found = resources.files("mnist_search").joinpath("found")
+    for b in (1000, 2000, 10000):
+        shutil.copy(str(found.joinpath(f"budget-{b}.json")), tmp_path / f"budget-{b}.json")
+    (tmp_path / "budget-3000.json").write_bytes(b"\xff\xfe not json")
+    (tmp_path / "budget-4000.json").write_text(json.dumps({"budget": 4000}))
+    study = optuna.create_study(
+        direction="maximize", storage=open_storage(f"sqlite:///{tmp_path}/s.db")
+    )
+    lines = warm_start("none", study, 5000, "modern", (str(tmp_path),))
+    assert len(lines) == 1 and f"{tmp_path}/budget-2000.json queued" in lines[0]
+    (queued,) = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    record = records.TrialRecord.of(queued)
+    assert record.origin is records.Origin.WARM_START
+    assert "smaller budget" in record.provenance
+    assert warm_start("none", study, 5000, "modern", (str(tmp_path),)) == []  # once a study

@@ -14,8 +14,9 @@ from pathlib import Path
 from mnist_search.errors import ConfigError, check_seed
 from mnist_search.net.spec import describe
 from mnist_search.search import storage
+from mnist_search.search.final_time import MAX_AUTO_EPOCHS
 from mnist_search.search.study import PRUNERS
-from mnist_search.search.warmstart import WARM_STARTS
+from mnist_search.search.warmstart import STARTUP, WARM_STARTS
 from mnist_search.spaces import SPACES, get_space
 from mnist_search.training.loop import Speed
 from mnist_search.training.protocol import MAX_EPOCHS, Protocol
@@ -46,9 +47,11 @@ class SearchConfig:
     seed: int | None = None  # None: drawn at random (and recorded in the outcome's config)
     device: str = "auto"
     data_dir: str | Path | None = None
-    pruner: str = "median"
+    pruner: str = "rungs"
     # First trials: "found" (shipped nets fitted to the budget), "documented" or "none".
     warm_start: str = "found"
+    # Space-filling first sampled trials, trained with the recipe prior (0: the sampler's own).
+    startup: int = STARTUP
     workers: int = 1
     heartbeat: int = 10
     parallel: int = 1
@@ -61,6 +64,11 @@ class SearchConfig:
     # "auto": as many as the time left allows (with a timeout; else epochs); None: epochs.
     final_epochs: int | str | None = "auto"
     final_top: int = 2
+    # The longest an automatic final length may be (the frontier sets one per budget).
+    final_max_epochs: int = MAX_AUTO_EPOCHS
+    # Folders of spec files (the format of mnist_search/found/) whose nets found at smaller
+    # budgets are also queued, widened, as first trials (the frontier's own results).
+    warm_dirs: tuple[str, ...] = ()
     best_spec: str | Path | None = None  # default studies/<study_name>-best.json
 
     @property
@@ -124,6 +132,8 @@ class SearchConfig:
             ("parallel", 1, 256, ""),
             ("final_top", 1, 100, ""),
             ("final_seeds", 0, 100, ""),
+            ("startup", 0, 1000, ""),
+            ("final_max_epochs", 1, MAX_EPOCHS, ""),
         ):
             value = getattr(self, name)
             if value < low:

@@ -25,20 +25,20 @@ from mnist_search.progress import TrialLog, step_line
 from mnist_search.search import records, storage
 from mnist_search.search.config import SEARCH_SHARE, Resolved, SearchConfig
 from mnist_search.search.final import FinalOutcome, final_study_name, run_final
-from mnist_search.search.final_time import MAX_AUTO_EPOCHS, LeaveTimeForFinal, final_lengths
+from mnist_search.search.final_time import LeaveTimeForFinal, final_lengths
 from mnist_search.search.objective import Objective
 from mnist_search.search.records import Tally, TrialRecord, tally, top_trials
 from mnist_search.search.runner import run_trials
 from mnist_search.search.study import open_study
-from mnist_search.search.warmstart import warm_start
+from mnist_search.search.warmstart import queue_startup, warm_start
 from mnist_search.search.workers import run_workers, worker_device
 from mnist_search.spaces import get_space
 from mnist_search.stopping import Deadline, StopToken, stop_on_signals
 from mnist_search.training.warmup import warm_up
 
 log = logging.getLogger("mnist_search")
-# Once the final stage has timed runs of its own, what its later runs keep in reserve.
-REPLAN_MARGIN = 1.03
+# Before the final stage has timed a run of its own, what its first run keeps in reserve.
+FIRST_RUN_MARGIN = 1.2
 
 
 @dataclass
@@ -76,7 +76,9 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     dev, splits = _check_and_load(cfg, default_storage=config.storage is None)
     study = _open(cfg)
     final = FinalStage(cfg, study) if cfg.final_seeds else None  # a mismatch stops us here
-    for line in warm_start(cfg.warm_start, study, cfg.budget, cfg.space):
+    for line in warm_start(
+        cfg.warm_start, study, cfg.budget, cfg.space, tuple(cfg.warm_dirs)
+    ) + queue_startup(study, cfg.budget, cfg.space, cfg.startup, cfg.seed):
         log.info(line)
     out = SearchOutcome(cfg, study, deadline=Deadline.after(cfg.timeout))
     searching = out.deadline.part(SEARCH_SHARE) if cfg.auto_final else out.deadline
@@ -142,6 +144,7 @@ def _open(cfg: Resolved) -> optuna.Study:
         seed=cfg.seed,
         pruner=cfg.pruner,
         space=cfg.space,
+        startup=cfg.startup if get_space(cfg.space).startup else 0,
     )
     before = tally(study.get_trials(deepcopy=False))
     if before.complete + before.pruned + before.failed:
@@ -289,7 +292,12 @@ class FinalStage:
         left = deadline.left() or 0.0
         log.info("final stage: %.0f s left; finalists chosen for an equal share each", left)
         return final_lengths(
-            self.search, self.cfg.final_top, self.cfg.final_seeds, self.cfg.epochs, left
+            self.search,
+            self.cfg.final_top,
+            self.cfg.final_seeds,
+            self.cfg.epochs,
+            left,
+            max_epochs=self.cfg.final_max_epochs,
         )
 
     def run(self, splits: Splits, deadline: Deadline) -> FinalOutcome:
@@ -330,7 +338,7 @@ class FinalStage:
         """Each candidate's length, set as it starts: the time left shared by the runs left, at
         its per-epoch time from its search trial, scaled by how the runs this stage already
         finished compared with their own search trials (a final run validates once an epoch,
-        a search trial four times), so the stage ends close to the deadline instead of a
+        a search trial sixteen times), so the stage ends close to the deadline instead of a
         blanket margin early."""
         cfg = self.cfg
         trials = {t.number: TrialRecord.of(t) for t in self.search.get_trials(deepcopy=False)}
@@ -346,14 +354,14 @@ class FinalStage:
                 and per_epoch(r) > 0
                 and per_epoch(trials[r.source_trial]) > 0
             ]
-            scale, margin = (statistics.median(ratios), REPLAN_MARGIN) if ratios else (1.0, 1.2)
-            seconds = per_epoch(src) * scale
+            seconds = per_epoch(src) * (statistics.median(ratios) if ratios else 1.0)
             left = deadline.left() or 0.0
-            epochs = (
-                max(1, min(MAX_AUTO_EPOCHS, int(left / max(1, runs_left) / margin / seconds)))
-                if seconds > 0
-                else cfg.epochs
-            )
+            share = left / max(1, runs_left) / seconds if seconds > 0 else 0.0
+            # Once this stage's own runs have measured the speed, the length nearest the share
+            # (the stage ends within half an epoch of the limit, either side); before, the
+            # first run leaves a margin that the later ones then spend.
+            epochs = round(share) if ratios else int(share / FIRST_RUN_MARGIN)
+            epochs = max(1, min(cfg.final_max_epochs, epochs)) if seconds > 0 else cfg.epochs
             log.info(
                 "final stage: trial %d gets %d epoch(s): %.0f s left for %d run(s), %.1f s "
                 "per epoch expected%s",

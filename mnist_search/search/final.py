@@ -172,6 +172,7 @@ class FinalOutcome:
     study_name: str | None = None  # the study holding the retrainings (what to export)
     # The search's best net that it sampled itself (not a warm start), after its search trial.
     best_sampled: TrialRecord | None = None
+    interrupted: bool = False  # a signal stopped it; the same command trains the rest
 
     @property
     def chosen(self) -> Candidate | None:
@@ -236,6 +237,7 @@ def run_final(
         try:
             final.optimize(objective, n_trials=waiting, callbacks=callbacks, catch=())
         except KeyboardInterrupt:
+            out.interrupted = True
             log.info(
                 "interrupted: finished retrainings are kept (shown below); run again to "
                 "train the rest"
@@ -323,6 +325,7 @@ def _run_replanned(
             final.optimize(objective, n_trials=waiting, callbacks=callbacks, catch=())
             left = [k for k in left if k[0] != src.number]
     except KeyboardInterrupt:
+        out.interrupted = True
         log.info(
             "interrupted: finished retrainings are kept (shown below); run again to train the rest"
         )

@@ -35,6 +35,7 @@ def final_lengths(
     search_epochs: int,
     seconds_left: float,
     margin: float = 1.2,
+    max_epochs: int = MAX_AUTO_EPOCHS,
 ) -> dict[int, int]:
     """Finalists and their epochs (by trial number) when each of the ``top × seeds``
     retrainings gets an equal share of ``seconds_left``.
@@ -49,9 +50,7 @@ def final_lengths(
 
     def epochs(r: TrialRecord) -> int:
         per_epoch = (r.seconds or 0.0) / search_epochs
-        return (
-            max(1, min(MAX_AUTO_EPOCHS, int(share / per_epoch))) if per_epoch > 0 else search_epochs
-        )
+        return max(1, min(max_epochs, int(share / per_epoch))) if per_epoch > 0 else search_epochs
 
     def expected_error(r: TrialRecord) -> float:
         return (100.0 - (r.val_accuracy or 0.0)) * (

@@ -31,8 +31,8 @@ UNCAPPED = 10**9  # the budget of a study without one
 
 # A net still near chance (10%) after this many training images is not learning; it is stopped
 # at once, whatever the pruner, from the first trial on (the median pruner waits for five
-# finished trials, and then judges only against them). The default protocol first reports after
-# 13,750 images.
+# finished trials, and then judges only against them). The default protocol reports every 1/16
+# epoch (3,437 images), so this is its third report.
 DEAD_AFTER = 10_000
 DEAD_BELOW = 15.0  # chance is 10%; the most common digit alone is 11.35%
 
@@ -123,13 +123,15 @@ class Objective:
             self._seconds(trial)
             raise optuna.TrialPruned(f"over budget ({n} > {self.budget})")
         seed = queued.seed if queued.seed is not None else self.base_seed + trial.number
-        cfg = TrainConfig(epochs=epochs, reports_per_epoch=self.protocol.reports, seed=seed, **hp)
+        reports = self.protocol.reports_for(epochs)
+        cfg = TrainConfig(epochs=epochs, reports_per_epoch=reports, seed=seed, **hp)
         records.write(trial, seed=seed, training=cfg.to_dict())
         return spec, cfg
 
     def reporter(self, trial: optuna.Trial) -> Callable[[int, float], None]:
         epochs = trial.user_attrs.get("epochs") or self.protocol.epochs
-        total_steps = epochs * self.protocol.reports
+        reports = self.protocol.reports_for(epochs)
+        total_steps = epochs * reports
 
         def on_report(step: int, val: float) -> None:
             self.stop.check()
@@ -139,7 +141,7 @@ class Objective:
                     f"  trial {trial.number}: {100 * (step + 1) // total_steps}% "
                     f"trained, val {val:.2f}%"
                 )
-            seen = (step + 1) * len(self.splits.train) // self.protocol.reports
+            seen = (step + 1) * len(self.splits.train) // reports
             if self.prune_dead and seen >= DEAD_AFTER and val < DEAD_BELOW:
                 records.write(
                     trial,

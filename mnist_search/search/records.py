@@ -60,6 +60,8 @@ class TrialRecord:
     fused_group: int | None = None
     # Queued as a warm start from a shipped net (e.g. "found/budget-25000.json").
     warm_start: str | None = None
+    # Queued as point k of the search's space-filling start-up design (a sampled net).
+    design: int | None = None
     # A trial queued with a fixed net instead of a sampled one.
     fixed_spec: dict[str, Any] | None = None
     fixed_training: dict[str, Any] | None = None
@@ -111,7 +113,11 @@ class TrialRecord:
         """Where the net came from, in words a summary and a spec file can carry."""
         return {
             Origin.SAMPLED: "sampled by this search",
-            Origin.WARM_START: f"a shipped net widened to the budget ({self.warm_start})",
+            Origin.WARM_START: (
+                f"a shipped net widened to the budget ({self.warm_start})"
+                if (self.warm_start or "").startswith("found/")
+                else f"a net found at a smaller budget, widened to this one ({self.warm_start})"
+            ),
             Origin.FIXED: "a fixed net queued into the search",
             Origin.FINAL_RUN: f"a final-stage retraining of trial {self.source_trial}",
             Origin.REPLAY: f"documented experiment {self.experiment}",

@@ -130,6 +130,9 @@ def run_parallel(
                     and _replica_key(trial) is None
                     and not queued.is_fixed
                     and queued.warm_start is None
+                    # Variants are asked for at once: only when nothing else is queued ahead
+                    # of them (warm starts, the start-up design), each trained alone.
+                    and _next_waiting(study) is None
                 ):
                     group += _variants(study, trial, room, objective.space.free)
             outcomes = _train(objective, members)

@@ -12,10 +12,11 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from mnist_search.errors import UsageError
+from mnist_search.search.pruning import RungPruner
 from mnist_search.spaces import SPACES, get_space
 from mnist_search.training.protocol import Protocol
 
-PRUNERS = ("median", "hyperband", "sha", "none")
+PRUNERS = ("rungs", "median", "hyperband", "sha", "none")
 
 
 class StudyError(UsageError):
@@ -30,8 +31,8 @@ class TrialSeededTPE(optuna.samplers.TPESampler):
     trials share a number.
     """
 
-    def __init__(self, seed: int | None):
-        super().__init__(seed=seed)
+    def __init__(self, seed: int | None, n_startup_trials: int = 10):
+        super().__init__(seed=seed, n_startup_trials=n_startup_trials)
         self._base_seed = seed
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -43,10 +44,14 @@ class TrialSeededTPE(optuna.samplers.TPESampler):
 
 
 def make_pruner(name: str, protocol: Protocol) -> optuna.pruners.BasePruner:
+    if name == "rungs":
+        return RungPruner(protocol.reports, protocol.epochs * protocol.reports)
     if name == "median":
         # Compare each trial with the median of earlier ones at the same report step; wait for 5
-        # trials and skip the first report, where every net is still near chance.
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        # trials and skip the first quarter epoch, where most nets are still far from their end.
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=5, n_warmup_steps=max(1, protocol.reports // 4)
+        )
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(
             min_resource=1, max_resource=protocol.epochs * protocol.reports, reduction_factor=3
@@ -69,12 +74,14 @@ def open_study(
     protocol: Protocol,
     *,
     seed: int | None = None,
-    pruner: str = "median",
+    pruner: str = "rungs",
     space: str = "modern",
+    startup: int = 0,
 ) -> optuna.Study:
     """Create the study, or load it after checking it was made for the same search.
 
     ``budget`` None means no cap (a study of fixed trials, such as the documented experiments).
+    ``startup`` is the size of the search's start-up design (0: none).
     """
     wanted = {
         "budget": budget,
@@ -84,7 +91,9 @@ def open_study(
     kwargs: dict[str, Any] = {
         "study_name": study_name,
         "storage": storage,
-        "sampler": TrialSeededTPE(seed),
+        # A start-up design is the sampler's start: TPE models the trials from the first
+        # one after it (else Optuna's 10 random draws).
+        "sampler": TrialSeededTPE(seed, n_startup_trials=startup or 10),
         "pruner": make_pruner(pruner, protocol),
     }
     try:

@@ -11,22 +11,26 @@ import json
 import math
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import optuna
 
-from mnist_search.net.spec import ArchSpec, SpecError, count_params
+from mnist_search.errors import UsageError
+from mnist_search.files import read_json
+from mnist_search.net.spec import ArchSpec, count_params
 from mnist_search.search import records
 from mnist_search.search.records import TrialRecord
 from mnist_search.search.storage import claim_once
-from mnist_search.spaces import modern
+from mnist_search.spaces import get_space, modern
+from mnist_search.spaces.modern import build, fit_widths
 
 WARM_NETS = 2  # shipped nets queued per search: those found at the budgets nearest this one
 
 
 @dataclass(frozen=True)
 class KnownNet:
-    name: str  # the file's stem, e.g. "budget-25000"
+    name: str  # where it came from, e.g. "found/budget-25000.json"
     budget: int
     spec: ArchSpec
     training: dict[str, Any]
@@ -34,65 +38,36 @@ class KnownNet:
 
 
 def known_nets() -> list[KnownNet]:
+    """The shipped nets of ``mnist_search/found/``."""
+    folder = resources.files("mnist_search").joinpath("found")
+    return [
+        _known(f"found/{f.name}", f.read_text())
+        for f in sorted(folder.iterdir(), key=lambda f: f.name)
+        if f.name.endswith(".json")
+    ]
+
+
+def nets_in(folders: tuple[str, ...] | list[str]) -> list[KnownNet]:
+    """The ``budget-<B>.json`` spec files in ``folders`` (a frontier's results so far); a file
+    that does not read as one is skipped (the run that writes it will say why)."""
     out = []
-    for f in sorted(
-        resources.files("mnist_search").joinpath("found").iterdir(), key=lambda f: f.name
-    ):
-        if f.name.endswith(".json"):
-            d = json.loads(f.read_text())
-            out.append(
-                KnownNet(
-                    f.name[:-5],
-                    int(d["budget"]),
-                    ArchSpec.from_dict(d["spec"]),
-                    d["training"],
-                    float(d["result"]["val_mean"]),
-                )
-            )
+    for folder in map(Path, folders):
+        for f in sorted(folder.glob("budget-*.json")) if folder.is_dir() else []:
+            try:
+                out.append(_known(str(f), read_json(f)))
+            except (UsageError, KeyError, TypeError, ValueError, AttributeError):
+                continue
     return out
 
 
-def fit_widths(params: dict[str, Any], budget: int) -> dict[str, Any] | None:
-    """``params`` (a modern-space net) with every stage's width scaled by one factor, the largest
-    that fits ``budget``; None when not even the narrowest widths fit."""
-    stages = params["stages"]
-    base = [params[f"width{s}"] for s in range(1, stages + 1)]
-    lo_w, hi_w = modern.WIDTH
-
-    def scaled(a: float) -> dict[str, Any]:
-        p = dict(params)
-        for s, w in enumerate(base, start=1):
-            p[f"width{s}"] = min(hi_w, max(lo_w, round(a * w)))
-        return p
-
-    def fits(p: dict[str, Any]) -> bool:
-        try:
-            return count_params(build(p)) <= budget
-        except SpecError:
-            return False
-
-    lo, hi = 0.0, float(hi_w)  # widths are clipped, so no factor beyond hi_w changes anything
-    if not fits(scaled(lo)):
-        return None
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if fits(scaled(mid)) else (lo, mid)
-    return scaled(lo)
-
-
-def build(p: dict[str, Any]) -> ArchSpec:
-    stages = p["stages"]
-    return modern.build_spec(
-        stages,
-        p["padding"],
-        [p[f"blocks{s}"] for s in range(1, stages + 1)],
-        [p[f"width{s}"] for s in range(1, stages + 1)],
-        separable=p["separable"],
-        residual=p["residual"],
-        transition=p["transition"],
-        head=p["head"],
-        dropout=p["dropout"],
-        first_kernel=p["first_kernel"],
+def _known(name: str, body: str | dict[str, Any]) -> KnownNet:
+    d = json.loads(body) if isinstance(body, str) else body
+    return KnownNet(
+        name,
+        int(d["budget"]),
+        ArchSpec.from_dict(d["spec"]),
+        d["training"],
+        float(d["result"]["val_mean"]),
     )
 
 
@@ -100,26 +75,26 @@ def _family(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if not k.startswith("width")}
 
 
-def warm_start_known(study: optuna.Study, budget: int, space: str) -> list[str]:
-    """Queue the shipped nets found at the budgets nearest ``budget`` (the better on validation
-    first, among equally near ones), widths fitted to it.
+def warm_start_known(
+    study: optuna.Study, budget: int, space: str, nets: list[KnownNet], count: int = WARM_NETS
+) -> list[str]:
+    """Queue the ``count`` of ``nets`` found at the budgets nearest ``budget`` (the better on
+    validation first, among equally near ones), widths fitted to it.
     Returns one message per net: queued, already in the study, or why not."""
     if space != "modern":
         return [
-            f"warm start: the shipped nets are modern-space nets; the {space} space "
+            f"warm start: the known nets are modern-space nets; the {space} space "
             "starts from the sampler alone"
         ]
     present = {TrialRecord.of(t).warm_start for t in study.get_trials(deepcopy=False)}
     # nearest budget first; among nets found at the same budget, the best on validation
-    nets = sorted(
-        known_nets(), key=lambda n: (abs(math.log(n.budget / budget)), -n.val_mean, n.name)
-    )
+    nets = sorted(nets, key=lambda n: (abs(math.log(n.budget / budget)), -n.val_mean, n.name))
     messages: list[str] = []
     queued: list[dict[str, Any]] = []
     for net in nets:
-        if len(queued) + sum(m.endswith("already in the study") for m in messages) >= WARM_NETS:
+        if len(queued) + sum(m.endswith("already in the study") for m in messages) >= count:
             break
-        label = f"found/{net.name}.json"
+        label = net.name
         if label in present:
             messages.append(f"warm start: {label} is already in the study")
             continue
@@ -151,17 +126,42 @@ def warm_start_known(study: optuna.Study, budget: int, space: str) -> list[str]:
 WARM_STARTS = ("found", "documented", "none")
 
 
-def warm_start(source: str, study: optuna.Study, budget: int, space: str) -> list[str]:
+def warm_start(
+    source: str, study: optuna.Study, budget: int, space: str, dirs: tuple[str, ...] = ()
+) -> list[str]:
     """Queue a search's first trials from ``source``: ``found`` (the shipped nets, fitted to the
-    budget), ``documented`` (the write-up's nets that fit) or ``none``. Processes that start on
-    a new study together queue them once: whoever claims the study first. Returns one message
-    per net."""
-    if source == "none":
-        return []
-    if not claim_once(study, f"warm_start:{source}"):
-        return [f"warm start: another process queued the {source} nets of this study"]
-    if source == "documented":
-        from mnist_search.replay.run import warm_start as documented
+    budget), ``documented`` (the write-up's nets that fit) or ``none``; and, from ``dirs``, the
+    net found at the nearest smaller budget, widened. Processes that start on a new study
+    together queue them once: whoever claims the study first. Returns one message per net."""
+    messages = []
+    if source != "none":
+        if not claim_once(study, f"warm_start:{source}"):
+            messages.append(f"warm start: another process queued the {source} nets of this study")
+        elif source == "documented":
+            from mnist_search.replay.run import warm_start as documented
 
-        return documented(study, budget, space)
-    return warm_start_known(study, budget, space)
+            messages += documented(study, budget, space)
+        else:
+            messages += warm_start_known(study, budget, space, known_nets())
+    smaller = [n for n in nets_in(dirs) if n.budget < budget]
+    if smaller and claim_once(study, "warm_start:smaller budgets"):
+        messages += warm_start_known(study, budget, space, smaller, count=1)
+    return messages
+
+
+STARTUP = 8  # start-up design points queued by default: about a minute of a 25,000 search
+
+
+def queue_startup(study: optuna.Study, budget: int, space: str, n: int, seed: int) -> list[str]:
+    """Queue the space's space-filling start-up design (``n`` points, fixed by ``seed``) as the
+    search's first sampled trials, once per study. Returns one message."""
+    design = get_space(space).startup
+    if n == 0:
+        return []
+    if design is None:
+        return [f"start-up design: the {space} space has none; the sampler starts at random"]
+    if not claim_once(study, "startup"):
+        return ["start-up design: already queued on this study"]
+    for k, params in enumerate(design(budget, n, seed)):
+        study.enqueue_trial(params, user_attrs=records.queued(design=k))
+    return [f"start-up design: {n} space-filling nets queued, trained with the recipe prior"]

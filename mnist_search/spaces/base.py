@@ -27,6 +27,9 @@ class Space:
     # the spec is not a point of this space).
     spec_params: Callable[[ArchSpec], dict[str, Any]]
     training_params: Callable[[dict[str, Any]], dict[str, Any]]
+    # (budget, n, seed) → n trial parameter sets to start a search from (spaces/design.py);
+    # None: the sampler's own start-up draws.
+    startup: Callable[[int, int, int], list[dict[str, Any]]] | None = None
     free: tuple[str, ...] = ()
 
     def params_of(self, spec: ArchSpec, training: dict[str, Any]) -> dict[str, Any] | None:

@@ -21,12 +21,13 @@ The recipe may keep an exponential moving average of the weights (``ema``) and j
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import optuna
 
 from mnist_search.net.spec import ArchSpec, ConvLayer, SpecError, count_params
 from mnist_search.spaces.base import Space, largest, pick
+from mnist_search.spaces.design import COLUMNS, DesignTrial, latin_hypercube, log_between
 
 SPACE_VERSION = "modern-2"
 STAGES = (2, 3)
@@ -164,6 +165,50 @@ def suggest_training(trial: optuna.Trial) -> dict[str, Any]:
     return hp
 
 
+def fit_widths(params: dict[str, Any], budget: int) -> dict[str, Any] | None:
+    """``params`` (a modern-space net) with every stage's width scaled by one factor, the largest
+    that fits ``budget``; None when not even the narrowest widths fit."""
+    stages = params["stages"]
+    base = [params[f"width{s}"] for s in range(1, stages + 1)]
+    lo_w, hi_w = WIDTH
+
+    def scaled(a: float) -> dict[str, Any]:
+        p = dict(params)
+        for s, w in enumerate(base, start=1):
+            p[f"width{s}"] = min(hi_w, max(lo_w, round(a * w)))
+        return p
+
+    def fits(p: dict[str, Any]) -> bool:
+        try:
+            return count_params(build(p)) <= budget
+        except SpecError:
+            return False
+
+    lo, hi = 0.0, float(hi_w)  # widths are clipped, so no factor beyond hi_w changes anything
+    if not fits(scaled(lo)):
+        return None
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if fits(scaled(mid)) else (lo, mid)
+    return scaled(lo)
+
+
+def build(p: dict[str, Any]) -> ArchSpec:
+    stages = p["stages"]
+    return build_spec(
+        stages,
+        p["padding"],
+        [p[f"blocks{s}"] for s in range(1, stages + 1)],
+        [p[f"width{s}"] for s in range(1, stages + 1)],
+        separable=p["separable"],
+        residual=p["residual"],
+        transition=p["transition"],
+        head=p["head"],
+        dropout=p["dropout"],
+        first_kernel=p["first_kernel"],
+    )
+
+
 def spec_params(spec: ArchSpec) -> dict[str, Any]:
     """The trial parameters that make ``spec`` (inverse of ``suggest_spec``), to queue a known
     net as an ordinary trial the sampler learns from. Raises SpecError for a spec outside the
@@ -230,6 +275,57 @@ def training_params(hp: dict[str, Any]) -> dict[str, Any]:
     return p
 
 
+# What the start-up design trains its nets with: the region where the shipped small nets found
+# their recipes (mnist_search/found/: batch 128, one-cycle, Nesterov SGD at 0.12–0.16 or AdamW at
+# 0.006–0.015, label smoothing 0.05, no augmentation for short trainings, weight averaging).
+# The architecture is explored under it; the sampler then tunes the recipe over the whole space.
+PRIOR_SGD_LR = (0.08, 0.3)
+PRIOR_SGD_WD = (2e-5, 5e-4)
+PRIOR_ADAMW_LR = (4e-3, 2e-2)
+PRIOR_ADAMW_WD = (2e-4, 2e-3)
+SHARE = (0.6, 1.0)  # of the budget a design net uses
+TAPER = (0.5, 2.0)  # the ratio of one stage's width to the one before
+
+
+def prior_recipe(u: Sequence[float]) -> dict[str, Any]:
+    """Training settings from the recipe prior, for four uniforms in [0, 1)."""
+    sgd = u[0] < 0.5
+    lr, wd = (PRIOR_SGD_LR, PRIOR_SGD_WD) if sgd else (PRIOR_ADAMW_LR, PRIOR_ADAMW_WD)
+    hp: dict[str, Any] = {
+        "batch_size": 128,
+        "optimizer": "sgd" if sgd else "adamw",
+        "lr": log_between(u[1], *lr),
+        "weight_decay": log_between(u[2], *wd),
+        "schedule": "onecycle",
+        "label_smoothing": 0.05,
+        "augment": "none",
+        "ema": 0.99 if u[3] < 0.5 else 0.999,
+    }
+    if sgd:
+        hp.update(momentum=0.9, nesterov=True)
+    return hp
+
+
+def startup_design(budget: int, n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` trial parameter sets that cover the space's structural choices evenly (a Latin
+    hypercube through ``suggest_spec``), each net's widths set by a sampled taper and scaled
+    to use a sampled share of the budget, trained with the recipe prior."""
+    rows = latin_hypercube(n, COLUMNS + 6, seed)
+    out = []
+    for row in rows:
+        sampled = spec_params(suggest_spec(DesignTrial(row[:COLUMNS]), budget))  # type: ignore[arg-type]
+        # Dropout only slows a short training down; the sampler may add it later.
+        params = sampled | {"dropout": 0.0}
+        taper = log_between(row[COLUMNS + 1], *TAPER)
+        for s in range(1, params["stages"] + 1):
+            params[f"width{s}"] = max(WIDTH[0], round(16 * taper ** (s - 1)))
+        share = SHARE[0] + row[COLUMNS] * (SHARE[1] - SHARE[0])
+        # None when even the narrowest widths of this taper do not fit: keep the sampled ones.
+        params = fit_widths(params, int(share * budget)) or sampled
+        out.append(params | training_params(prior_recipe(row[COLUMNS + 2 :])))
+    return out
+
+
 SPACE = Space(
     "modern",
     SPACE_VERSION,
@@ -238,6 +334,7 @@ SPACE = Space(
     smallest_net,
     spec_params,
     training_params,
+    startup=startup_design,
     free=(
         "sgd_lr",
         "sgd_wd",

@@ -30,6 +30,11 @@ EVAL_BYTES = 128 << 20  # and at most this much feature-map memory per evaluatio
 # TrainConfig fields that belong to one run (the protocol's length, the seed), not to a recipe.
 PER_RUN = ("epochs", "seed", "reports_per_epoch")
 BENCHMARK_EPOCHS = 5  # cudnn.benchmark by default from this many epochs on
+# A report inside an epoch judges the first this-many validation images (a random sample: the
+# split is a permutation); each epoch's last report judges all of them. Sixteen reports of a
+# one-epoch trial on all 5,000 would cost more evaluation than its training; the rungs that
+# prune early compare nets whose accuracies differ by more than this sample's noise.
+INTERIM_VAL = 1000
 
 
 @dataclass(frozen=True)
@@ -109,7 +114,8 @@ class Speed:
         # training of a new net gains from it; a long training pays it back.
         long_run = epochs >= BENCHMARK_EPOCHS
         return Speed(
-            amp=cuda if self.amp is None else self.amp and cuda,
+            # bf16 autocast runs on CUDA and on the CPU; on the CPU only when asked for.
+            amp=cuda if self.amp is None else self.amp and device.type in ("cuda", "cpu"),
             channels_last=cuda if self.channels_last is None else self.channels_last,
             cudnn_benchmark=(
                 cuda and long_run if self.cudnn_benchmark is None else self.cudnn_benchmark and cuda
@@ -242,6 +248,13 @@ def report_points(steps_per_epoch: int, reports: int) -> list[int]:
     return sorted({math.ceil(k * steps_per_epoch / reports) - 1 for k in range(1, reports + 1)})
 
 
+def interim(val: Split) -> Split:
+    """The part of the validation split judged at reports inside an epoch (``INTERIM_VAL``)."""
+    if len(val) <= INTERIM_VAL:
+        return val
+    return Split(val.images[:INTERIM_VAL], val.labels[:INTERIM_VAL])
+
+
 def batches_per_epoch(n: int, batch_size: int) -> int:
     """Every image once per epoch, except that a last batch of one image is left out: BatchNorm
     cannot normalise a single value per channel. (The permutation changes every epoch, so no
@@ -274,7 +287,8 @@ def train(
     deadline: float | None = None,
     speed: Speed = Speed(),
 ) -> TrainResult:
-    """Train ``spec`` on ``splits.train``; validate ``reports_per_epoch`` times per epoch.
+    """Train ``spec`` on ``splits.train``; validate ``reports_per_epoch`` times per epoch (on
+    the ``interim`` sample inside an epoch, on the whole validation split at its end).
 
     ``on_report(step, val_accuracy)`` may raise to stop training (a pruner does so); the exception
     propagates unchanged. Raises Diverged when the loss stops being finite, and TimeUp once
@@ -297,6 +311,7 @@ def train(
     steps = batches_per_epoch(n, bs)
     sched = make_schedule(opt, cfg, cfg.epochs * steps)
     points = set(report_points(steps, cfg.reports_per_epoch))
+    quick = interim(splits.val)
     eval_bs = eval_batch(spec)
     history: list[tuple[int, float]] = []
     eval_seconds = 0.0
@@ -337,7 +352,7 @@ def train(
                 t0 = time.perf_counter()
                 # Evaluation stays in float32 and uncompiled: recorded accuracies must be what an
                 # exported model reproduces.
-                val = evaluate(judged, splits.val, eval_bs)
+                val = evaluate(judged, splits.val if b == steps - 1 else quick, eval_bs)
                 eval_seconds += time.perf_counter() - t0
                 history.append((step, val))
                 if on_report is not None:

@@ -12,6 +12,7 @@ from mnist_search.data.mnist import TRAIN_IMAGES, Mnist, Splits, make_splits
 from mnist_search.errors import ConfigError
 
 MAX_EPOCHS = 10000
+SHORT_REPORTS = 16
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Protocol:
     val_size: int = 5000  # training images held out for validation
     split_seed: int = 0  # fixes which images are held out
     # Short runs are judged several times per epoch so the pruner can stop them early.
-    reports_per_epoch: int = 0  # 0: 4 for runs of up to 2 epochs, else 1
+    reports_per_epoch: int = 0  # 0: 16 for runs of up to 2 epochs, else 1 (``reports_for``)
 
     def __post_init__(self) -> None:
         if not 1 <= self.epochs <= MAX_EPOCHS:
@@ -46,7 +47,13 @@ class Protocol:
 
     @property
     def reports(self) -> int:
-        return self.reports_per_epoch or (4 if self.epochs <= 2 else 1)
+        return self.reports_for(self.epochs)
+
+    def reports_for(self, epochs: int) -> int:
+        """Reports per epoch of a training this long under this protocol: a short one is judged
+        every 1/16 epoch so the pruner's first rung comes early; a long one (a final retraining)
+        once per epoch, where more evaluations would only cost time."""
+        return self.reports_per_epoch or (SHORT_REPORTS if epochs <= 2 else 1)
 
     def splits(self, data: Mnist, device: torch.device | str) -> Splits:
         return make_splits(

@@ -1,0 +1,244 @@
+"""What each search finds by itself against wall time, on one machine in one run.
+
+For each budget and seed, every method searches the same space (the modern space, one-epoch
+trials on 55,000 training images, judged on the 5,000 held-out validation images) for
+``max(--minutes)`` minutes, each run in its own process with the same torch threads:
+
+- ``ours``: ``mnist-search optimize --warm-start none --final-seeds 0`` (the search alone:
+  start-up design, rung pruning, dead-trial stop, TPE);
+- ``ours-found``: the same, started from the shipped nets (``--warm-start found``);
+- ``tpe-median``: what Optuna's PyTorch example does: TPE (Optuna's defaults) and the median
+  pruner (Optuna's defaults), each trial validated four times in its epoch;
+- ``random``: random search, no pruning.
+
+Printed: the median (over seeds) best validation accuracy of a finished trial at each of
+``--minutes``, and for ours the time it takes to reach each baseline's best at its longest
+time (median over seeds of the first time a finished trial reaches it), as a fraction of that
+time. Runs are kept in --out (JSON) so that the table can be printed again without rerunning.
+
+    python benchmarks/search_power.py [--budgets 25000,5000] [--seeds 1,2,3]
+        [--minutes 1,3,5,10] [--methods ours,tpe-median,random,ours-found] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+METHODS = ("ours", "tpe-median", "random", "ours-found")
+
+
+def run_one(method: str, budget: int, seed: int, seconds: float, subset: int | None) -> dict:
+    """One search in this process; (seconds since start, value) of each finished trial."""
+    import optuna
+    import torch
+
+    from mnist_search.data.mnist import load_mnist
+    from mnist_search.search.config import SearchConfig
+    from mnist_search.search.engine import run_search
+    from mnist_search.spaces import get_space
+    from mnist_search.training.loop import TimeUp, TrainConfig, train
+    from mnist_search.training.protocol import Protocol
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    data_dir = os.environ.get("MNIST_SEARCH_DATA")
+    tmp = tempfile.mkdtemp()
+    if method.startswith("ours"):
+        load_mnist(data_dir)  # warm the cache as the baselines do before their clock starts
+        t0 = time.time()
+        out = run_search(
+            SearchConfig(
+                budget=budget,
+                seed=seed,
+                timeout=seconds,
+                train_subset=subset,
+                warm_start="found" if method == "ours-found" else "none",
+                final_seeds=0,
+                storage=f"sqlite:///{tmp}/s.db",
+                artifacts=f"{tmp}/art",
+                data_dir=data_dir,
+            )
+        )
+        trials = out.study.get_trials(deepcopy=False)
+    else:
+        protocol = Protocol(train_subset=subset)
+        splits = protocol.splits(load_mnist(data_dir), "cpu")
+        space = get_space("modern")
+        t0 = time.time()
+        deadline = t0 + seconds
+        tpe = method == "tpe-median"
+        study = optuna.create_study(
+            direction="maximize",
+            sampler=(optuna.samplers.TPESampler if tpe else optuna.samplers.RandomSampler)(
+                seed=seed
+            ),
+            pruner=optuna.pruners.MedianPruner() if tpe else optuna.pruners.NopPruner(),
+        )
+
+        def objective(trial: optuna.Trial) -> float:
+            spec = space.suggest_spec(trial, budget)
+            cfg = TrainConfig(
+                epochs=1,
+                reports_per_epoch=4,
+                seed=seed + trial.number,
+                **space.suggest_training(trial),
+            )
+
+            def report(step: int, val: float) -> None:
+                trial.report(val, step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+
+            try:
+                r = train(
+                    spec, cfg, splits, on_report=report, deadline=deadline, evaluate_test=False
+                )
+            except TimeUp:
+                raise optuna.TrialPruned() from None
+            if not r.val_accuracy == r.val_accuracy:  # NaN
+                raise optuna.TrialPruned()
+            return r.val_accuracy
+
+        study.optimize(objective, timeout=seconds, catch=(RuntimeError,))
+        trials = study.get_trials(deepcopy=False)
+    done = sorted(
+        (t.datetime_complete.timestamp() - t0, t.value)
+        for t in trials
+        if t.state == optuna.trial.TrialState.COMPLETE and t.datetime_complete and t.value
+    )
+    return {
+        "method": method,
+        "budget": budget,
+        "seed": seed,
+        "seconds": seconds,
+        "threads": torch.get_num_threads(),
+        "trials": len(trials),
+        "finished": done,
+    }
+
+
+def best_by(run: dict, t: float) -> float | None:
+    vals = [v for s, v in run["finished"] if s <= t]
+    return max(vals) if vals else None
+
+
+def first_reaching(run: dict, target: float) -> float | None:
+    best = None
+    for s, v in run["finished"]:
+        if v >= target:
+            return s
+        best = v if best is None else max(best, v)
+    return None
+
+
+def median(xs: list) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def table(runs: list[dict], minutes: list[float]) -> str:
+    out = []
+    for budget in sorted({r["budget"] for r in runs}, reverse=True):
+        mine = [r for r in runs if r["budget"] == budget]
+        methods = [m for m in METHODS if any(r["method"] == m for r in mine)]
+        head = " | ".join(f"{m:g} min" for m in minutes)
+        out.append(
+            f"\nbudget {budget:,}: median best validation (%) over seeds "
+            f"{sorted({r['seed'] for r in mine})}"
+        )
+        out.append(f"| method | {head} | trials (median) |")
+        out.append("|---|" + "---|" * (len(minutes) + 1))
+        for m in methods:
+            rs = [r for r in mine if r["method"] == m]
+            cells = []
+            for t in minutes:
+                v = median([best_by(r, 60 * t) for r in rs])
+                cells.append("—" if v is None else f"{v:.2f}")
+            out.append(
+                f"| {m} | " + " | ".join(cells) + f" | {median([r['trials'] for r in rs]):.0f} |"
+            )
+        ours = [r for r in mine if r["method"] == "ours"]
+        horizon = 60 * max(minutes)
+        for base in ("tpe-median", "random"):
+            rs = [r for r in mine if r["method"] == base]
+            target = median([best_by(r, horizon) for r in rs])
+            if not ours or target is None:
+                continue
+            times = [first_reaching(r, target) for r in ours]
+            reached = [x for x in times if x is not None]
+            t = statistics.median(times) if len(reached) == len(times) else None
+            out.append(
+                f"ours reaches {base}'s {max(minutes):g}-minute best ({target:.2f}%) in "
+                + (
+                    f"{t:.0f} s: {t / horizon:.2f} of its time"
+                    if t is not None
+                    else f"{len(reached)} of {len(times)} seeds within {horizon:.0f} s"
+                )
+                + f" (per seed: {', '.join('—' if x is None else f'{x:.0f} s' for x in times)})"
+            )
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--budgets", default="25000,5000")
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--minutes", default="1,3,5,10")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--out", default="benchmarks/search_power.json")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: check the script runs")
+    ap.add_argument("--print-only", action="store_true", help="the table from --out")
+    ap.add_argument("--one", nargs=4, metavar=("METHOD", "BUDGET", "SEED", "SECONDS"))
+    ap.add_argument("--subset", type=int, default=None)
+    args = ap.parse_args()
+    if args.one:
+        m, b, s, sec = args.one
+        print(json.dumps(run_one(m, int(b), int(s), float(sec), args.subset)))
+        return
+    minutes = [float(x) for x in args.minutes.split(",")]
+    subset = args.subset
+    if args.quick:
+        minutes, subset = [0.25, 0.5], 2000
+    out = Path(args.out)
+    runs: list[dict] = json.loads(out.read_text()) if out.exists() and args.print_only else []
+    if not args.print_only:
+        for budget in map(int, args.budgets.split(",")):
+            for seed in map(int, args.seeds.split(",")):
+                for method in args.methods.split(","):
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "--one",
+                        method,
+                        str(budget),
+                        str(seed),
+                        str(60 * max(minutes)),
+                    ]
+                    if subset:
+                        cmd += ["--subset", str(subset)]
+                    t = time.time()
+                    res = subprocess.run(cmd, capture_output=True, text=True)
+                    if res.returncode:
+                        sys.exit(f"{method} {budget} seed {seed} failed:\n{res.stderr[-3000:]}")
+                    run = json.loads(res.stdout.strip().splitlines()[-1])
+                    runs.append(run)
+                    best = max((v for _, v in run["finished"]), default=None)
+                    print(
+                        f"{method} budget {budget} seed {seed}: {run['trials']} trials, best "
+                        f"{best} ({time.time() - t:.0f} s wall)",
+                        flush=True,
+                    )
+                    if not args.quick:
+                        out.write_text(json.dumps(runs, indent=1))
+    print(table(runs, minutes))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""The two searching commands: ``optimize`` (one budget) and ``frontier`` (several). Each declares
+its options, makes one call into the library and renders the result."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mnist_search.cli.options import (
+    Amp,
+    Artifacts,
+    ChannelsLast,
+    Compile,
+    DataDir,
+    Device,
+    Epochs,
+    Parallel,
+    Quiet,
+    Storage,
+    TrainSubset,
+    ValSize,
+)
+from mnist_search.errors import ConfigError
+from mnist_search.search.warmstart import STARTUP
+
+log = logging.getLogger("mnist_search")
+
+
+def _epochs_or_auto(value: str) -> int | str:
+    """'auto' or a whole number; anything else is left for the config check to name."""
+    v = value.strip().lower()
+    return int(v) if v.lstrip("-").isdigit() else v
+
+
+def echo(lines: list[str]) -> None:
+    for line in lines:
+        typer.echo(line)
+
+
+def optimize(
+    budget: Annotated[int, typer.Option(help="Hard cap on trainable parameters.")] = 25000,
+    n_trials: Annotated[
+        Optional[int],
+        typer.Option(help="Stop after this many trials (this run).", show_default=False),
+    ] = None,
+    timeout: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Stop after this many seconds; default 900 when --n-trials is not given. With "
+            "--final-seeds it covers both stages.",
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Epochs = 1,
+    study_name: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Study name; default budget-<BUDGET>. The same name resumes the study.",
+            show_default=False,
+        ),
+    ] = None,
+    storage: Storage = None,
+    seed: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Seed for sampler and training; fixes the trials of a one-process CPU study.",
+            show_default=False,
+        ),
+    ] = None,
+    device: Device = "auto",
+    data_dir: DataDir = None,
+    train_subset: TrainSubset = None,
+    val_size: ValSize = 5000,
+    pruner: Annotated[
+        str,
+        typer.Option(
+            metavar="rungs|median|hyperband|sha|none",
+            help="rungs (judged at 1/16 and 1/4 epoch, the best third goes on), median, "
+            "hyperband, sha (successive halving over epochs) or none.",
+        ),
+    ] = "rungs",
+    artifacts: Artifacts = None,
+    warm_start: Annotated[
+        str,
+        typer.Option(
+            metavar="found|documented|none",
+            help="First trials: 'found' (the shipped nets found at the nearest budgets, fitted to "
+            "this one), 'documented' (the write-up's nets that fit) or 'none'.",
+        ),
+    ] = "found",
+    startup: Annotated[
+        int,
+        typer.Option(
+            help="Space-filling first sampled trials (nets filling 60-100% of the budget, "
+            "trained with a recipe prior); 0: the sampler's random start."
+        ),
+    ] = STARTUP,
+    top: Annotated[int, typer.Option(help="Rows in the final table.")] = 10,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes on this machine, all on the same study (GPUs round-robin)."
+        ),
+    ] = 1,
+    heartbeat: Annotated[
+        int,
+        typer.Option(
+            help="Seconds between a running trial's heartbeats; a trial silent for 3 beats is "
+            "failed and retried."
+        ),
+    ] = 10,
+    parallel: Parallel = 1,
+    amp: Amp = None,
+    channels_last: ChannelsLast = None,
+    compile_model: Compile = False,
+    space: Annotated[
+        str,
+        typer.Option(
+            metavar="modern|plain",
+            help="Search space: modern (BN, separable, residual, GAP) or plain (the write-up's).",
+        ),
+    ] = "modern",
+    final_seeds: Annotated[
+        int,
+        typer.Option(
+            help="After the search, retrain the best candidates from scratch with this many seeds "
+            "(0: no final stage)."
+        ),
+    ] = 1,
+    final_epochs: Annotated[
+        str,
+        typer.Option(
+            metavar="auto|E",
+            help="Epochs of each final retraining, or 'auto': as many as the time left allows "
+            "(without --timeout: --epochs).",
+        ),
+    ] = "auto",
+    final_top: Annotated[
+        int,
+        typer.Option(
+            help="How many of the best candidates (by validation) the final stage retrains."
+        ),
+    ] = 2,
+    best_spec: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Where the final stage writes the chosen net for 'train --spec'; default "
+            "studies/<study-name>-best.json.",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Search architectures and training settings under --budget parameters.
+
+    Start it any number of times, on one machine or many, with the same --storage and
+    --study-name: all processes work on the same study. Then (unless --final-seeds 0) the best
+    candidates are retrained from scratch, by default each for the epochs its share of the time
+    left allows, and the chosen one is reported on the test set."""
+    from mnist_search.cli.render import final_summary, progress, study_summary
+    from mnist_search.search.engine import SearchConfig, run_search
+
+    config = SearchConfig(
+        budget=budget,
+        space=space,
+        epochs=epochs,
+        train_subset=train_subset,
+        val_size=val_size,
+        n_trials=n_trials,
+        timeout=timeout,
+        study_name=study_name,
+        storage=storage,
+        seed=seed,
+        device=device,
+        data_dir=data_dir,
+        pruner=pruner,
+        warm_start=warm_start,
+        startup=startup,
+        workers=workers,
+        heartbeat=heartbeat,
+        parallel=parallel,
+        amp=amp,
+        channels_last=channels_last,
+        compile=compile_model,
+        artifacts=artifacts,
+        final_seeds=final_seeds,
+        final_epochs=_epochs_or_auto(final_epochs),
+        final_top=final_top,
+        best_spec=best_spec,
+    )
+    with progress(quiet):
+        out = run_search(config)
+    echo(study_summary(out.study, out.config.storage, top))
+    if not out.ok:
+        log.info("worker exit statuses: %s", out.worker_exit_codes)
+        raise typer.Exit(1)
+    if out.final is not None:
+        echo(final_summary(out.final, out.config.storage))
+
+
+def _budgets(value: str) -> tuple[int, ...]:
+    """``1000,2000,5000`` → (1000, 2000, 5000); anything else is one line naming it."""
+    parts = [p.strip().replace("_", "") for p in value.split(",")]
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(
+            "budgets", f"{value!r}: must be positive whole numbers of parameters, e.g. 1000,5000"
+        )
+    return tuple(int(p) for p in parts)
+
+
+def frontier(
+    budgets: Annotated[
+        str, typer.Option(help="Comma-separated parameter budgets, each searched and retrained.")
+    ] = "1000,2000,5000,10000,25000",
+    timeout: Annotated[
+        float,
+        typer.Option(help="Seconds for all budgets together, shared equally by those left."),
+    ] = 9000.0,
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Folder for frontier.md, frontier.html, budget-<B>.json and frontier.json (the "
+            "record a rerun resumes from)."
+        ),
+    ] = Path("frontier"),
+    seed: Annotated[int, typer.Option(help="Seed for every budget's sampler and training.")] = 0,
+    storage: Storage = None,
+    device: Device = "auto",
+    workers: Annotated[
+        int, typer.Option(help="Worker processes per budget on this machine, on the same study.")
+    ] = 1,
+    data_dir: DataDir = None,
+    train_subset: TrainSubset = None,
+    val_size: ValSize = 5000,
+    warm_start: Annotated[
+        str,
+        typer.Option(
+            metavar="found|none",
+            help="Also start each budget from the shipped nets ('found') or not ('none'); the "
+            "net chosen at the next smaller budget is queued either way.",
+        ),
+    ] = "found",
+    final_seeds: Annotated[int, typer.Option(help="Seeds each finalist is retrained with.")] = 3,
+    final_top: Annotated[int, typer.Option(help="Finalists per budget.")] = 2,
+    study_prefix: Annotated[
+        str, typer.Option(help="Each budget's study is <prefix>-<budget>.")
+    ] = "frontier",
+    artifacts: Artifacts = None,
+    quiet: Quiet = False,
+) -> None:
+    """The best net at each of several budgets, from one run.
+
+    Budgets are searched in turn, smallest first, each also starting from the net chosen at
+    the one below, widened; each budget's finalists are retrained with --final-seeds seeds for
+    as many epochs as it needs (caps: 100 at 1,000 parameters, 60 at 2,000, 30 at 5,000, else
+    20) and chosen on validation. Writes --out/frontier.md, frontier.html and budget-<B>.json
+    (for 'train --spec'); the same command again resumes, keeping finished budgets.
+    """
+    from mnist_search.cli.render import progress
+    from mnist_search.frontier.outputs import write_outputs
+    from mnist_search.frontier.run import FrontierConfig, run_frontier
+
+    config = FrontierConfig(
+        budgets=_budgets(budgets),
+        timeout=timeout,
+        out=out,
+        study_prefix=study_prefix,
+        seed=seed,
+        storage=storage,
+        device=device,
+        data_dir=data_dir,
+        train_subset=train_subset,
+        val_size=val_size,
+        workers=workers,
+        warm_start=warm_start,
+        final_seeds=final_seeds,
+        final_top=final_top,
+        artifacts=artifacts,
+    )
+    with progress(quiet):
+        result = run_frontier(config)
+    command = "mnist-search " + shlex.join(sys.argv[1:])
+    for path in write_outputs(result, command):
+        typer.echo(f"written: {path}")
+    for r in result.rows:
+        typer.echo(
+            f"{r.budget:>7,}: {r.n_params:,} parameters, {r.epochs} epochs, test "
+            f"{r.test_mean:.2f} ± {r.test_std:.2f}% (val {r.val_mean:.2f}); {r.origin}"
+        )
+    for b, why in sorted(result.missing.items()):
+        typer.echo(f"{b:>7,}: nothing chosen: {why}")
+    if result.interrupted:
+        typer.echo("interrupted: finished budgets are kept; run the same command to resume")
+        raise typer.Exit(130)
