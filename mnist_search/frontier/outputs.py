@@ -1,0 +1,193 @@
+"""What a frontier run writes beside its spec files: ``frontier.md`` (the table) and
+``frontier.html`` (accuracy against parameters, with the published nets and the write-up's six
+experiments). The figure's data are computed apart from drawing them."""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mnist_search.files import write_atomic
+from mnist_search.frontier.published import PUBLISHED, epoch_cap
+from mnist_search.frontier.run import FrontierOutcome, FrontierRow
+
+
+def machine() -> str:
+    """The machine in words: the GPU when one trained the nets, else the CPU's cores."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    return f"{os.cpu_count()}-core CPU ({cpu}), torch {torch.__version__}"
+
+
+def _hms(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s"
+
+
+def markdown(outcome: FrontierOutcome, command: str) -> str:
+    cfg = outcome.config
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    lines = [
+        "# Frontier: the best net found at each budget",
+        "",
+        f"Made by `{command}` on {machine()}, {when}; this run's wall time "
+        f"{_hms(outcome.wall_seconds)} (each row's own time below includes earlier runs of "
+        "the same command it resumed).",
+        "",
+        "Each budget was searched by `mnist-search optimize`'s search in its own study "
+        f"(`{cfg.study_prefix}-<budget>`), then its {cfg.final_top} finalists were retrained "
+        f"from scratch with {cfg.final_seeds} seeds for as many epochs as the time allowed, up "
+        "to the cap shown; the net with the best mean validation accuracy was chosen. Test "
+        "accuracy is reported, never used. `train --spec <spec file> --seeds "
+        f"{cfg.final_seeds}` retrains a row.",
+        "",
+        "| budget | net | params | epochs (cap) | val mean ± std | test mean ± std | "
+        "where the net came from | trials | wall time | spec file |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in outcome.rows:
+        lines.append(
+            f"| {r.budget:,} | `{r.architecture.replace('|', chr(92) + '|')}` | {r.n_params:,} | "
+            f"{r.epochs} ({epoch_cap(r.budget)}) | {r.val_mean:.2f} ± {r.val_std:.2f} | "
+            f"**{r.test_mean:.2f} ± {r.test_std:.2f}** | {r.origin} | {r.trials} | "
+            f"{_hms(r.wall_seconds)} | `{Path(r.spec_file).name}` |"
+        )
+    for b, why in sorted(outcome.missing.items()):
+        lines.append(f"| {b:,} | — | | | | | not chosen: {why} | | | |")
+    lines += [
+        "",
+        "Trials count those that trained to at least their first report (not those over "
+        "budget or cut by the time limit at once). "
+        "`best sampled` is the best one-epoch validation of a net the search drew itself:",
+        "",
+    ]
+    for r in outcome.rows:
+        if r.best_sampled_val is not None:
+            lines.append(f"- {r.budget:,}: best sampled {r.best_sampled_val:.2f}% validation")
+    lines += [
+        "",
+        "Published small nets, for comparison (mostly single runs whose best epoch was picked "
+        "on the test set):",
+        "",
+        "| params | test | epochs | source |",
+        "|---|---|---|---|",
+    ]
+    for p in PUBLISHED:
+        note = f" ({p.note})" if p.note else ""
+        lines.append(
+            f"| {p.n_params:,} | {p.test_accuracy:.2f}% | {p.epochs or '—'} | {p.source}{note} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def figure_data(rows: list[FrontierRow]) -> dict[str, Any]:
+    """The points the figure draws: the chosen nets, the published ones, the write-up's six."""
+    from mnist_search.replay.experiments import documented_experiments
+
+    return {
+        "chosen": [
+            {
+                "budget": r.budget,
+                "n_params": r.n_params,
+                "test": r.test_mean,
+                "std": r.test_std,
+                "label": f"{r.budget:,}: {r.n_params:,} p., {r.epochs} ep.",
+            }
+            for r in rows
+        ],
+        "published": [
+            {"n_params": p.n_params, "test": p.test_accuracy, "label": p.source, "note": p.note}
+            for p in PUBLISHED
+        ],
+        "documented": [
+            {
+                "n_params": e.true_params,  # the write-up's Exp1 count is wrong; this is built
+                "test": e.documented["test_accuracy"],
+                "label": f"Exp{e.id}",
+            }
+            for e in documented_experiments()
+            if e.documented.get("test_accuracy") is not None
+        ],
+        "budgets": sorted(r.budget for r in rows),
+    }
+
+
+def figure(data: dict[str, Any]):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    ch = data["chosen"]
+    fig.add_scatter(
+        x=[c["n_params"] for c in ch],
+        y=[c["test"] for c in ch],
+        error_y={"type": "data", "array": [c["std"] for c in ch]},
+        mode="lines+markers+text",
+        name="chosen nets: test mean ± std",
+        text=[c["label"] for c in ch],
+        textposition="bottom right",
+        marker={"size": 11, "symbol": "star"},
+    )
+    pub = data["published"]
+    fig.add_scatter(
+        x=[p["n_params"] for p in pub],
+        y=[p["test"] for p in pub],
+        mode="markers+text",
+        name="published nets",
+        text=[p["label"].split("/")[0] for p in pub],
+        hovertext=[f"{p['label']} {p['note']}".strip() for p in pub],
+        textposition="top center",
+        marker={"size": 9, "symbol": "diamond"},
+    )
+    docs = data["documented"]
+    fig.add_scatter(
+        x=[d["n_params"] for d in docs],
+        y=[d["test"] for d in docs],
+        mode="markers+text",
+        name="the write-up's experiments (documented)",
+        text=[d["label"] for d in docs],
+        textposition="top center",
+        marker={"size": 9, "symbol": "x"},
+    )
+    for b in data["budgets"]:
+        fig.add_vline(x=b, line_dash="dot", line_color="grey")
+    xs = [c["n_params"] for c in ch] + [p["n_params"] for p in pub] + [d["n_params"] for d in docs]
+    xs += data["budgets"]
+    fig.update_xaxes(
+        type="log",
+        title="trainable parameters (log scale)",
+        range=[math.log10(min(xs) / 2), math.log10(max(xs) * 2)],
+    )
+    fig.update_yaxes(title="test accuracy (%)")
+    fig.update_layout(title="Accuracy against parameters: the frontier", height=600)
+    return fig
+
+
+def render_html(outcome: FrontierOutcome, command: str) -> str:
+    import plotly.offline
+
+    data = figure_data(outcome.rows)
+    div = figure(data).to_html(full_html=False, include_plotlyjs=False, div_id="plot-frontier")
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>mnist-search frontier</title>
+<script>{plotly.offline.get_plotlyjs()}</script>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}</style></head>
+<body><h1>Frontier</h1><p>Made by <code>{html.escape(command)}</code> on
+{html.escape(machine())}. Nets chosen on validation accuracy; test accuracy shown.</p>
+<div class="fig" id="fig-frontier">{div}</div></body></html>"""
+
+
+def write_outputs(outcome: FrontierOutcome, command: str) -> list[Path]:
+    out = Path(outcome.config.out)
+    paths = [out / "frontier.md", out / "frontier.html"]
+    write_atomic(paths[0], markdown(outcome, command))
+    write_atomic(paths[1], render_html(outcome, command))
+    return paths

@@ -1,0 +1,271 @@
+"""The frontier: the best net at each of several budgets from one command.
+
+The budgets are searched in turn, smallest first, each by the same search as ``optimize`` (its
+own study ``<prefix>-<B>``, so pruning compares a trial only with trials of its own budget), for
+an equal share of the time still left, then retrained by its own final stage with 3 seeds for as
+many epochs as that budget needs (``published.epoch_cap``), chosen on validation only. Each
+budget after the first also starts from the net chosen at the nearest smaller one, widened to
+it: what is learnt at 2,000 is a candidate at 5,000.
+
+Each finished budget is recorded in ``<out>/frontier.json`` and its net in
+``<out>/budget-<B>.json``; a run started again with the same options skips the finished budgets
+and resumes the others' studies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mnist_search.data.mnist import load_mnist
+from mnist_search.device import resolve_device
+from mnist_search.errors import ConfigError
+from mnist_search.files import check_writable, read_json, write_atomic
+from mnist_search.frontier.published import epoch_cap
+from mnist_search.search import storage
+from mnist_search.search.config import SearchConfig
+from mnist_search.stopping import Deadline
+
+log = logging.getLogger("mnist_search")
+
+DEFAULT_BUDGETS = (1000, 2000, 5000, 10000, 25000)
+DEFAULT_TIMEOUT = 9000.0  # 2.5 hours for the five default budgets on a 2-core CPU
+RECORD = "frontier.json"
+
+
+@dataclass(frozen=True)
+class FrontierConfig:
+    budgets: tuple[int, ...] = DEFAULT_BUDGETS
+    timeout: float = DEFAULT_TIMEOUT  # seconds, all budgets and their final stages together
+    out: str | Path = "frontier"
+    study_prefix: str = "frontier"
+    seed: int = 0
+    storage: str | None = None
+    device: str = "auto"
+    data_dir: str | Path | None = None
+    train_subset: int | None = None  # quick runs: train on the first N training images
+    val_size: int = 5000
+    workers: int = 1
+    warm_start: str = "found"
+    final_seeds: int = 3
+    final_top: int = 2
+    artifacts: str | Path | None = None
+
+    def check(self) -> None:
+        if not self.budgets:
+            raise ConfigError("budgets", "none given; e.g. 1000,2000,5000")
+        if len(set(self.budgets)) != len(self.budgets):
+            raise ConfigError("budgets", f"{','.join(map(str, self.budgets))}: a budget repeats")
+        if self.final_seeds < 1:
+            raise ConfigError(
+                "final_seeds", f"{self.final_seeds}: must be at least 1 (every budget is retrained)"
+            )
+        if not 0 < self.timeout < math.inf:
+            raise ConfigError(
+                "timeout", f"{self.timeout}: must be a positive, finite number of seconds"
+            )
+        for b in self.budgets:  # every other setting is checked by the search config it makes
+            try:
+                self.search(b, self.timeout).check()
+            except ConfigError as e:
+                if e.option != "budget":
+                    raise
+                raise ConfigError("budgets", e.rest) from None
+
+    def search(self, budget: int, timeout: float) -> SearchConfig:
+        """The search one budget gets."""
+        out = Path(self.out)
+        return SearchConfig(
+            budget=budget,
+            study_name=f"{self.study_prefix}-{budget}",
+            timeout=timeout,
+            seed=self.seed,
+            storage=self.storage,
+            device=self.device,
+            data_dir=self.data_dir,
+            train_subset=self.train_subset,
+            val_size=self.val_size,
+            workers=self.workers,
+            warm_start=self.warm_start,
+            warm_dirs=(str(out),),
+            final_seeds=self.final_seeds,
+            final_top=self.final_top,
+            final_max_epochs=epoch_cap(budget),
+            best_spec=str(out / f"budget-{budget}.json"),
+            artifacts=self.artifacts,
+        )
+
+
+@dataclass(frozen=True)
+class FrontierRow:
+    """One budget's chosen net and how it was found."""
+
+    budget: int
+    study: str
+    n_params: int
+    architecture: str
+    epochs: int | None
+    seeds: int
+    val_mean: float
+    val_std: float
+    test_mean: float
+    test_std: float
+    origin: str  # sampled by this search, or a known net widened (which)
+    trials: int  # search trials that trained (not over budget, not stopped at once)
+    wall_seconds: float  # search and final stage of this budget
+    spec_file: str
+    best_sampled_val: float | None = None  # the best net the search sampled, one-epoch val
+
+
+@dataclass
+class FrontierOutcome:
+    config: FrontierConfig
+    rows: list[FrontierRow] = field(default_factory=list)
+    missing: dict[int, str] = field(default_factory=dict)  # budget → why it has no row
+    wall_seconds: float = 0.0
+    interrupted: bool = False
+
+
+def _trained(study) -> int:
+    """Trials that trained at least to their first report (over-budget and time-cut ones not)."""
+    from optuna.trial import TrialState
+
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if t.intermediate_values
+    )
+
+
+_ROW_TYPES: dict[str, tuple[type, ...]] = {
+    "budget": (int,),
+    "study": (str,),
+    "n_params": (int,),
+    "architecture": (str,),
+    "epochs": (int, type(None)),
+    "seeds": (int,),
+    "val_mean": (float, int),
+    "val_std": (float, int),
+    "test_mean": (float, int),
+    "test_std": (float, int),
+    "origin": (str,),
+    "trials": (int,),
+    "wall_seconds": (float, int),
+    "spec_file": (str,),
+    "best_sampled_val": (float, int, type(None)),
+}
+
+
+def _row(d: Any, path: Path) -> FrontierRow:
+    if not isinstance(d, dict):
+        raise ConfigError("out", f"{path}: a row is not an object; use another --out")
+    for name, kinds in _ROW_TYPES.items():
+        v = d.get(name)
+        if isinstance(v, bool) or not isinstance(v, kinds):
+            raise ConfigError(
+                "out",
+                f"{path}: not a frontier record (row field {name!r} is {repr(v)[:40]}); use "
+                "another --out",
+            )
+    return FrontierRow(**{k: d.get(k) for k in _ROW_TYPES})
+
+
+def load_record(out: Path) -> dict[int, FrontierRow]:
+    """The budgets an earlier run of this frontier finished (``frontier.json``)."""
+    path = out / RECORD
+    if not path.exists():
+        return {}
+    body = read_json(path)
+    rows = body.get("rows") if isinstance(body, dict) else None
+    if not isinstance(rows, list):
+        raise ConfigError("out", f"{path}: not a frontier record (no rows); use another --out")
+    return {r.budget: r for r in (_row(d, path) for d in rows)}
+
+
+def save_record(out: Path, rows: list[FrontierRow], cfg: FrontierConfig) -> None:
+    body = {
+        "budgets": list(cfg.budgets),
+        "study_prefix": cfg.study_prefix,
+        "rows": [asdict(r) for r in sorted(rows, key=lambda r: r.budget)],
+    }
+    write_atomic(out / RECORD, json.dumps(body, indent=2) + "\n")
+
+
+def run_frontier(cfg: FrontierConfig) -> FrontierOutcome:
+    """Search and retrain every budget of ``cfg`` in turn; resume a run stopped before."""
+    from mnist_search.search.engine import run_search
+
+    cfg.check()
+    out = Path(cfg.out)
+    check_writable("out", out, folder=True)
+    # Everything that can be refused is, before the folder is made.
+    resolve_device(cfg.device)
+    url = cfg.storage or storage.default_storage()
+    storage.check(url, default=cfg.storage is None)
+    load_mnist(cfg.data_dir)
+    done = load_record(out)
+    out.mkdir(parents=True, exist_ok=True)
+    done = {b: r for b, r in done.items() if r.study == f"{cfg.study_prefix}-{b}"}
+    result = FrontierOutcome(cfg)
+    start = time.time()
+    deadline = Deadline.after(cfg.timeout)
+    todo = [b for b in sorted(cfg.budgets) if b not in done]
+    for b in sorted(done):
+        if b in cfg.budgets:
+            log.info("frontier: budget %s finished in an earlier run; kept", f"{b:,}")
+    rows = [done[b] for b in sorted(done) if b in cfg.budgets]
+    for i, budget in enumerate(todo):
+        share = (deadline.left() or 0.0) / (len(todo) - i)
+        log.info(
+            "frontier: budget %s gets %.0f s (an equal share of the %.0f s left), final "
+            "retrainings up to %d epochs",
+            f"{budget:,}",
+            share,
+            deadline.left() or 0.0,
+            epoch_cap(budget),
+        )
+        t0 = time.time()
+        outcome = run_search(cfg.search(budget, share))
+        if outcome.interrupted or (outcome.final is not None and outcome.final.interrupted):
+            result.interrupted = True
+            break
+        chosen = outcome.final.chosen if outcome.final is not None else None
+        if chosen is None:
+            why = outcome.final.skipped if outcome.final is not None else "no final stage"
+            result.missing[budget] = why or "nothing chosen"
+            continue
+        v, t = chosen.val_stat, chosen.test_stat
+        sampled = outcome.final.best_sampled if outcome.final is not None else None
+        rows.append(
+            FrontierRow(
+                budget=budget,
+                study=outcome.config.study_name,
+                n_params=chosen.n_params,
+                architecture=chosen.architecture,
+                epochs=chosen.epochs,
+                seeds=len(chosen.seeds),
+                val_mean=v.mean,
+                val_std=v.std,
+                test_mean=t.mean,
+                test_std=t.std,
+                origin=chosen.origin,
+                trials=_trained(outcome.study),
+                wall_seconds=round(time.time() - t0, 1),
+                spec_file=str(out / f"budget-{budget}.json"),
+                best_sampled_val=sampled.val_accuracy if sampled is not None else None,
+            )
+        )
+        save_record(out, rows, cfg)  # a budget finished is never lost to a later failure
+    result.rows = sorted(rows, key=lambda r: r.budget)
+    result.wall_seconds = time.time() - start
+    return result
+
+
+def spec_body(row: FrontierRow) -> dict[str, Any]:
+    """The spec file a row names (written by its final stage)."""
+    return read_json(row.spec_file)

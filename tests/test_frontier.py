@@ -1,0 +1,266 @@
+"""``mnist-search frontier``: several budgets from one run, on real studies in SQLite, at tiny sizes
+(600 training images, 500 validation images)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from mnist_search.cli.app import app
+from mnist_search.frontier.published import PUBLISHED, epoch_cap
+from mnist_search.frontier.run import FrontierConfig, load_record, run_frontier
+from mnist_search.search import records
+from mnist_search.search.final import final_study_name, summarize_final
+
+runner = CliRunner()
+BUDGETS = (300, 700)
+
+
+def config(tmp_path, data_dir, **kw) -> FrontierConfig:
+    base = dict(
+        budgets=BUDGETS,
+        timeout=24.0,
+        out=tmp_path / "fr",
+        storage=f"sqlite:///{tmp_path}/f.db",
+        data_dir=data_dir,
+        train_subset=600,
+        val_size=500,
+        device="cpu",
+        final_seeds=2,
+        final_top=2,
+        warm_start="none",
+        artifacts=tmp_path / "art",
+    )
+    return FrontierConfig(**(base | kw))
+
+
+def studies(cfg: FrontierConfig, budget: int) -> tuple[optuna.Study, optuna.Study]:
+    name = f"{cfg.study_prefix}-{budget}"
+    return (
+        optuna.load_study(study_name=name, storage=cfg.storage),
+        optuna.load_study(study_name=final_study_name(name, auto=True), storage=cfg.storage),
+    )
+
+
+@pytest.mark.slow
+def test_each_budget_gets_a_net_within_it_chosen_on_validation(tmp_path, data_dir):
+    from mnist_search.frontier.outputs import write_outputs
+
+    cfg = config(tmp_path, data_dir)
+    out = run_frontier(cfg)
+    assert [r.budget for r in out.rows] == list(BUDGETS) and not out.missing
+    for row in out.rows:
+        search, final = studies(cfg, row.budget)
+        # The budget is a hard cap in the search and in the final stage.
+        for study in (search, final):
+            assert all(
+                (r.n_params or 0) <= row.budget
+                for r in map(records.TrialRecord.of, study.get_trials())
+            )
+        assert row.n_params <= row.budget and row.epochs <= epoch_cap(row.budget)
+        # The chosen candidate is the best by mean validation accuracy of those retrained.
+        sources = {r.source_trial for r in records.complete(final)}
+        cands = summarize_final(
+            final,
+            [records.TrialRecord.of(search.trials[n]) for n in sorted(sources)],
+            cfg.final_seeds,
+        )
+        assert row.val_mean == max(c.val_stat.mean for c in cands if len(c.seeds) == 2)
+        body = json.loads((tmp_path / "fr" / f"budget-{row.budget}.json").read_text())
+        assert body["n_params"] == row.n_params and body["budget"] == row.budget
+        assert body["result"]["val_mean"] == row.val_mean
+    # The net chosen at 300 was queued, widened, at 700.
+    warm = [records.TrialRecord.of(t).warm_start for t in studies(cfg, 700)[0].get_trials()]
+    assert any(w and w.endswith("budget-300.json") for w in warm)
+    md, page = write_outputs(out, "mnist-search frontier (test)")
+    text = md.read_text()
+    assert "| 300 |" in text and "| 700 |" in text and "mnist-search frontier (test)" in text
+    assert all(p.source in text for p in PUBLISHED)
+    html = page.read_text()
+    assert "plot-frontier" in html and "ruslangrimov" in html and "Exp5" in html
+
+
+@pytest.mark.slow
+def test_a_killed_frontier_resumes_and_keeps_its_finished_budgets(tmp_path, data_dir):
+    cfg = config(tmp_path, data_dir, timeout=30.0)
+    cmd = [
+        sys.executable,
+        "-m",
+        "mnist_search",
+        "frontier",
+        "--budgets",
+        ",".join(map(str, BUDGETS)),
+        "--timeout",
+        "30",
+        "--out",
+        str(cfg.out),
+        "--storage",
+        cfg.storage,
+        "--data-dir",
+        str(data_dir),
+        "--train-subset",
+        "600",
+        "--val-size",
+        "500",
+        "--device",
+        "cpu",
+        "--final-seeds",
+        "2",
+        "--warm-start",
+        "none",
+        "--artifacts",
+        str(cfg.artifacts),
+        "-q",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    record = cfg.out / "frontier.json"
+    end = time.time() + 120
+    while not record.exists() and proc.poll() is None and time.time() < end:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)  # mid-way through the second budget
+    proc.wait()
+    first = load_record(cfg.out)
+    assert list(first) == [300]
+    trials_before = len(studies(cfg, 300)[0].get_trials())
+    out = run_frontier(cfg)
+    assert [r.budget for r in out.rows] == list(BUDGETS)
+    assert out.rows[0] == first[300]  # the same choice, not searched again
+    assert len(studies(cfg, 300)[0].get_trials()) == trials_before
+    assert load_record(cfg.out)[700] == out.rows[1]
+    again = run_frontier(cfg)  # everything finished: nothing trained, the same rows
+    assert again.rows == out.rows
+
+
+def run(*args):
+    return runner.invoke(app, ["frontier", *map(str, args)])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--budgets", "1000,abc"], "--budgets '1000,abc': must be positive whole numbers"),
+        (["--budgets", "0"], "--budgets '0': must be positive whole numbers"),
+        (["--budgets", ""], "--budgets '': must be positive whole numbers"),
+        (["--budgets", "1000,1000"], "--budgets 1000,1000: a budget repeats"),
+        (["--budgets", "100"], "--budgets 100 is below the smallest net"),
+        (["--timeout", "-5"], "--timeout -5.0: must be a positive"),
+        (["--timeout", "inf"], "--timeout inf: must be a positive"),
+        (["--final-seeds", "0"], "--final-seeds 0"),
+        (["--warm-start", "some"], "--warm-start 'some'; valid: found, documented, none"),
+        (["--workers", "0"], "--workers 0: must be at least 1"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--storage", "mysql://x"], "storage"),
+    ],
+)
+def test_bad_frontier_options_are_one_line_and_write_nothing(tmp_path, args, message, data_dir):
+    r = run("--out", tmp_path / "fr", "--data-dir", data_dir, *args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "fr").exists()
+
+
+def test_a_frontier_out_that_is_a_file_is_refused(tmp_path, data_dir):
+    f = tmp_path / "taken"
+    f.write_text("x")
+    r = run("--out", f, "--data-dir", data_dir)
+    assert r.exit_code == 2 and "--out" in r.output and f.read_text() == "x"
+
+
+def test_a_frontier_record_that_is_not_one_is_refused(tmp_path, data_dir):
+    (tmp_path / "fr").mkdir()
+    (tmp_path / "fr" / "frontier.json").write_text('{"rows": [{"budget": "x"}]}')
+    r = run("--out", tmp_path / "fr", "--data-dir", data_dir, "--budgets", "300")
+    assert r.exit_code == 2 and "not a frontier record" in r.output
+
+
+def test_epoch_caps_follow_the_published_lengths():
+    assert [epoch_cap(b) for b in (697, 1000, 2000, 5000, 10000, 25000)] == [
+        100,
+        100,
+        60,
+        30,
+        20,
+        20,
+    ]
+
+
+def _good_record() -> dict:
+    row = dict(
+        budget=300,
+        study="frontier-300",
+        n_params=290,
+        architecture="1→4→4 k3",
+        epochs=12,
+        seeds=3,
+        val_mean=97.1,
+        val_std=0.2,
+        test_mean=97.3,
+        test_std=0.1,
+        origin="sampled by this search",
+        trials=40,
+        wall_seconds=100.0,
+        spec_file="fr/budget-300.json",
+        best_sampled_val=95.0,
+    )
+    return {"budgets": [300], "study_prefix": "frontier", "rows": [row]}
+
+
+def test_a_good_record_reads_back(tmp_path):
+    (tmp_path / "frontier.json").write_text(json.dumps(_good_record()))
+    assert load_record(tmp_path)[300].n_params == 290
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("budget", "300"),
+        ("budget", True),
+        ("n_params", 2.5),
+        ("val_mean", None),
+        ("study", 3),
+        ("epochs", "12"),
+        ("rows", None),
+    ],
+)
+def test_a_record_with_a_wrong_field_type_is_one_line(tmp_path, field, value):
+    body = _good_record()
+    if field == "rows":
+        body["rows"] = value
+    else:
+        body["rows"][0][field] = value
+    (tmp_path / "frontier.json").write_text(json.dumps(body))
+    from mnist_search.errors import UsageError
+
+    with pytest.raises(UsageError, match="not a frontier record"):
+        load_record(tmp_path)
+
+
+def test_random_bytes_in_a_record_are_a_usage_error_or_a_record(tmp_path):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from mnist_search.errors import UsageError
+
+    good = json.dumps(_good_record()).encode()
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.integers(0, len(good) - 1), st.binary(min_size=0, max_size=4))
+    def check(at, junk):
+        (tmp_path / "frontier.json").write_bytes(good[:at] + junk + good[at + len(junk) :])
+        try:
+            rows = load_record(tmp_path)
+        except UsageError as e:
+            assert "\n" not in str(e)
+        else:
+            assert all(isinstance(r.budget, int) for r in rows.values())
+
+    check()
