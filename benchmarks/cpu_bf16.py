@@ -33,8 +33,10 @@ def main() -> None:
     splits = Protocol(train_subset=args.subset).splits(
         load_mnist(os.environ.get("MNIST_SEARCH_DATA")), "cpu"
     )
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    )
     print("| net | params | fp32 img/s | bf16 img/s | ratio | fp32 val | bf16 val |")
     print("|---|---|---|---|---|---|---|")
     found = resources.files("mnist_search").joinpath("found")

@@ -264,3 +264,80 @@ def test_random_bytes_in_a_record_are_a_usage_error_or_a_record(tmp_path):
             assert all(isinstance(r.budget, int) for r in rows.values())
 
     check()
+
+
+def _rows():
+    from mnist_search.frontier.run import FrontierRow
+
+    return [
+        FrontierRow(
+            budget=b,
+            study=f"frontier-{b}",
+            n_params=n,
+            architecture="1→4→8 k3 pool@1 bn | gap",
+            epochs=e,
+            seeds=3,
+            val_mean=v,
+            val_std=0.1,
+            test_mean=t,
+            test_std=0.05,
+            origin="sampled by this search",
+            trials=30,
+            wall_seconds=600.0,
+            spec_file=f"fr/budget-{b}.json",
+            best_sampled_val=None,
+        )
+        for b, n, e, v, t in ((1000, 952, 60, 98.5, 98.6), (5000, 4870, 30, 99.0, 99.1))
+    ]
+
+
+def test_the_figure_data_holds_every_point():
+    from mnist_search.frontier.outputs import figure_data
+
+    data = figure_data(_rows())
+    assert [c["n_params"] for c in data["chosen"]] == [952, 4870]
+    assert len(data["published"]) == len(PUBLISHED)
+    assert {d["label"] for d in data["documented"]} == {f"Exp{i}" for i in range(1, 7)}
+    assert 480_176 in {d["n_params"] for d in data["documented"]}  # Exp1's true count
+    assert data["budgets"] == [1000, 5000]
+
+
+@pytest.mark.skipif(
+    not (__import__("shutil").which("chromium")),
+    reason="chromium not installed (.ci/run installs it)",
+)
+def test_the_frontier_figure_draws_in_a_browser(tmp_path):
+    import re
+    import shutil
+
+    from mnist_search.frontier.outputs import write_outputs
+    from mnist_search.frontier.run import FrontierOutcome
+
+    outcome = FrontierOutcome(FrontierConfig(out=tmp_path), rows=_rows(), wall_seconds=1200)
+    _, page = write_outputs(outcome, "mnist-search frontier (test)")
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=15000",
+    ]
+    dom = subprocess.run(
+        [shutil.which("chromium"), *flags, "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert 'class="main-svg"' in dom  # plotly drew the plot (the file itself has no svg)
+    texts = set(re.findall(r"<text[^>]*>([^<]+)</text>", dom))
+    # the chosen nets' labels, a published source, the write-up's experiments
+    assert "1,000: 952 p., 60 ep." in texts and "5,000: 4,870 p., 30 ep." in texts, texts
+    assert "ruslangrimov" in texts and "Exp5" in texts
+    # one dotted line per budget, and points for every trace
+    assert len(re.findall(r'<path[^>]*class="[^"]*"[^>]*stroke-dasharray', dom)) >= 2 or (
+        dom.count('class="shape-group"') >= 1
+    )
+    assert dom.count('class="point"') >= 2 + len(PUBLISHED) + 6

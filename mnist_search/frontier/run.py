@@ -172,7 +172,8 @@ def _row(d: Any, path: Path) -> FrontierRow:
                 f"{path}: not a frontier record (row field {name!r} is {repr(v)[:40]}); use "
                 "another --out",
             )
-    return FrontierRow(**{k: d.get(k) for k in _ROW_TYPES})
+    values: dict[str, Any] = {k: d.get(k) for k in _ROW_TYPES}  # each checked above
+    return FrontierRow(**values)
 
 
 def load_record(out: Path) -> dict[int, FrontierRow]:

@@ -136,7 +136,8 @@ class Objective:
         def on_report(step: int, val: float) -> None:
             self.stop.check()
             trial.report(val, step)
-            if self.progress is not None:
+            # A line per quarter epoch at most: 16 reports an epoch would flood a log file.
+            if self.progress is not None and (step + 1) % max(1, reports // 4) == 0:
                 self.progress(
                     f"  trial {trial.number}: {100 * (step + 1) // total_steps}% "
                     f"trained, val {val:.2f}%"

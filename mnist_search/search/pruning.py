@@ -50,7 +50,8 @@ class RungPruner(BasePruner):
     def rungs(self) -> list[int]:
         """Report steps (0-based) after which a trial of ``steps`` reports is judged: never its
         last, by when it has finished."""
-        steps, k = [], 0
+        steps: list[int] = []
+        k = 0
         while True:
             s = math.ceil(self.reports * FIRST * GROWTH**k - 1e-9) - 1
             if s >= self.steps - 1:

@@ -30,7 +30,8 @@ class DesignTrial:
     column k. The answers are recorded in ``params``."""
 
     def __init__(self, row: Sequence[float]):
-        self.row, self.params = row, {}
+        self.row = row
+        self.params: dict[str, Any] = {}
         self._columns: dict[str, int] = {}
 
     def uniform(self, name: str) -> float:
