@@ -85,10 +85,12 @@ def run_load(
     victims = rng.sample(range(workers), kills)
     killed = []
     for v in victims:
+        # Wait until most workers are inside a trial (not still starting up), so that a kill
+        # lands mid-trial more often than between trials.
         deadline = time.time() + 300
-        while _running(url, name) == 0 and time.time() < deadline:
-            time.sleep(0.1)
-        time.sleep(rng.uniform(0.0, 1.0))
+        while _running(url, name) < max(1, (workers - len(killed)) // 2) and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.3))
         if procs[v].poll() is None:
             procs[v].send_signal(signal.SIGKILL)
             killed.append(v)
