@@ -238,21 +238,7 @@ def spec_params(spec: ArchSpec) -> dict[str, Any]:
     for s, (b, w) in enumerate(zip(blocks, widths), start=1):
         p[f"blocks{s}"], p[f"width{s}"] = b, w
     try:
-        same = (
-            build_spec(
-                p["stages"],
-                p["padding"],
-                blocks,
-                widths,
-                separable=p["separable"],
-                residual=p["residual"],
-                transition=p["transition"],
-                head=p["head"],
-                dropout=p["dropout"],
-                first_kernel=p["first_kernel"],
-            )
-            == spec
-        )
+        same = build(p) == spec
     except (SpecError, IndexError):
         same = False
     if not same:
