@@ -354,6 +354,23 @@ def test_report_escapes_every_value(tmp_path):
     assert "<b>net</b>" not in tables and "<i>sgd</i>" not in tables
 
 
+def test_the_first_optimizer_imports_nothing_once_the_trainer_is_loaded():
+    """torch's first optimizer imports torch._dynamo (2-3 s) unless the trainer already did: a
+    stop signal landing inside that import, after the data is loaded, left torch half-imported
+    and the process ended by SIGINT (or hung) instead of exiting 130 (1 run in ~40 of the test
+    below)."""
+    code = (
+        "import sys, torch, mnist_search.training.loop\n"
+        "m = torch.nn.Linear(1, 1)\n"
+        "before = set(sys.modules)\n"
+        "for opt in (torch.optim.SGD(m.parameters(), lr=0.1), torch.optim.AdamW(m.parameters())):\n"
+        "    m(torch.ones(1)).sum().backward(); opt.step()\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_train_stops_on_a_stop_signal_as_on_ctrl_c(sig, tmp_path, data_dir):
     """A scheduler's SIGTERM or a closed terminal's SIGHUP ends `train` as Ctrl-C does: at once,

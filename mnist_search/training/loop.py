@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
 import torch
+import torch._dynamo  # noqa: F401  (see below)
 import torch.nn.functional as F
 from torch import nn
 
@@ -35,6 +36,10 @@ BENCHMARK_EPOCHS = 5  # cudnn.benchmark by default from this many epochs on
 # one-epoch trial on all 5,000 would cost more evaluation than its training; the rungs that
 # prune early compare nets whose accuracies differ by more than this sample's noise.
 INTERIM_VAL = 1000
+# torch._dynamo is imported above, with torch, because the first optimizer imports it lazily
+# (2-3 s on a CPU), after the data is loaded: a Ctrl-C or SIGTERM landing inside that import
+# leaves torch half-imported, and the process can then hang or end by SIGINT instead of with the
+# stop's own exit status.
 
 
 @dataclass(frozen=True)
