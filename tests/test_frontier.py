@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import optuna
 import pytest
@@ -87,6 +88,35 @@ def test_each_budget_gets_a_net_within_it_chosen_on_validation(tmp_path, data_di
     html = page.read_text()
     assert "plot-frontier" in html and "ruslangrimov" in html and "Exp5" in html
 
+    # --target-accuracy on the finished run (nothing trains again): the fewest-parameter net of
+    # every budget's retrained finalists whose validation mean reaches it, judged on validation.
+    pool = []
+    for b in BUDGETS:
+        search, final = studies(cfg, b)
+        sources = sorted({r.source_trial for r in records.complete(final)})
+        pool += [
+            c
+            for c in summarize_final(
+                final, [records.TrialRecord.of(search.trials[n]) for n in sources], 2
+            )
+            if len(c.seeds) == 2
+        ]
+    vals = sorted(c.val_stat.mean for c in pool)
+    target = vals[len(vals) // 2]
+    want = min((c for c in pool if c.val_stat.mean >= target), key=lambda c: c.n_params)
+    hit = run_frontier(replace(cfg, target_accuracy=target))
+    assert hit.rows == out.rows and hit.target.pool == len(pool)
+    assert hit.target.chosen.n_params == want.n_params
+    assert hit.target.chosen.val_stat.mean >= target
+    spec = json.loads(hit.target.spec_file.read_text())
+    assert spec["n_params"] == want.n_params and spec["target_accuracy"] == target
+    assert spec["protocol"] == json.loads((cfg.out / "budget-300.json").read_text())["protocol"]
+    md, _ = write_outputs(hit, "mnist-search frontier (test)")
+    assert f"Target {target:g}% validation" in md.read_text()
+    miss = run_frontier(replace(cfg, target_accuracy=min(99.99, vals[-1] + 0.01)))
+    assert miss.target.chosen is None and miss.target.best_val == vals[-1]
+    assert not list((tmp_path / "fr").glob(f"target-{min(99.99, vals[-1] + 0.01):g}.json"))
+
 
 @pytest.mark.slow
 def test_a_killed_frontier_resumes_and_keeps_its_finished_budgets(tmp_path, data_dir):
@@ -159,6 +189,9 @@ def run(*args):
         (["--workers", "0"], "--workers 0: must be at least 1"),
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--storage", "mysql://x"], "storage"),
+        (["--target-accuracy", "100"], "--target-accuracy 100.0: must be a validation accuracy"),
+        (["--target-accuracy", "nan"], "--target-accuracy nan: must be a validation accuracy"),
+        (["--target-accuracy", "-1"], "--target-accuracy -1.0: must be a validation accuracy"),
     ],
 )
 def test_bad_frontier_options_are_one_line_and_write_nothing(tmp_path, args, message, data_dir):

@@ -250,6 +250,14 @@ def frontier(
     study_prefix: Annotated[
         str, typer.Option(help="Each budget's study is <prefix>-<budget>.")
     ] = "frontier",
+    target_accuracy: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Also report the smallest retrained net reaching this validation accuracy "
+            "(%), written as target-<A>.json.",
+            show_default=False,
+        ),
+    ] = None,
     artifacts: Artifacts = None,
     quiet: Quiet = False,
 ) -> None:
@@ -262,7 +270,7 @@ def frontier(
     (for 'train --spec'); the same command again resumes, keeping finished budgets.
     """
     from mnist_search.cli.render import progress
-    from mnist_search.frontier.outputs import write_outputs
+    from mnist_search.frontier.outputs import target_line, write_outputs
     from mnist_search.frontier.run import FrontierConfig, run_frontier
 
     config = FrontierConfig(
@@ -280,6 +288,7 @@ def frontier(
         warm_start=warm_start,
         final_seeds=final_seeds,
         final_top=final_top,
+        target_accuracy=target_accuracy,
         artifacts=artifacts,
     )
     with progress(quiet):
@@ -294,6 +303,8 @@ def frontier(
         )
     for b, why in sorted(result.missing.items()):
         typer.echo(f"{b:>7,}: nothing chosen: {why}")
+    if result.target is not None:
+        typer.echo(target_line(result.target).replace("**", "").replace("`", ""))
     if result.interrupted:
         typer.echo("interrupted: finished budgets are kept; run the same command to resume")
         raise typer.Exit(130)

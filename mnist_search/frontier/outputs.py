@@ -15,6 +15,7 @@ from typing import Any
 from mnist_search.files import write_atomic
 from mnist_search.frontier.published import PUBLISHED, epoch_cap
 from mnist_search.frontier.run import FrontierOutcome, FrontierRow
+from mnist_search.frontier.target import TargetOutcome
 
 
 def machine() -> str:
@@ -63,6 +64,8 @@ def markdown(outcome: FrontierOutcome, command: str) -> str:
         )
     for b, why in sorted(outcome.missing.items()):
         lines.append(f"| {b:,} | — | | | | | not chosen: {why} | | | |")
+    if outcome.target is not None:
+        lines += ["", target_line(outcome.target)]
     lines += [
         "",
         "Trials count those that trained to at least their first report (not those over "
@@ -87,6 +90,26 @@ def markdown(outcome: FrontierOutcome, command: str) -> str:
             f"| {p.n_params:,} | {p.test_accuracy:.2f}% | {p.epochs or '—'} | {p.source}{note} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def target_line(t: TargetOutcome) -> str:
+    """What ``--target-accuracy`` found, in one sentence."""
+    c = t.chosen
+    if c is None:
+        best = "none finished" if t.best_val is None else f"the best reached {t.best_val:.2f}%"
+        return (
+            f"**Target {t.target:g}% validation: not reached** by any of the {t.pool} retrained "
+            f"finalists ({best})."
+        )
+    v, s = c.val_stat, c.test_stat
+    name = t.spec_file.name if t.spec_file else "-"
+    arch = c.architecture.replace("|", chr(92) + "|")
+    return (
+        f"**Target {t.target:g}% validation**: the smallest of the {t.pool} retrained finalists "
+        f"that reaches it is `{arch}`, {c.n_params:,} parameters, {c.epochs} epochs, from the "
+        f"{t.budget:,} budget's final stage ({c.origin}): val {v.mean:.2f} ± {v.std:.2f}, test "
+        f"**{s.mean:.2f} ± {s.std:.2f}**, spec file `{name}`."
+    )
 
 
 def figure_data(rows: list[FrontierRow]) -> dict[str, Any]:

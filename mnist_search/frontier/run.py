@@ -27,6 +27,7 @@ from mnist_search.device import resolve_device
 from mnist_search.errors import ConfigError
 from mnist_search.files import check_writable, read_json, write_atomic
 from mnist_search.frontier.published import epoch_cap
+from mnist_search.frontier.target import TargetOutcome, smallest_reaching
 from mnist_search.search import storage
 from mnist_search.search.config import SearchConfig
 from mnist_search.stopping import Deadline
@@ -55,8 +56,16 @@ class FrontierConfig:
     final_seeds: int = 3
     final_top: int = 2
     artifacts: str | Path | None = None
+    # The smallest retrained net reaching this validation accuracy (%), reported beside the rows.
+    target_accuracy: float | None = None
 
     def check(self) -> None:
+        if self.target_accuracy is not None and not 0 < self.target_accuracy < 100:
+            raise ConfigError(
+                "target_accuracy",
+                f"{self.target_accuracy}: must be a validation accuracy in percent, above 0 "
+                "and below 100, e.g. 99.0",
+            )
         if not self.budgets:
             raise ConfigError("budgets", "none given; e.g. 1000,2000,5000")
         if len(set(self.budgets)) != len(self.budgets):
@@ -129,6 +138,7 @@ class FrontierOutcome:
     missing: dict[int, str] = field(default_factory=dict)  # budget → why it has no row
     wall_seconds: float = 0.0
     interrupted: bool = False
+    target: TargetOutcome | None = None  # with --target-accuracy
 
 
 def _trained(study) -> int:
@@ -263,6 +273,9 @@ def run_frontier(cfg: FrontierConfig) -> FrontierOutcome:
         )
         save_record(out, rows, cfg)  # a budget finished is never lost to a later failure
     result.rows = sorted(rows, key=lambda r: r.budget)
+    if cfg.target_accuracy is not None and not result.interrupted:
+        searches = {r.budget: cfg.search(r.budget, cfg.timeout) for r in result.rows}
+        result.target = smallest_reaching(cfg.target_accuracy, searches, out)
     result.wall_seconds = time.time() - start
     return result
 
