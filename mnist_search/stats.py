@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -20,10 +21,16 @@ class Stat:
         return {"mean": self.mean, "std": self.std, "n": self.n}
 
 
-def stat(values: list[float]) -> Stat | None:
-    """Mean ± std of ``values``; None when there are none."""
+def stat(values: Sequence[float | None]) -> Stat | None:
+    """Mean ± std of the values that are there; None when there are none."""
+    there = [v for v in values if v is not None]
+    return stat_of(there) if there else None
+
+
+def stat_of(values: Sequence[float]) -> Stat:
+    """Mean ± std of at least one value (of runs that all finished)."""
     if not values:
-        return None
+        raise ValueError("no values to summarise")
     return Stat(
         statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +22,7 @@ from mnist_search.net.spec import ArchSpec
 from mnist_search.search import records
 from mnist_search.search.final_time import POOL, finalists
 from mnist_search.search.records import TrialRecord
-from mnist_search.stats import Stat, stat
+from mnist_search.stats import Stat, stat_of
 
 log = logging.getLogger("mnist_search")
 
@@ -55,7 +56,7 @@ def enqueue_final(
     """Queue the wanted retrainings not yet finished, queued or running; return how many of the
     wanted ones are still to run. ``epochs`` gives a length per source trial (else the final
     study's protocol decides)."""
-    runs = (
+    runs: Iterator[tuple[tuple[int, int], dict[str, Any], dict[str, Any]]] = (
         (
             (src.number, seed),
             {},
@@ -97,29 +98,29 @@ class Candidate:
 
     @property
     def val_stat(self) -> Stat:
-        return stat(self.val)
+        return stat_of(self.val)
 
     @property
     def test_stat(self) -> Stat:
-        return stat(self.test)
+        return stat_of(self.test)
 
 
 def summarize_final(final: optuna.Study, sources: list[TrialRecord], seeds: int) -> list[Candidate]:
     """One row per candidate with its finished seeds, best mean validation accuracy first."""
-    by_source: dict[int, list[TrialRecord]] = {}
-    for r in records.complete(final):
-        if (r.seed if r.seed is not None else -1) < seeds:
+    by_source: dict[int, list[records.FinalRun]] = {}
+    for r in records.final_runs(final):
+        if r.seed < seeds:
             by_source.setdefault(r.source_trial, []).append(r)
     rows = []
     for src in sources:
         runs = sorted(by_source.get(src.number, []), key=lambda r: r.seed)
-        if not runs:
+        if not runs or src.n_params is None or src.spec is None:
             continue
         rows.append(
             Candidate(
                 src.number,
                 src.n_params,
-                src.architecture,
+                src.architecture or "",
                 src.spec,
                 src.recipe(),
                 [r.seed for r in runs],
@@ -200,7 +201,8 @@ def run_final(
     With ``replan(source, runs_left)``, each candidate's length is set again just before it
     trains, from the time then left (the time the earlier ones did not use goes to the later)."""
     per_source = epochs if isinstance(epochs, dict) else None
-    out = FinalOutcome(None if per_source else epochs, seeds, study_name=final.study_name)
+    fixed = epochs if isinstance(epochs, int) else None
+    out = FinalOutcome(None if per_source else fixed, seeds, study_name=final.study_name)
     out.best_sampled = best_sampled(study)
     if per_source:  # chosen by final_lengths
         by_number = {r.number: r for r in finalists(study, POOL * top)}

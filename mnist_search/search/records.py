@@ -197,6 +197,34 @@ def tally(trials: Iterable[FrozenTrial]) -> Tally:
     return t
 
 
+@dataclass(frozen=True)
+class FinalRun:
+    """A finished final-stage retraining: every field a summary needs, none optional."""
+
+    source_trial: int
+    seed: int
+    val_accuracy: float
+    test_accuracy: float
+    epochs: int | None
+
+    @classmethod
+    def of(cls, r: TrialRecord) -> FinalRun | None:
+        """None for a record that is not a finished retraining (another kind of trial)."""
+        if (
+            r.source_trial is None
+            or r.seed is None
+            or r.val_accuracy is None
+            or r.test_accuracy is None
+        ):
+            return None
+        return cls(r.source_trial, r.seed, r.val_accuracy, r.test_accuracy, r.epochs)
+
+
+def final_runs(study: optuna.Study) -> list[FinalRun]:
+    """Every finished retraining of a final study."""
+    return [f for f in map(FinalRun.of, complete(study)) if f is not None]
+
+
 def complete(study: optuna.Study) -> list[TrialRecord]:
     """Every complete trial with a finite value."""
     return [

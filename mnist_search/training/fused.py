@@ -165,15 +165,18 @@ def train_fused(
                 if stopped[k] is not None:
                     continue
                 histories[k].append((step, vals[j]))
-                if on_report and on_report[k]:
+                report = on_report[k] if on_report else None
+                if report is not None:
                     try:
-                        on_report[k](step, vals[j])
+                        report(step, vals[j])
                     except Exception as e:  # a pruned candidate: stop reporting it
                         stopped[k] = e
             step += 1
             keep = [j for j, k in enumerate(alive) if stopped[k] is None]
-            if not keep:
-                return list(stopped)
+            if not keep:  # every candidate stopped, each with its reason
+                reasons = [e for e in stopped if e is not None]
+                assert len(reasons) == K
+                return list(reasons)
             if len(keep) < len(alive):
                 alive = [alive[j] for j in keep]
                 live_cfgs = [cfgs[k] for k in alive]
@@ -202,8 +205,9 @@ def train_fused(
     train_seconds = max(seconds - eval_seconds, 1e-9)
     results: list[TrainResult | Exception] = []
     for k in range(K):
-        if stopped[k] is not None:
-            results.append(stopped[k])
+        why = stopped[k]
+        if why is not None:
+            results.append(why)
             continue
         hist = histories[k]
         results.append(

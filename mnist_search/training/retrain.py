@@ -16,7 +16,7 @@ from mnist_search.files import InputError, read_json
 from mnist_search.net.spec import ArchSpec, SpecError, check_batch, count_params, describe
 from mnist_search.replay.experiments import DOCUMENTED_PROTOCOL, get_experiment
 from mnist_search.search.records import TrialRecord
-from mnist_search.stats import stat
+from mnist_search.stats import stat_of
 from mnist_search.training.loop import Diverged, Speed, TrainConfig, train
 from mnist_search.training.protocol import Protocol
 
@@ -106,7 +106,7 @@ class RetrainOutcome:
             out.update({k: v for k, v in self.runs[0].items() if k != "seed"})
         else:
             for key in ("val", "test"):
-                s = stat([r[f"{key}_accuracy"] for r in self.runs])
+                s = stat_of([r[f"{key}_accuracy"] for r in self.runs])
                 out[f"{key}_mean"], out[f"{key}_std"] = s.mean, s.std
             out["seconds"] = round(sum(r["seconds"] for r in self.runs), 3)
             out["runs"] = self.runs
