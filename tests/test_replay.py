@@ -1,6 +1,7 @@
 """Replaying the documented experiments as fixed trials, and checking the write-up's findings."""
 
 import json
+from dataclasses import fields
 
 import pytest
 from optuna.trial import TrialState
@@ -9,13 +10,8 @@ from typer.testing import CliRunner
 from mnist_search.cli.app import app
 from mnist_search.data.mnist import make_splits
 from mnist_search.replay.experiments import PROTOCOL_NAME, get_experiment
-from mnist_search.replay.run import (
-    documented_params,
-    enqueue_replay,
-    findings,
-    summarize,
-    warm_start,
-)
+from mnist_search.replay.run import documented_params, enqueue_replay, warm_start
+from mnist_search.replay.summary import ReplayRow, findings, summarize
 from mnist_search.search.objective import Objective
 from mnist_search.search.storage import open_storage
 from mnist_search.search.study import open_study
@@ -61,12 +57,13 @@ def test_enqueued_experiments_train_with_their_fixed_params(tmp_path, mnist):
     assert exp3[0].intermediate_values != exp3[1].intermediate_values
     assert enqueue_replay(study, [3, 6], seeds=3) == (2, 4)  # only the new seed is queued
     rows = summarize(study, [3, 6])
-    assert [r["experiment"] for r in rows] == [3, 6] and rows[0]["seeds"] == [0, 1]
-    assert rows[0]["test_accuracy"].n == 2
+    assert [r.experiment for r in rows] == [3, 6] and rows[0].seeds == [0, 1]
+    assert rows[0].test_accuracy.n == 2
 
 
 def _row(exp_id, mean):
-    return {"experiment": exp_id, "test_accuracy": Stat(mean, 0.1, 3)}
+    empty = {f.name: None for f in fields(ReplayRow)}
+    return ReplayRow(**empty | {"experiment": exp_id, "test_accuracy": Stat(mean, 0.1, 3)})
 
 
 def test_findings_logic():
@@ -78,14 +75,14 @@ def test_findings_logic():
         _row(5, 96.0),
         _row(6, 97.5),
     ]
-    f = {x["id"]: x for x in findings(rows)}
-    assert f["a"]["holds"] is True and "+1.50 points" in f["a"]["detail"]
-    assert f["b"]["holds"] is True
-    assert f["c"]["holds"] is False  # Exp4 beat Exp3 here: adding the layer did not hurt
-    assert f["d"]["holds"] is True and "90%" in f["d"]["claim"]
-    low = {x["id"]: x for x in findings([_row(3, 85.0)])}
-    assert low["d"]["holds"] is False
-    assert low["a"]["holds"] is None and "needs Exp6 and Exp5" in low["a"]["detail"]
+    f = {x.id: x for x in findings(rows)}
+    assert f["a"].holds is True and "+1.50 points" in f["a"].detail
+    assert f["b"].holds is True
+    assert f["c"].holds is False  # Exp4 beat Exp3 here: adding the layer did not hurt
+    assert f["d"].holds is True and "90%" in f["d"].claim
+    low = {x.id: x for x in findings([_row(3, 85.0)])}
+    assert low["d"].holds is False
+    assert low["a"].holds is None and "needs Exp6 and Exp5" in low["a"].detail
 
 
 def test_replay_json_and_no_retraining(tmp_path, monkeypatch, data_dir):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import fields
 
 import optuna
 import pytest
@@ -22,6 +23,7 @@ from mnist_search.outputs.report import (
     pareto_front,
     report_data,
 )
+from mnist_search.replay.summary import ReplayRow
 from mnist_search.stats import Stat
 
 runner = CliRunner()
@@ -87,9 +89,9 @@ def test_pareto_front():
 
 
 def test_documented_points_use_true_counts_and_replays():
-    docs = documented_points(
-        [{"experiment": 3, "test_accuracy": Stat(93.0, 0.5, 3), "seeds": [0, 1, 2]}]
-    )
+    empty = {f.name: None for f in fields(ReplayRow)}
+    row = empty | {"experiment": 3, "test_accuracy": Stat(93.0, 0.5, 3), "seeds": [0, 1, 2]}
+    docs = documented_points([ReplayRow(**row)])
     by = {d["experiment"]: d for d in docs}
     assert by[1]["n_params"] == 480_176 and by[1]["documented_test"] == 91.73
     assert by[3]["measured_test"] == 93.0 and by[3]["seeds"] == 3

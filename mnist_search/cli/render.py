@@ -16,6 +16,7 @@ from mnist_search.search.storage import masked
 
 if TYPE_CHECKING:
     from mnist_search.outputs.export import ExportOutcome
+    from mnist_search.replay.summary import Finding, ReplayRow
     from mnist_search.search.final import FinalOutcome
 
 log = logging.getLogger("mnist_search")
@@ -222,7 +223,7 @@ def fields_table(out: dict[str, Any]) -> list[str]:
     return lines
 
 
-def replay_table(rows: list[dict[str, Any]], found: list[dict[str, Any]]) -> list[str]:
+def replay_table(rows: list[ReplayRow], found: list[Finding]) -> list[str]:
     def both(doc, measured) -> str:
         return f"{pct(doc):>7} | {str(measured) + '%' if measured else '-':<15}"
 
@@ -233,32 +234,32 @@ def replay_table(rows: list[dict[str, Any]], found: list[dict[str, Any]]) -> lis
         f"{'s/epoch':>7}  {'efficiency: doc → true':>22}",
     ]
     for r in rows:
-        params = f"{r['documented_params_text']} → {r['true_params']:,}"
-        if r["count_is_wrong"]:
+        params = f"{r.documented_params_text} → {r.true_params:,}"
+        if r.count_is_wrong:
             params += " (!)"
         eff = (
-            f"{r['documented_efficiency']:.2f} → {r['efficiency']:.2f}"
-            if r["documented_efficiency"]
+            f"{r.documented_efficiency:.2f} → {r.efficiency:.2f}"
+            if r.documented_efficiency
             else "-"
         )
-        spe = r["seconds_per_epoch"]
+        spe = r.seconds_per_epoch
         lines.append(
-            f"{r['experiment']:>3}  {params:<30}  "
-            f"{both(r['documented_train_accuracy'], r['train_accuracy'])}  "
-            f"{both(r['documented_test_accuracy'], r['test_accuracy'])}  "
+            f"{r.experiment:>3}  {params:<30}  "
+            f"{both(r.documented_train_accuracy, r.train_accuracy)}  "
+            f"{both(r.documented_test_accuracy, r.test_accuracy)}  "
             f"{spe.mean if spe else 0:>7.1f}  {eff:>22}"
         )
-    n = {len(r["seeds"]) for r in rows}
+    n = {len(r.seeds) for r in rows}
     lines.append(
         f"(measured: mean ± std over {'/'.join(map(str, sorted(n)))} seed(s); "
         "efficiency = test accuracy / (params/1000), 'true' with the measured accuracy "
         "and true count)"
     )
-    lines += [f"(!) Exp{r['experiment']}: {r['note']}" for r in rows if r["count_is_wrong"]]
+    lines += [f"(!) Exp{r.experiment}: {r.note}" for r in rows if r.count_is_wrong]
     lines += ["", "findings of the write-up:"]
     for f in found:
-        verdict = {True: "holds", False: "does not hold", None: "not checked"}[f["holds"]]
-        lines.append(f"  ({f['id']}) {f['claim']}: {verdict.upper()} — {f['detail']}")
+        verdict = {True: "holds", False: "does not hold", None: "not checked"}[f.holds]
+        lines.append(f"  ({f.id}) {f.claim}: {verdict.upper()} — {f.detail}")
     return lines
 
 

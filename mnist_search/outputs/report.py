@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from mnist_search.files import check_writable, write_atomic
 from mnist_search.replay.experiments import documented_experiments
+from mnist_search.replay.summary import ReplayRow
 from mnist_search.search.records import TrialRecord, complete, tally, top_trials
 from mnist_search.training.protocol import Protocol
 
@@ -47,14 +48,14 @@ def pareto_front(points: list[dict[str, Any]], key: str = "val") -> list[dict[st
     return front
 
 
-def documented_points(replay_rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def documented_points(replay_rows: list[ReplayRow] | None = None) -> list[dict[str, Any]]:
     """The six experiments at their true counts: documented test accuracy, and measured mean ± std
     where they were replayed."""
-    measured = {r["experiment"]: r for r in replay_rows or []}
+    measured = {r.experiment: r for r in replay_rows or []}
     out = []
     for e in documented_experiments():
         r = measured.get(e.id)
-        test = r["test_accuracy"] if r else None
+        test = r.test_accuracy if r else None
         out.append(
             {
                 "experiment": e.id,
@@ -62,7 +63,7 @@ def documented_points(replay_rows: list[dict[str, Any]] | None = None) -> list[d
                 "documented_test": e.documented.get("test_accuracy"),
                 "measured_test": test.mean if test else None,
                 "measured_std": test.std if test else None,
-                "seeds": len(r["seeds"]) if r else 0,
+                "seeds": len(r.seeds) if r else 0,
                 "label": f"Exp{e.id}",
             }
         )
@@ -125,7 +126,7 @@ def final_stage(search: optuna.Study, final: optuna.Study | None) -> dict[str, A
 
 def report_data(
     study: optuna.Study,
-    replay_rows: list[dict[str, Any]] | None = None,
+    replay_rows: list[ReplayRow] | None = None,
     top: int = 15,
     final: optuna.Study | None = None,
 ) -> dict[str, Any]:
@@ -371,7 +372,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:last-child{{te
 def write_report(
     study: optuna.Study,
     out: Path,
-    replay_rows: list[dict[str, Any]] | None = None,
+    replay_rows: list[ReplayRow] | None = None,
     final: optuna.Study | None = None,
 ) -> dict[str, Any]:
     data = report_data(study, replay_rows, final=final)
@@ -390,7 +391,7 @@ def report_study(
     plot when their study exists; returns the figures' data."""
     import logging
 
-    from mnist_search.replay.run import summarize
+    from mnist_search.replay.summary import summarize
     from mnist_search.search.storage import (
         default_storage,
         load_existing,

@@ -7,7 +7,6 @@ so it shows in the dashboard beside searched ones and is trained by the same obj
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -26,6 +25,7 @@ from mnist_search.replay.experiments import (
     documented_experiments,
     get_experiment,
 )
+from mnist_search.replay.summary import Finding, ReplayRow, findings, summarize, to_json
 from mnist_search.search import records, storage
 from mnist_search.search.objective import Objective
 from mnist_search.search.records import TrialRecord
@@ -33,14 +33,10 @@ from mnist_search.search.runner import run_trials
 from mnist_search.search.study import open_study
 from mnist_search.spaces import get_space
 from mnist_search.spaces.plain import spec_params, training_params
-from mnist_search.stats import Stat, stat
 from mnist_search.training.loop import Speed
 from mnist_search.training.protocol import Protocol
 
 log = logging.getLogger("mnist_search")
-# "Still performs reasonably well": the tool reads it as at least this test accuracy (%), the
-# error rate of a plain linear classifier on MNIST being about 8%.
-REASONABLE_ACCURACY = 90.0
 
 
 def documented_params(exp: Experiment) -> dict[str, Any]:
@@ -116,113 +112,6 @@ def warm_start(study: optuna.Study, budget: int, space: str = "plain") -> list[s
     return messages
 
 
-def summarize(study: optuna.Study, exp_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
-    """One row per experiment: documented values beside the mean ± std of its replayed seeds."""
-    by_exp: dict[int, list[TrialRecord]] = {}
-    for r in records.complete(study):
-        if r.protocol == PROTOCOL_NAME:
-            by_exp.setdefault(r.experiment, []).append(r)
-    rows = []
-    for exp_id in sorted(exp_ids if exp_ids is not None else by_exp):
-        exp, runs = get_experiment(exp_id), by_exp.get(exp_id, [])
-        if not runs:
-            continue
-        d, true = exp.documented, exp.true_params
-        per_epoch = [r.train_seconds / r.epochs for r in runs if r.train_seconds is not None]
-        test = stat([r.test_accuracy for r in runs])
-        rows.append(
-            {
-                "experiment": exp.id,
-                "title": exp.title,
-                "batch_size": exp.batch_size,
-                "documented_params": d.get("params"),
-                "documented_params_text": d.get("params_text"),
-                "true_params": true,
-                "count_is_wrong": exp.count_is_wrong,
-                "note": exp.note,
-                "seeds": sorted(r.seed for r in runs),
-                "documented_train_accuracy": d.get("train_accuracy"),
-                "documented_test_accuracy": d.get("test_accuracy"),
-                "train_accuracy": stat([r.train_accuracy for r in runs]),
-                "val_accuracy": stat([r.val_accuracy for r in runs]),
-                "test_accuracy": test,
-                "seconds_per_epoch": stat(per_epoch),
-                "documented_efficiency": _efficiency(d.get("test_accuracy"), d.get("params")),
-                "documented_efficiency_true_count": _efficiency(d.get("test_accuracy"), true),
-                "efficiency": _efficiency(test.mean if test else None, true),
-            }
-        )
-    return rows
-
-
-def _efficiency(accuracy: float | None, params: int | None) -> float | None:
-    """The write-up's score: test accuracy / (parameters / 1000)."""
-    if accuracy is None or not params:
-        return None
-    return accuracy / (params / 1000)
-
-
-def findings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The write-up's key findings, each: holds (True/False), or None when not replayed."""
-    test = {r["experiment"]: r["test_accuracy"] for r in rows if r["test_accuracy"]}
-
-    def compare(key: str, claim: str, better: int, worse: int) -> dict[str, Any]:
-        if better not in test or worse not in test:
-            return {
-                "id": key,
-                "claim": claim,
-                "holds": None,
-                "detail": f"needs Exp{better} and Exp{worse} replayed",
-            }
-        b, w = test[better], test[worse]
-        return {
-            "id": key,
-            "claim": claim,
-            "holds": b.mean > w.mean,
-            "detail": f"Exp{better} {b}% vs Exp{worse} {w}% test accuracy "
-            f"({b.mean - w.mean:+.2f} points)",
-        }
-
-    out = [
-        compare("a", "batch 128 beats batch 512 on the Exp5/Exp6 architecture", 6, 5),
-        compare("b", "the wide→narrow Exp2 beats the baseline Exp1 on test accuracy", 2, 1),
-        compare("c", "adding the hidden layer (Exp4) hurts the minimal Exp3", 3, 4),
-    ]
-    claim = (
-        f"Exp3 at 4.4K parameters still performs reasonably well "
-        f"(read as: test accuracy >= {REASONABLE_ACCURACY:g}%)"
-    )
-    if 3 in test:
-        out.append(
-            {
-                "id": "d",
-                "claim": claim,
-                "holds": test[3].mean >= REASONABLE_ACCURACY,
-                "detail": f"Exp3 {test[3]}% test accuracy with 4,418 parameters",
-            }
-        )
-    else:
-        out.append({"id": "d", "claim": claim, "holds": None, "detail": "needs Exp3 replayed"})
-    return out
-
-
-def to_json(
-    rows: list[dict[str, Any]], found: list[dict[str, Any]], protocol: dict[str, Any]
-) -> dict[str, Any]:
-    def plain(v: Any) -> Any:
-        if isinstance(v, Stat):
-            return v.to_dict()
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        return v
-
-    return {
-        "protocol": protocol,
-        "experiments": [{k: plain(v) for k, v in r.items()} for r in rows],
-        "findings": found,
-    }
-
-
 # --- running a replay ----------------------------------------------------------------------------
 
 
@@ -275,8 +164,8 @@ class ReplayConfig:
 
 @dataclass
 class ReplayOutcome:
-    rows: list[dict[str, Any]]
-    findings: list[dict[str, Any]]
+    rows: list[ReplayRow]
+    findings: list[Finding]
     protocol: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
