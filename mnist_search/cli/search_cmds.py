@@ -304,7 +304,7 @@ def frontier(
     for b, why in sorted(result.missing.items()):
         typer.echo(f"{b:>7,}: nothing chosen: {why}")
     if result.target is not None:
-        typer.echo(target_line(result.target).replace("**", "").replace("`", ""))
+        typer.echo(target_line(result.target, markdown=False))
     if result.interrupted:
         typer.echo("interrupted: finished budgets are kept; run the same command to resume")
         raise typer.Exit(130)

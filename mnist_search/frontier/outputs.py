@@ -92,24 +92,26 @@ def markdown(outcome: FrontierOutcome, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def target_line(t: TargetOutcome) -> str:
-    """What ``--target-accuracy`` found, in one sentence."""
+def target_line(t: TargetOutcome, markdown: bool = True) -> str:
+    """What ``--target-accuracy`` found, in one sentence (for frontier.md, or plain)."""
     c = t.chosen
     if c is None:
         best = "none finished" if t.best_val is None else f"the best reached {t.best_val:.2f}%"
-        return (
+        line = (
             f"**Target {t.target:g}% validation: not reached** by any of the {t.pool} retrained "
             f"finalists ({best})."
         )
+        return line if markdown else line.replace("**", "")
     v, s = c.val_stat, c.test_stat
     name = t.spec_file.name if t.spec_file else "-"
-    arch = c.architecture.replace("|", chr(92) + "|")
-    return (
+    arch = c.architecture.replace("|", chr(92) + "|") if markdown else c.architecture
+    line = (
         f"**Target {t.target:g}% validation**: the smallest of the {t.pool} retrained finalists "
         f"that reaches it is `{arch}`, {c.n_params:,} parameters, {c.epochs} epochs, from the "
         f"{t.budget:,} budget's final stage ({c.origin}): val {v.mean:.2f} ± {v.std:.2f}, test "
         f"**{s.mean:.2f} ± {s.std:.2f}**, spec file `{name}`."
     )
+    return line if markdown else line.replace("**", "").replace("`", "")
 
 
 def figure_data(rows: list[FrontierRow]) -> dict[str, Any]:
