@@ -114,14 +114,14 @@ def summarize_final(final: optuna.Study, sources: list[TrialRecord], seeds: int)
     rows = []
     for src in sources:
         runs = sorted(by_source.get(src.number, []), key=lambda r: r.seed)
-        if not runs or src.n_params is None or src.spec is None:
+        if not runs or src.n_params is None:
             continue
         rows.append(
             Candidate(
                 src.number,
                 src.n_params,
                 src.architecture or "",
-                src.spec,
+                src.spec or {},
                 src.recipe(),
                 [r.seed for r in runs],
                 [r.val_accuracy for r in runs],
