@@ -40,6 +40,7 @@ def finalists(storage: str, study_name: str, seeds: int) -> list[Candidate]:
     if study_name not in names:
         return []
     study = optuna.load_study(study_name=study_name, storage=storage)
+    trials = study.get_trials(deepcopy=False)
     out: list[Candidate] = []
     for auto in (True, False):  # lengths set by the time left, or fixed by --final-epochs
         name = final_study_name(study_name, auto=auto)
@@ -47,7 +48,6 @@ def finalists(storage: str, study_name: str, seeds: int) -> list[Candidate]:
             continue
         final = optuna.load_study(study_name=name, storage=storage)
         numbers = sorted({n for r in records.complete(final) if (n := r.source_trial) is not None})
-        trials = study.get_trials(deepcopy=False)
         sources = [TrialRecord.of(trials[n]) for n in numbers if n < len(trials)]
         out += [c for c in summarize_final(final, sources, seeds) if len(c.seeds) == seeds]
     return out
@@ -67,14 +67,6 @@ def smallest_reaching(target: float, searches: dict[int, SearchConfig], out: Pat
         return TargetOutcome(target, None, None, best, len(pool))
     budget, chosen = min(reaching, key=lambda bc: (bc[1].n_params, -bc[1].val_stat.mean))
     path = out / f"target-{target:g}.json"
-    cfg = searches[budget]
-    meta = {
-        "budget": budget,
-        "space": cfg.space,
-        "study": cfg.study_name,
-        "storage": storage.masked(_url(cfg)),
-        "protocol": cfg.protocol.data_split(),
-        "target_accuracy": target,
-    }
+    meta = {**searches[budget].spec_meta(), "target_accuracy": target}
     write_spec_file(path, chosen, chosen.epochs or 1, meta)
     return TargetOutcome(target, budget, chosen, best, len(pool), path)

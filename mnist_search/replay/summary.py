@@ -5,7 +5,7 @@ drawn by the terminal table, the JSON output and the report."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterable
 
 import optuna
@@ -156,5 +156,5 @@ def to_json(
     return {
         "protocol": protocol,
         "experiments": [r.to_json() for r in rows],
-        "findings": [{f.name: getattr(x, f.name) for f in fields(x)} for x in found],
+        "findings": [asdict(x) for x in found],
     }

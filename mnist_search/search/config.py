@@ -10,6 +10,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mnist_search.errors import ConfigError, check_seed
 from mnist_search.net.spec import describe
@@ -74,6 +75,17 @@ class SearchConfig:
     @property
     def protocol(self) -> Protocol:
         return Protocol(epochs=self.epochs, train_subset=self.train_subset, val_size=self.val_size)
+
+    def spec_meta(self) -> dict[str, Any]:
+        """What a spec file written from this search records of it: the budget, space, study,
+        storage (password masked) and data split a retraining needs."""
+        return {
+            "budget": self.budget,
+            "space": self.space,
+            "study": self.study_name,
+            "storage": storage.masked(self.storage or storage.default_storage()),
+            "protocol": self.protocol.data_split(),
+        }
 
     @property
     def auto_final(self) -> bool:

@@ -323,13 +323,7 @@ class FinalStage:
             seeds=cfg.final_seeds,
             epochs=lengths or cfg.final_protocol.epochs,
             best_spec=Path(cfg.best_spec),
-            meta={
-                "budget": cfg.budget,
-                "space": cfg.space,
-                "study": cfg.study_name,
-                "storage": storage.masked(cfg.storage),
-                "protocol": cfg.protocol.data_split(),
-            },
+            meta=cfg.spec_meta(),
             callbacks=[TrialLog()],
             replan=self._replan(deadline) if self.auto else None,
         )
