@@ -17,6 +17,7 @@ TOL_POINTS = 1.0  # percentage points of validation accuracy
 BN = ArchSpec((ConvLayer(6, 3, 1, True), ConvLayer(12, 3, 1, True)), batchnorm=True)
 SEPARABLE = modern.build_spec(2, "same", [1, 2], [6, 10], separable=True, head="flatten")
 RESIDUAL = modern.build_spec(2, "same", [2, 2], [6, 8], residual=True, transition=True)
+SHARED = modern.build_spec(2, "same", [1, 4], [6, 8], separable=True, share=True, hidden=12)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,9 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / max(float(b.norm()), 1e-12))
 
 
-@pytest.mark.parametrize("spec", [BN, SEPARABLE, RESIDUAL], ids=["bn", "separable", "residual"])
+@pytest.mark.parametrize(
+    "spec", [BN, SEPARABLE, RESIDUAL, SHARED], ids=["bn", "separable", "residual", "shared"]
+)
 def test_default_space_nets_fuse_and_match_separate(tiny, spec):
     """Per-candidate recipes the default space varies inside a group: learning rate, weight
     decay, schedule, label smoothing, augmentation, Nesterov momentum, weight average, seed."""

@@ -92,6 +92,8 @@ def test_modern_proposals_fit_the_budget_and_build(budget):
         kinds.update("res" for l in spec.convs if l.residual)
         kinds.update("1x1" for l in spec.convs if l.kernel == 1)
         kinds.update("5x5" for l in spec.convs if l.kernel == 5)
+        kinds.update("shared" for l in spec.convs if l.repeat > 1)
+        kinds.update("hidden" for _ in spec.hidden)
         kinds.add(spec.head)
         # A sampled net reads back as the parameters that make it (warm starts rely on it).
         assert known.build(modern.spec_params(spec)) == spec
@@ -102,7 +104,7 @@ def test_modern_proposals_fit_the_budget_and_build(budget):
     study.optimize(objective, n_trials=80)
     assert max(counts) <= budget and max(counts) >= 0.97 * budget
     if budget >= 5000:  # every kind of block is offered where the budget leaves room
-        assert {"conv", "sep", "res", "1x1", "5x5", "gap"} <= kinds
+        assert {"conv", "sep", "res", "1x1", "5x5", "gap", "shared", "hidden"} <= kinds
 
 
 def test_modern_build_spec_is_the_documented_shape():

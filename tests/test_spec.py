@@ -15,6 +15,7 @@ from mnist_search.net.spec import (
     count_params,
     describe,
     layer_summary,
+    multiply_adds,
 )
 from mnist_search.replay.experiments import documented_experiments, get_experiment
 
@@ -55,11 +56,13 @@ layers = st.builds(
 
 @st.composite
 def residual_flags(draw, convs):
-    """Ask for a residual only where the block keeps its input's shape, so few draws are wasted."""
+    """Ask for a residual or a repeat only where the block keeps its input's shape, so few draws
+    are wasted."""
     out, c_in = [], 1
     for layer in convs:
         same = layer.out_channels == c_in and layer.kernel - 1 == 2 * layer.padding
-        out.append(replace(layer, residual=same and draw(st.booleans())))
+        repeat = draw(st.integers(1, 3)) if same else 1
+        out.append(replace(layer, residual=same and draw(st.booleans()), repeat=repeat))
         c_in = layer.out_channels
     return tuple(out)
 
@@ -104,6 +107,36 @@ def test_separable_and_residual_blocks_are_counted_and_run():
     assert count_params(spec) == module_params(build_model(spec))
     assert "sep@2,3" in describe(spec) and "res@3,5" in describe(spec)
     assert ArchSpec.from_dict(json.loads(spec.to_json())) == spec
+
+
+def test_a_repeated_block_counts_its_weights_once_and_a_batchnorm_per_use():
+    # sep 26→26: depthwise 234 + pointwise 676 once, BatchNorm 52 three times = 1,066.
+    spec = ArchSpec(
+        (
+            ConvLayer(8, 3, 1, pool=True),
+            ConvLayer(26, 3, 1, kind="sep"),
+            ConvLayer(26, 3, 1, kind="sep", repeat=3),
+        ),
+        batchnorm=True,
+        head="gap",
+        hidden=(16,),
+    )
+    assert [n for _, n in layer_summary(spec)] == [88, 332, 1066, 432, 170]
+    model = build_model(spec)
+    assert count_params(spec) == module_params(model) == 2088
+    assert "shared@3×3" in describe(spec)
+    # three uses of one conv: three times its work, one set of weights
+    macs = dict(multiply_adds(spec))["SepConv2d-3"]
+    assert macs == 3 * (26 * 9 + 26 * 26) * 14 * 14
+    again = ArchSpec.from_dict(json.loads(spec.to_json()))
+    assert again == spec
+    # nets without repeats serialise as before it existed
+    assert "repeat" not in json.dumps(get_experiment(4).spec.to_dict())
+    with pytest.raises(SpecError, match=r"conv layer 2: repeat=2 needs the same shape"):
+        count_params(ArchSpec((ConvLayer(8), ConvLayer(16, 3, 1, repeat=2))))
+    for bad in (0, 17, True, 2.0, "2"):
+        with pytest.raises(SpecError, match="repeat"):
+            ArchSpec.from_dict({"convs": [{"out_channels": 4}, {"out_channels": 4, "repeat": bad}]})
 
 
 def test_residual_needs_the_same_shape():

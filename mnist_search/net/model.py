@@ -10,7 +10,9 @@ from mnist_search.net.spec import ArchSpec, ConvLayer, LayerShape, conv_shapes, 
 
 
 class Block(nn.Module):
-    """conv (or depthwise + pointwise) → BN → (+ input) → ReLU → pool."""
+    """conv (or depthwise + pointwise) → BN → (+ input) → ReLU, ``repeat`` times with the same
+    conv and a BatchNorm of its own each time (the activations differ from one use to the next,
+    so one set of statistics would fit none of them) → pool."""
 
     def __init__(self, shape: LayerShape, layer: ConvLayer, batchnorm: bool):
         super().__init__()
@@ -24,21 +26,25 @@ class Block(nn.Module):
         else:
             self.conv = nn.Conv2d(c_in, c_out, layer.kernel, padding=layer.padding, bias=bias)
         self.bn = nn.BatchNorm2d(c_out) if batchnorm else nn.Identity()
+        self.again = nn.ModuleList(
+            nn.BatchNorm2d(c_out) if batchnorm else nn.Identity() for _ in range(layer.repeat - 1)
+        )
         self.residual, self.pool = layer.residual, layer.pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.bn(self.conv(x))
-        if self.residual:
-            y = y + x
-        y = F.relu(y)
-        return F.max_pool2d(y, 2) if self.pool else y
+        for bn in (self.bn, *self.again):
+            y = bn(self.conv(x))
+            if self.residual:
+                y = y + x
+            x = F.relu(y)
+        return F.max_pool2d(x, 2) if self.pool else x
 
 
 class Net(nn.Module):
     def __init__(self, spec: ArchSpec):
         super().__init__()
         self.spec = spec
-        plain = all(l.kind == "conv" and not l.residual for l in spec.convs)
+        plain = all(l.kind == "conv" and not l.residual and l.repeat == 1 for l in spec.convs)
         blocks: list[nn.Module] = []
         for shape, layer in zip(conv_shapes(spec), spec.convs):
             if not plain:

@@ -30,6 +30,9 @@ class ConvLayer:
     pool: bool = False  # 2x2 max-pool after the activation
     kind: str = "conv"
     residual: bool = False  # add the block's input before the activation (same shape only)
+    # Apply the block this many times with the same conv weights, each time with its own
+    # BatchNorm: depth for no weights (same shape in and out only; the pool follows the last).
+    repeat: int = 1
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,11 @@ class ArchSpec:
     # --- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["convs"] = [asdict(c) for c in self.convs]
+        # ``repeat`` is written only where it is used, so the nets stored before it existed
+        # serialise as they always did.
+        d["convs"] = [
+            {k: v for k, v in asdict(c).items() if k != "repeat" or v != 1} for c in self.convs
+        ]
         d["hidden"] = list(self.hidden)
         return d
 
@@ -112,6 +119,7 @@ LIMITS = {
     "hidden_layers": 8,
     "width": 4096,
     "kernel": 28,
+    "repeat": 16,
     "padding": 14,
     "params": 20_000_000,
     "activations": 4_000_000,
@@ -123,6 +131,7 @@ RANGES = {
     "out_channels": (1, LIMITS["width"]),
     "kernel": (1, LIMITS["kernel"]),
     "padding": (0, LIMITS["padding"]),
+    "repeat": (1, LIMITS["repeat"]),
     "dropout": (0.0, 0.999),
 }
 KIND_NAMES = {
@@ -165,7 +174,7 @@ def _check_fields(d: dict[str, Any], cls: type, where: str) -> None:
 def activations(spec: ArchSpec) -> int:
     """Feature-map values per image, summed over the conv layers (the memory a batch needs)."""
     return sum(
-        s.out_channels * (s.size_in + 2 * l.padding - l.kernel + 1) ** 2
+        l.repeat * s.out_channels * (s.size_in + 2 * l.padding - l.kernel + 1) ** 2
         for s, l in zip(conv_shapes(spec), spec.convs)
     )
 
@@ -192,7 +201,9 @@ def multiply_adds(spec: ArchSpec) -> list[tuple[str, int]]:
             if l.kind == "sep"
             else s.in_channels * s.out_channels * l.kernel**2
         )
-        rows.append((f"{'SepConv2d' if l.kind == 'sep' else 'Conv2d'}-{s.index}", per * out))
+        rows.append(
+            (f"{'SepConv2d' if l.kind == 'sep' else 'Conv2d'}-{s.index}", per * out * l.repeat)
+        )
     widths = [feature_count(spec), *spec.hidden, spec.num_classes]
     rows += [
         (f"Linear-{len(rows) + j}", a * b)
@@ -214,14 +225,17 @@ class LayerShape:
     pooled: bool = field(default=False)
 
 
-def conv_params(c_in: int, c_out: int, kernel: int, batchnorm: bool, kind: str = "conv") -> int:
+def conv_params(
+    c_in: int, c_out: int, kernel: int, batchnorm: bool, kind: str = "conv", repeat: int = 1
+) -> int:
     # With BatchNorm the conv bias is redundant (BN's shift replaces it), so it is left out.
     # A separable block's depthwise part has no bias: the pointwise bias (or BN) follows it.
+    # A repeated block shares its weights and bias; only its BatchNorms are one per use.
     if kind == "sep":
         weight = c_in * kernel * kernel + c_in * c_out
     else:
         weight = c_in * c_out * kernel * kernel
-    return weight + (2 * c_out if batchnorm else c_out)
+    return weight + (2 * c_out * repeat if batchnorm else c_out)
 
 
 def linear_params(n_in: int, n_out: int) -> int:
@@ -249,11 +263,17 @@ def conv_shapes(spec: ArchSpec) -> list[LayerShape]:
                 f"conv layer {i} ({c_in}→{layer.out_channels}, kernel {layer.kernel}, padding "
                 f"{layer.padding}) gets a {size_in}×{size_in} map and would shrink it below 1×1"
             )
-        if layer.residual and (c_in != layer.out_channels or size != size_in):
-            raise SpecError(
-                f"conv layer {i}: residual needs the same shape in and out, but it maps "
-                f"{c_in}×{size_in}×{size_in} to {layer.out_channels}×{size}×{size}"
-            )
+        if layer.repeat < 1:
+            raise SpecError(f"conv layer {i}: repeat={layer.repeat}; must be >= 1")
+        for what, used in (
+            ("residual", layer.residual),
+            (f"repeat={layer.repeat}", layer.repeat > 1),
+        ):
+            if used and (c_in != layer.out_channels or size != size_in):
+                raise SpecError(
+                    f"conv layer {i}: {what} needs the same shape in and out, but it maps "
+                    f"{c_in}×{size_in}×{size_in} to {layer.out_channels}×{size}×{size}"
+                )
         if layer.pool:
             if size < 2:
                 raise SpecError(
@@ -268,7 +288,14 @@ def conv_shapes(spec: ArchSpec) -> list[LayerShape]:
                 layer.out_channels,
                 size_in,
                 size,
-                conv_params(c_in, layer.out_channels, layer.kernel, spec.batchnorm, layer.kind),
+                conv_params(
+                    c_in,
+                    layer.out_channels,
+                    layer.kernel,
+                    spec.batchnorm,
+                    layer.kind,
+                    layer.repeat,
+                ),
                 layer.pool,
             )
         )
@@ -317,6 +344,9 @@ def describe(spec: ArchSpec) -> str:
         where = [str(i) for i, l in enumerate(spec.convs, start=1) if flag(l)]
         if where:
             parts.append(f"{tag}@" + ",".join(where))
+    shared = [f"{i}×{l.repeat}" for i, l in enumerate(spec.convs, start=1) if l.repeat > 1]
+    if shared:
+        parts.append("shared@" + ",".join(shared))
     if spec.batchnorm:
         parts.append("bn")
     if spec.dropout:

@@ -48,6 +48,10 @@ class DesignTrial:
 
     def suggest_int(self, name: str, low: int, high: int, *, log: bool = False, step: int = 1):
         u = self.uniform(name)
+        if step > 1:  # one of low, low + step, ..., high, each as likely
+            value = low + step * min((high - low) // step, int(u * ((high - low) // step + 1)))
+            self.params[name] = value
+            return value
         if log:
             x = math.exp(math.log(low - 0.5 + 1e-9) + u * (math.log(high + 0.5) - math.log(low)))
         else:

@@ -14,13 +14,17 @@ their first layer on a larger receptive field). With ``transition``, a 1×1
 conv maps one stage's width to the next after the pool, so every block of the next stage keeps
 its input's shape; with ``residual`` each block that keeps its input's shape adds that input
 before its activation. With ``separable`` every block but the net's first (a depthwise conv on
-one input channel would be a waste) is depthwise-separable.
+one input channel would be a waste) is depthwise-separable. With ``share`` (same padding, a
+stage of 3 or 4 blocks) the third and fourth blocks of a stage reuse the second's weights, each
+with a BatchNorm of its own, as the smallest published nets do. The head may put one hidden
+fully connected layer (``hidden``: 16 or 32 wide) before the output.
 
 The recipe may keep an exponential moving average of the weights (``ema``) and judge that.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import optuna
@@ -29,12 +33,13 @@ from mnist_search.net.spec import ArchSpec, ConvLayer, SpecError, count_params
 from mnist_search.spaces.base import Space, largest, pick
 from mnist_search.spaces.design import COLUMNS, DesignTrial, latin_hypercube, log_between
 
-SPACE_VERSION = "modern-2"
+SPACE_VERSION = "modern-3"
 STAGES = (2, 3)
-MAX_BLOCKS = 3
+MAX_BLOCKS = 4
 WIDTH = (4, 96)  # per stage, log scale
 PADDINGS = ("same", "valid")
 FIRST_KERNELS = (3, 5)
+HIDDEN = (0, 16, 32)  # a hidden fully connected layer's width (0: none); evenly spaced
 EMAS = (0.0, 0.99, 0.999)
 DROPOUTS = (0.0, 0.1, 0.2)
 BATCH_SIZES = (128, 256)
@@ -57,7 +62,9 @@ def build_spec(
     separable: bool = False,
     residual: bool = False,
     transition: bool = False,
+    share: bool = False,
     head: str = "gap",
+    hidden: int = 0,
     dropout: float = 0.0,
     first_kernel: int = 3,
 ) -> ArchSpec:
@@ -70,7 +77,12 @@ def build_spec(
         if s > 0 and transition:
             convs.append(ConvLayer(w, 1, 0))
             c_prev = w
-        for _ in range(blocks[s]):
+        for b in range(blocks[s]):
+            if share and same and b >= 2:
+                # From the third block on, a stage's blocks reuse the second's weights (both
+                # keep the stage's shape): depth for the price of a BatchNorm.
+                convs[-1] = dataclasses.replace(convs[-1], repeat=convs[-1].repeat + 1)
+                continue
             k = 3 if convs else first_kernel
             kind = "sep" if separable and convs else "conv"
             convs.append(
@@ -80,11 +92,14 @@ def build_spec(
             )
             c_prev = w
         if s < stages - 1:
-            last = convs[-1]
-            convs[-1] = ConvLayer(
-                last.out_channels, last.kernel, last.padding, True, last.kind, last.residual
-            )
-    return ArchSpec(tuple(convs), batchnorm=True, dropout=dropout, head=head)
+            convs[-1] = dataclasses.replace(convs[-1], pool=True)
+    return ArchSpec(
+        tuple(convs),
+        batchnorm=True,
+        dropout=dropout,
+        head=head,
+        hidden=(hidden,) if hidden else (),
+    )
 
 
 def _fits(budget: int, *args: Any, **kwargs: Any) -> bool:
@@ -111,23 +126,36 @@ def suggest_spec(trial: optuna.Trial, budget: int) -> ArchSpec:
     kw["first_kernel"] = pick(
         trial, "first_kernel", FIRST_KERNELS, lambda k: minimal(stages, padding, first_kernel=k)
     )
+    # Shared blocks cost only their BatchNorms, so more blocks fit where sharing is offered.
+    can_share = padding == "same"
     blocks = [1] * stages
     for s in range(stages):
 
         def with_blocks(b: int) -> bool:
-            return minimal(stages, padding, blocks[:s] + [b] + blocks[s + 1 :], **kw)
+            return minimal(
+                stages, padding, blocks[:s] + [b] + blocks[s + 1 :], share=can_share, **kw
+            )
 
         blocks[s] = trial.suggest_int(f"blocks{s + 1}", 1, largest(1, MAX_BLOCKS, with_blocks))
-    for name in ("separable", "transition") + (("residual",) if padding == "same" else ()):
+    names = ("separable", "transition") + (("residual",) if padding == "same" else ())
+    if can_share and max(blocks) >= 3:  # fewer blocks leave nothing to share
+        names += ("share",)
+    for name in names:
+        # Until ``share`` is chosen, a completion may share (the blocks were sized for it).
         kw[name] = pick(
             trial,
             name,
             (False, True),
-            lambda v: minimal(stages, padding, blocks, **kw, **{name: v}),
+            lambda v: minimal(stages, padding, blocks, **({"share": can_share} | kw | {name: v})),
         )
     kw["head"] = pick(
         trial, "head", ("gap", "flatten"), lambda h: minimal(stages, padding, blocks, **kw, head=h)
     )
+    # An int with a step, not a categorical: its feasible range shrinks with the budget, and
+    # Optuna keeps one list of choices per parameter for a whole study.
+    fit = [h for h in HIDDEN if minimal(stages, padding, blocks, **kw, hidden=h)]
+    if len(fit) > 1:
+        kw["hidden"] = trial.suggest_int("hidden", 0, fit[-1], step=HIDDEN[1])
     kw["dropout"] = trial.suggest_categorical("dropout", DROPOUTS)
     widths = [lo] * stages
     for s in range(stages):
@@ -203,7 +231,10 @@ def build(p: dict[str, Any]) -> ArchSpec:
         separable=p["separable"],
         residual=p["residual"],
         transition=p["transition"],
+        # Nets from before these choices existed have neither.
+        share=p.get("share", False),
         head=p["head"],
+        hidden=p.get("hidden", 0),
         dropout=p["dropout"],
         first_kernel=p["first_kernel"],
     )
@@ -214,22 +245,24 @@ def spec_params(spec: ArchSpec) -> dict[str, Any]:
     net as an ordinary trial the sampler learns from. Raises SpecError for a spec outside the
     space."""
     convs = spec.convs
-    if not convs or not spec.batchnorm or spec.hidden:
-        raise SpecError("the modern space has BatchNorm nets without hidden layers")
+    if not convs or not spec.batchnorm or len(spec.hidden) > 1:
+        raise SpecError("the modern space has BatchNorm nets with at most one hidden layer")
     first = convs[0]
     p: dict[str, Any] = {
         "padding": "same" if first.padding else "valid",
         "first_kernel": first.kernel,
         "head": spec.head,
+        "hidden": spec.hidden[0] if spec.hidden else 0,
         "dropout": spec.dropout,
         "separable": any(c.kind == "sep" for c in convs),
         "transition": any(c.kernel == 1 for c in convs),
         "residual": any(c.residual for c in convs),
+        "share": any(c.repeat > 1 for c in convs),
     }
     blocks, widths, count = [], [], 0
     for c in convs:
         if c.kernel != 1:
-            count += 1
+            count += c.repeat
         if c.pool or c is convs[-1]:
             blocks.append(count)
             widths.append(c.out_channels)
