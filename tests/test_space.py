@@ -198,3 +198,36 @@ def test_nets_found_at_smaller_budgets_are_queued_widened(tmp_path):
     assert record.origin is records.Origin.WARM_START
     assert "smaller budget" in record.provenance
     assert warm_start("none", study, 5000, "modern", (str(tmp_path),)) == []  # once a study
+
+
+def test_the_published_shared_block_nets_are_points_of_the_space():
+    """The 1,936/2,180-parameter nets of ruslangrimov/mnist-minimal-model: conv 8, pool, separable
+    conv to 26, one separable 26→26 block used three times, GAP, dense 16, dense 10. Their nearest
+    point of the modern space, and at width 25 a sampler can propose it under a 2,000 budget."""
+    from mnist_search.net.spec import describe
+    from mnist_search.spaces import modern
+    from mnist_search.spaces.design import DesignTrial
+
+    net = modern.build_spec(2, "same", [1, 4], [8, 26], separable=True, share=True, hidden=16)
+    assert describe(net) == "1→8→26→26 k3 pad sep@2,3 pool@1 shared@3×3 bn | gap fc 26→16→10"
+    assert count_params(net) == 2088
+    narrower = modern.build_spec(2, "same", [1, 4], [8, 25], separable=True, share=True, hidden=16)
+    assert count_params(narrower) == 1996
+    params = modern.spec_params(narrower)
+    assert params["share"] is True and params["hidden"] == 16 and params["blocks2"] == 4
+
+    # The sampling code itself proposes it at budget 2,000 when asked for these choices.
+    class Asked(DesignTrial):
+        def suggest_categorical(self, name, choices):
+            self.params[name] = params[name]
+            return params[name]
+
+        def suggest_int(self, name, low, high, *, log=False, step=1):
+            assert low <= params[name] <= high, name
+            self.params[name] = params[name]
+            return params[name]
+
+    assert modern.suggest_spec(Asked([0.5] * 48), 2000) == narrower
+    # Without sharing, the same depth at these widths does not fit 2,000.
+    unshared = modern.build_spec(2, "same", [1, 4], [8, 25], separable=True, hidden=16)
+    assert count_params(unshared) > 2000
