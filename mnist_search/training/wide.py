@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -58,35 +59,52 @@ def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.detach() for t in tensors]).clone()
 
 
+def _wide_conv(mods: list[nn.Conv2d], k: int) -> nn.Conv2d:
+    m = mods[0]
+    w = nn.Conv2d(
+        k * m.in_channels,
+        k * m.out_channels,
+        cast("tuple[int, int]", m.kernel_size),
+        cast("tuple[int, int]", m.stride),
+        cast("str | tuple[int, int]", m.padding),
+        groups=k * m.groups,
+        bias=m.bias is not None,
+        device=m.weight.device,
+    )
+    w.weight = nn.Parameter(_cat([x.weight for x in mods]))
+    if m.bias is not None:
+        w.bias = nn.Parameter(_cat([_tensor(x.bias) for x in mods]))
+    return w
+
+
+def _wide_batchnorm(mods: list[nn.BatchNorm2d], k: int) -> nn.BatchNorm2d:
+    m = mods[0]
+    w = nn.BatchNorm2d(k * m.num_features, m.eps, m.momentum, device=m.weight.device)
+    w.weight = nn.Parameter(_cat([x.weight for x in mods]))
+    w.bias = nn.Parameter(_cat([x.bias for x in mods]))
+    w.running_mean = _cat([_tensor(x.running_mean) for x in mods])
+    w.running_var = _cat([_tensor(x.running_var) for x in mods])
+    w.num_batches_tracked = _tensor(m.num_batches_tracked).clone()
+    return w
+
+
+def _tensor(t: torch.Tensor | None) -> torch.Tensor:
+    """A tensor the layer has by construction (a bias or a running statistic it was built with)."""
+    assert t is not None
+    return t
+
+
 def widen(mods: list[nn.Module], k: int) -> nn.Module:
     """One module doing the work of ``mods`` (K same-shaped modules) side by side."""
     m = mods[0]
     if isinstance(m, nn.Conv2d):
-        w = nn.Conv2d(
-            k * m.in_channels,
-            k * m.out_channels,
-            m.kernel_size,
-            m.stride,
-            m.padding,
-            groups=k * m.groups,
-            bias=m.bias is not None,
-            device=m.weight.device,
-        )
-        w.weight = nn.Parameter(_cat([x.weight for x in mods]))
-        if m.bias is not None:
-            w.bias = nn.Parameter(_cat([x.bias for x in mods]))
-        return w
+        return _wide_conv(cast("list[nn.Conv2d]", mods), k)
     if isinstance(m, nn.BatchNorm2d):
-        w = nn.BatchNorm2d(k * m.num_features, m.eps, m.momentum, device=m.weight.device)
-        w.weight = nn.Parameter(_cat([x.weight for x in mods]))
-        w.bias = nn.Parameter(_cat([x.bias for x in mods]))
-        w.running_mean = _cat([x.running_mean for x in mods])
-        w.running_var = _cat([x.running_var for x in mods])
-        w.num_batches_tracked = m.num_batches_tracked.clone()
-        return w
+        return _wide_batchnorm(cast("list[nn.BatchNorm2d]", mods), k)
     if isinstance(m, nn.Linear):
-        bias = torch.stack([x.bias.detach() for x in mods]) if m.bias is not None else None
-        return GroupedLinear(torch.stack([x.weight.detach() for x in mods]), bias)
+        linears = cast("list[nn.Linear]", mods)
+        bias = torch.stack([x.bias.detach() for x in linears]) if m.bias is not None else None
+        return GroupedLinear(torch.stack([x.weight.detach() for x in linears]), bias)
     if isinstance(m, nn.Flatten):
         return CandidateFlatten(k)
     if isinstance(m, _CHANNELWISE):
@@ -95,12 +113,15 @@ def widen(mods: list[nn.Module], k: int) -> nn.Module:
         nn.Sequential.__module__,
         Net.__module__,
     ):
-        # A container (Sequential, a residual Block): the same module around wide children.
+        # A container (Sequential, a ModuleList, a residual or repeated Block): the same module
+        # around wide children.
         if any(True for _ in m.parameters(recurse=False)):
             raise FusedError(f"cannot fuse {type(m).__name__}: it holds parameters directly")
         w = copy.copy(m)
         w._parameters, w._buffers = {}, {}
-        w._modules = {name: widen([x._modules[name] for x in mods], k) for name in m._modules}
+        w._modules = {
+            name: widen([cast(nn.Module, x._modules[name]) for x in mods], k) for name in m._modules
+        }
         return w
     raise FusedError(f"cannot fuse a {type(m).__name__} layer")
 
@@ -120,7 +141,7 @@ class WideNet(nn.Module):
         return F.log_softmax(self.classifier(self.features(x)), dim=-1)
 
     @torch.no_grad()
-    def narrow(self, k: int, into: nn.Module) -> nn.Module:
+    def narrow(self, k: int, into: Net) -> Net:
         """Copy candidate k's weights and BatchNorm statistics into ``into`` (a Net)."""
         wide = self.state_dict()
         state = {
@@ -185,7 +206,7 @@ class StackedOptimizer:
         self.t += 1
         lr = lr.view(-1, 1)
         for (p, rows), st in zip(self.rows, self.state):
-            g = p.grad.view_as(rows)
+            g = _tensor(p.grad).view_as(rows)  # every parameter has one after backward
             if self.kind == "sgd":
                 g = g + self.wd * rows
                 buf = st.get("buf")
