@@ -16,7 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from mnist_search.cli.app import app
-from mnist_search.outputs.report import (
+from mnist_search.outputs.report_data import (
     accuracy_points,
     documented_points,
     learning_curves,
