@@ -302,7 +302,7 @@ PRIOR_SGD_LR = (0.08, 0.3)
 PRIOR_SGD_WD = (2e-5, 5e-4)
 PRIOR_ADAMW_LR = (4e-3, 2e-2)
 PRIOR_ADAMW_WD = (2e-4, 2e-3)
-SHARE = (0.6, 1.0)  # of the budget a design net uses
+BUDGET_USED = (0.6, 1.0)  # the share of the budget a design net uses
 TAPER = (0.5, 2.0)  # the ratio of one stage's width to the one before
 
 
@@ -338,9 +338,9 @@ def startup_design(budget: int, n: int, seed: int) -> list[dict[str, Any]]:
         taper = log_between(row[COLUMNS + 1], *TAPER)
         for s in range(1, params["stages"] + 1):
             params[f"width{s}"] = max(WIDTH[0], round(16 * taper ** (s - 1)))
-        share = SHARE[0] + row[COLUMNS] * (SHARE[1] - SHARE[0])
+        used = BUDGET_USED[0] + row[COLUMNS] * (BUDGET_USED[1] - BUDGET_USED[0])
         # None when even the narrowest widths of this taper do not fit: keep the sampled ones.
-        params = fit_widths(params, int(share * budget)) or sampled
+        params = fit_widths(params, int(used * budget)) or sampled
         out.append(params | training_params(prior_recipe(row[COLUMNS + 2 :])))
     return out
 
