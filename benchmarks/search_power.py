@@ -44,8 +44,9 @@ def run_one(method: str, budget: int, seed: int, seconds: float, subset: int | N
     from mnist_search.search.config import SearchConfig
     from mnist_search.search.engine import run_search
     from mnist_search.spaces import get_space
-    from mnist_search.training.loop import TimeUp, TrainConfig, train
+    from mnist_search.training.loop import TrainConfig, train
     from mnist_search.training.protocol import Protocol
+    from mnist_search.training.steps import TimeUp
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data_dir = os.environ.get("MNIST_SEARCH_DATA")

@@ -17,8 +17,9 @@ from mnist_search.net.spec import count_params
 from mnist_search.search.pruning import RungPruner
 from mnist_search.spaces import modern
 from mnist_search.spaces.design import DesignTrial, latin_hypercube
-from mnist_search.training.loop import INTERIM_VAL, TrainConfig, interim, train
+from mnist_search.training.loop import TrainConfig, train
 from mnist_search.training.protocol import Protocol
+from mnist_search.training.steps import INTERIM_VAL, interim
 
 
 def test_rungs_sit_at_a_sixteenth_a_quarter_and_whole_epochs():

@@ -6,7 +6,8 @@ import torch
 from mnist_search.data.augment import augment, random_affine
 from mnist_search.data.mnist import background
 from mnist_search.replay.experiments import get_experiment
-from mnist_search.training.loop import Diverged, TimeUp, TrainConfig, report_points, train
+from mnist_search.training.loop import Diverged, TrainConfig, train
+from mnist_search.training.steps import TimeUp, report_points
 
 
 def test_training_learns_and_reports(small_splits):

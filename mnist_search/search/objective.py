@@ -18,12 +18,12 @@ from mnist_search.training.loop import (
     PER_RUN,
     Diverged,
     Speed,
-    TimeUp,
     TrainConfig,
     TrainResult,
     train,
 )
 from mnist_search.training.protocol import Protocol
+from mnist_search.training.steps import TimeUp
 
 log = logging.getLogger("mnist_search")
 UNCAPPED = 10**9  # the budget of a study without one

@@ -22,7 +22,8 @@ from mnist_search.search.objective import Objective
 from mnist_search.search.records import TrialRecord
 from mnist_search.stopping import StopToken
 from mnist_search.training.fused import FusedError, check_fusable, train_fused
-from mnist_search.training.loop import Diverged, TimeUp, train
+from mnist_search.training.loop import Diverged, train
+from mnist_search.training.steps import TimeUp
 
 
 def _next_waiting(study: optuna.Study) -> FrozenTrial | None:

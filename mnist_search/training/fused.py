@@ -17,7 +17,6 @@ from one random stream, so they differ from a separate run's (same distribution)
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 
@@ -29,17 +28,14 @@ from mnist_search.training.loop import (
     Diverged,
     ReportFn,
     Speed,
-    TimeUp,
     TrainConfig,
     TrainResult,
     apply_speed,
-    batches_per_epoch,
     eval_batch,
     evaluate,
-    interim,
-    report_points,
 )
 from mnist_search.training.memory import one_heap_per_training
+from mnist_search.training.steps import Steps
 from mnist_search.training.wide import (
     FusedError,
     StackedOptimizer,
@@ -96,10 +92,19 @@ def train_fused(
     go on at the cost of their own number. TimeUp stops all of them.
     """
     check_fusable(spec, cfgs)
-    start = time.perf_counter()
     data = splits.train
     device = data.images.device
-    sp = speed.resolve(device, cfgs[0].epochs)
+    first = cfgs[0]  # what they share (SHARED)
+    run = Steps(
+        len(data),
+        first.batch_size,
+        first.epochs,
+        first.reports_per_epoch,
+        splits.val,
+        device,
+        deadline,
+    )
+    sp = speed.resolve(device, first.epochs)
     K = len(cfgs)
     models = []
     for c in cfgs:
@@ -114,27 +119,19 @@ def train_fused(
     opt = StackedOptimizer(net, cfgs)
     average = WideAverage(net, cfgs) if any(c.ema for c in cfgs) else None
     judged = average.net if average is not None else net  # what is evaluated and kept
-    n = len(data)
-    bs = min(cfgs[0].batch_size, n)
-    steps = batches_per_epoch(n, bs)
-    epochs = cfgs[0].epochs
-    lrs = lr_table(cfgs, epochs * steps).to(device)
+    lrs = lr_table(cfgs, run.total).to(device)
     smoothing = torch.tensor([c.label_smoothing for c in cfgs], device=device)
-    points = set(report_points(steps, cfgs[0].reports_per_epoch))
-    quick = interim(splits.val)
     histories: list[list[tuple[int, float]]] = [[] for _ in range(K)]
     stopped: list[Exception | None] = [None] * K
     train_acc = [0.0] * K
-    eval_seconds, step, it = 0.0, 0, 0
-    for epoch in range(epochs):
+    it = 0
+    for epoch in range(first.epochs):
         net.train()
-        perms = [torch.randperm(n, device=device, generator=g) for g in gens]
+        perms = [torch.randperm(run.n, device=device, generator=g) for g in gens]
         correct = torch.zeros(len(alive), dtype=torch.long, device=device)
         loss_sum = torch.zeros(len(alive), device=device)
-        for b in range(steps):
-            if deadline is not None and time.time() > deadline:
-                raise TimeUp(f"time limit reached at epoch {epoch + 1}, batch {b + 1}/{steps}")
-            idx = [p[b * bs : (b + 1) * bs] for p in perms]
+        for b, part in run.batches(epoch):
+            idx = [p[part] for p in perms]
             x = _augment_each([data.images[i] for i in idx], live_cfgs, gens)
             y = torch.stack([data.labels[i] for i in idx], 1)  # [B, K]
             with autocast:
@@ -151,27 +148,26 @@ def train_fused(
             it += 1
             correct += (out.detach().argmax(-1) == y).sum(0)
             loss_sum += loss.detach()
-            if b not in points:
+            judge = run.judge_on(b)
+            if judge is None:
                 continue
             bad = (~torch.isfinite(loss_sum)).tolist()
             for j, k in enumerate(alive):
                 if bad[j]:
-                    stopped[k] = Diverged(step, float(loss_sum[j]))
-            t0 = time.perf_counter()
-            part = splits.val if b == steps - 1 else quick  # as in ``train``
-            vals = evaluate_wide(judged, part, max(1, eval_batch(spec) // len(alive)))
-            eval_seconds += time.perf_counter() - t0
+                    stopped[k] = Diverged(run.step, float(loss_sum[j]))
+            with run.evaluating():
+                vals = evaluate_wide(judged, judge, max(1, eval_batch(spec) // len(alive)))
             for j, k in enumerate(alive):
                 if stopped[k] is not None:
                     continue
-                histories[k].append((step, vals[j]))
+                histories[k].append((run.step, vals[j]))
                 report = on_report[k] if on_report else None
                 if report is not None:
                     try:
-                        report(step, vals[j])
+                        report(run.step, vals[j])
                     except Exception as e:  # a pruned candidate: stop reporting it
                         stopped[k] = e
-            step += 1
+            run.step += 1
             keep = [j for j, k in enumerate(alive) if stopped[k] is None]
             if not keep:  # every candidate stopped, each with its reason
                 reasons = [e for e in stopped if e is not None]
@@ -190,19 +186,17 @@ def train_fused(
                 lrs, smoothing = lrs.index_select(1, rows), smoothing.index_select(0, rows)
                 correct, loss_sum = correct.index_select(0, rows), loss_sum.index_select(0, rows)
         for j, k in enumerate(alive):
-            train_acc[k] = 100.0 * correct[j].item() / n
+            train_acc[k] = 100.0 * correct[j].item() / run.n
     # Test accuracy on each candidate's own plain module: exactly what its export reproduces.
     for j, k in enumerate(alive):
         judged.narrow(j, models[k]).eval()
     test: list[float | None] = [None] * K
     if evaluate_test:
-        t0 = time.perf_counter()
-        for k in range(K):
-            if stopped[k] is None:
-                test[k] = evaluate(models[k], splits.test, eval_batch(spec))
-        eval_seconds += time.perf_counter() - t0
-    seconds = time.perf_counter() - start
-    train_seconds = max(seconds - eval_seconds, 1e-9)
+        with run.evaluating():
+            for k in range(K):
+                if stopped[k] is None:
+                    test[k] = evaluate(models[k], splits.test, eval_batch(spec))
+    t = run.timing()
     results: list[TrainResult | Exception] = []
     for k in range(K):
         why = stopped[k]
@@ -216,9 +210,9 @@ def train_fused(
                 train_accuracy=train_acc[k],
                 val_accuracy=hist[-1][1] if hist else math.nan,
                 test_accuracy=test[k],
-                seconds=seconds,
-                train_seconds=train_seconds,
-                images_per_second=epochs * n / train_seconds,
+                seconds=t.seconds,
+                train_seconds=t.train_seconds,
+                images_per_second=t.images_per_second,
                 history=hist,
                 model=models[k] if keep_models else None,
             )

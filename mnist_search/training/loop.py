@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
@@ -23,6 +22,7 @@ from mnist_search.data.mnist import Split, Splits
 from mnist_search.net.model import build_model, module_params
 from mnist_search.net.spec import TYPES, ArchSpec, activations, check_value
 from mnist_search.training.memory import one_heap_per_training
+from mnist_search.training.steps import Steps
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -31,11 +31,6 @@ EVAL_BYTES = 128 << 20  # and at most this much feature-map memory per evaluatio
 # TrainConfig fields that belong to one run (the protocol's length, the seed), not to a recipe.
 PER_RUN = ("epochs", "seed", "reports_per_epoch")
 BENCHMARK_EPOCHS = 5  # cudnn.benchmark by default from this many epochs on
-# A report inside an epoch judges the first this-many validation images (a random sample: the
-# split is a permutation); each epoch's last report judges all of them. Sixteen reports of a
-# one-epoch trial on all 5,000 would cost more evaluation than its training; the rungs that
-# prune early compare nets whose accuracies differ by more than this sample's noise.
-INTERIM_VAL = 1000
 # torch._dynamo is imported above, with torch, because the first optimizer imports it lazily
 # (2-3 s on a CPU), after the data is loaded: a Ctrl-C or SIGTERM landing inside that import
 # leaves torch half-imported, and the process can then hang or end by SIGINT instead of with the
@@ -130,10 +125,6 @@ class Speed:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class TimeUp(RuntimeError):
-    """Training passed its deadline."""
 
 
 class Diverged(RuntimeError):
@@ -242,33 +233,6 @@ def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
     return None
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def report_points(steps_per_epoch: int, reports: int) -> list[int]:
-    """Batch indices (0-based, within an epoch) after which validation runs; the last is the end."""
-    reports = min(reports, steps_per_epoch)
-    return sorted({math.ceil(k * steps_per_epoch / reports) - 1 for k in range(1, reports + 1)})
-
-
-def interim(val: Split) -> Split:
-    """The part of the validation split judged at reports inside an epoch (``INTERIM_VAL``)."""
-    if len(val) <= INTERIM_VAL:
-        return val
-    return Split(val.images[:INTERIM_VAL], val.labels[:INTERIM_VAL])
-
-
-def batches_per_epoch(n: int, batch_size: int) -> int:
-    """Every image once per epoch, except that a last batch of one image is left out: BatchNorm
-    cannot normalise a single value per channel. (The permutation changes every epoch, so no
-    image is left out for good.)"""
-    if n > 1 and n % batch_size == 1:
-        return n // batch_size
-    return math.ceil(n / batch_size)
-
-
 def apply_speed(model: nn.Module, sp: Speed, device: torch.device):
     """``model`` in the memory format ``sp`` (resolved) asks for, cuDNN autotuning set, and the
     autocast context and input memory format to train it with."""
@@ -300,9 +264,11 @@ def train(
     ``time.time()`` passes ``deadline`` (checked every batch, so a slow net cannot overrun a
     search's time limit by a whole epoch).
     """
-    start = time.perf_counter()
     data = splits.train
     device = data.images.device
+    run = Steps(
+        len(data), cfg.batch_size, cfg.epochs, cfg.reports_per_epoch, splits.val, device, deadline
+    )
     sp = speed.resolve(device, cfg.epochs)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -311,26 +277,17 @@ def train(
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
     judged = average.model if average is not None else model  # what is evaluated and kept
     step_model = torch.compile(model) if sp.compile else model
-    n = len(data)
-    bs = min(cfg.batch_size, n)
-    steps = batches_per_epoch(n, bs)
-    sched = make_schedule(opt, cfg, cfg.epochs * steps)
-    points = set(report_points(steps, cfg.reports_per_epoch))
-    quick = interim(splits.val)
+    sched = make_schedule(opt, cfg, run.total)
     eval_bs = eval_batch(spec)
     history: list[tuple[int, float]] = []
-    eval_seconds = 0.0
     train_acc = 0.0
-    step = 0
     for epoch in range(cfg.epochs):
         model.train()
-        perm = torch.randperm(n, device=device, generator=gen)
+        perm = torch.randperm(run.n, device=device, generator=gen)
         correct = torch.zeros((), dtype=torch.long, device=device)
         loss_sum = torch.zeros((), device=device)
-        for b in range(steps):
-            if deadline is not None and time.time() > deadline:
-                raise TimeUp(f"time limit reached at epoch {epoch + 1}, batch {b + 1}/{steps}")
-            idx = perm[b * bs : (b + 1) * bs]
+        for b, part in run.batches(epoch):
+            idx = perm[part]
             x, y = data.images[idx], data.labels[idx]
             if cfg.augment != "none":
                 x = augment(x, cfg.augment, gen)
@@ -349,38 +306,34 @@ def train(
             # Accumulate on the device; reading a value back each step would stall a GPU.
             correct += (out.detach().argmax(1) == y).sum()
             loss_sum += loss.detach()
-            if b in points:
-                total = loss_sum.item()
-                if not math.isfinite(total):
-                    raise Diverged(step, total)
-                _sync(device)
-                t0 = time.perf_counter()
-                # Evaluation stays in float32 and uncompiled: recorded accuracies must be what an
-                # exported model reproduces.
-                val = evaluate(judged, splits.val if b == steps - 1 else quick, eval_bs)
-                eval_seconds += time.perf_counter() - t0
-                history.append((step, val))
-                if on_report is not None:
-                    on_report(step, val)
-                step += 1
-        train_acc = 100.0 * correct.item() / n
+            judge = run.judge_on(b)
+            if judge is None:
+                continue
+            total = loss_sum.item()
+            if not math.isfinite(total):
+                raise Diverged(run.step, total)
+            # Evaluation stays in float32 and uncompiled: recorded accuracies must be what an
+            # exported model reproduces.
+            with run.evaluating():
+                val = evaluate(judged, judge, eval_bs)
+            history.append((run.step, val))
+            if on_report is not None:
+                on_report(run.step, val)
+            run.step += 1
+        train_acc = 100.0 * correct.item() / run.n
     test_acc = None
     if evaluate_test:
-        _sync(device)
-        t0 = time.perf_counter()
-        test_acc = evaluate(judged, splits.test, eval_bs)
-        eval_seconds += time.perf_counter() - t0
-    _sync(device)
-    seconds = time.perf_counter() - start
-    train_seconds = max(seconds - eval_seconds, 1e-9)
+        with run.evaluating():
+            test_acc = evaluate(judged, splits.test, eval_bs)
+    t = run.timing()
     return TrainResult(
         n_params=module_params(model),
         train_accuracy=train_acc,
         val_accuracy=history[-1][1],
         test_accuracy=test_acc,
-        seconds=seconds,
-        train_seconds=train_seconds,
-        images_per_second=cfg.epochs * n / train_seconds,
+        seconds=t.seconds,
+        train_seconds=t.train_seconds,
+        images_per_second=t.images_per_second,
         history=history,
         model=judged.eval() if keep_model else None,
     )
