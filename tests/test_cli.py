@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from mnist_search.cli.app import app
 from mnist_search.search.storage import open_storage
 from mnist_search.search.study import open_study
+from mnist_search.spaces import get_space
 from mnist_search.spaces.plain import spec_params, training_params
 from mnist_search.training.protocol import Protocol
 
@@ -149,6 +150,16 @@ def test_existing_study_with_another_budget_is_refused(in_tmp, data_dir):
     assert r.exit_code == 2
     assert "exists with --budget 5000, not --budget 6000; use that" in r.stderr
     assert len(load_trials("mine", "sqlite:///studies_x.db")) == 0
+
+
+def test_a_study_reads_back_what_it_was_made_for(in_tmp):
+    from mnist_search.search.study import StudyAttrs
+
+    protocol = Protocol(epochs=2, train_subset=400, val_size=1000)
+    study = open_study(open_storage("sqlite:///a.db"), "a", 5000, protocol, space="plain")
+    attrs = StudyAttrs.of(study)
+    assert attrs == StudyAttrs(5000, get_space("plain").version, protocol)
+    assert study.user_attrs == attrs.stored()  # JSON values only, nothing else stored
 
 
 def test_existing_study_with_another_protocol_names_the_flags(in_tmp, data_dir):

@@ -36,6 +36,7 @@ from mnist_search.outputs.artifacts import (
 )
 from mnist_search.search.records import TrialRecord
 from mnist_search.search.storage import default_storage, load_existing
+from mnist_search.search.study import StudyAttrs
 from mnist_search.training.loop import eval_batch
 from mnist_search.training.protocol import Protocol
 
@@ -226,7 +227,7 @@ def export_study_trial(
         raise ArtifactError(f"artifact folder {folder} does not exist; pass --artifacts")
     record = pick_trial(study, which)
     out = Path(out)
-    protocol = Protocol.from_dict(study.user_attrs.get("protocol"))
+    protocol = StudyAttrs.of(study).protocol
     done = ExportOutcome(
         record, export_trial(study_name, record, artifact_store(folder), out, protocol)
     )

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from mnist_search.replay.experiments import documented_experiments
 from mnist_search.replay.summary import ReplayRow
 from mnist_search.search.records import TrialRecord, complete, tally, top_trials
+from mnist_search.search.study import StudyAttrs
 
 
 def accuracy_points(study: optuna.Study) -> list[dict[str, Any]]:
@@ -125,10 +126,11 @@ def report_data(
 ) -> dict[str, Any]:
     points = accuracy_points(study)
     t = tally(study.get_trials(deepcopy=False))
+    attrs = StudyAttrs.of(study)
     return {
         "study": study.study_name,
-        "budget": study.user_attrs.get("budget"),
-        "protocol": study.user_attrs.get("protocol"),
+        "budget": attrs.budget,
+        "protocol": attrs.protocol.to_dict(),
         "points": points,
         "front": pareto_front(points),
         "documented": documented_points(replay_rows),

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import optuna
@@ -21,6 +22,33 @@ PRUNERS = ("rungs", "median", "hyperband", "sha", "none")
 
 class StudyError(UsageError):
     """A study that cannot be used as asked."""
+
+
+@dataclass(frozen=True)
+class StudyAttrs:
+    """What a study of this tool was made for, stored on it once, when it is created."""
+
+    budget: int | None  # None: no cap (a study of fixed trials)
+    space_version: str
+    protocol: Protocol
+
+    KEYS: ClassVar[tuple[str, ...]] = ("budget", "space_version", "protocol")
+
+    def stored(self) -> dict[str, Any]:
+        """As the study's user attributes hold them (JSON values)."""
+        return {
+            "budget": self.budget,
+            "space_version": self.space_version,
+            "protocol": self.protocol.to_dict(),
+        }
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> StudyAttrs:
+        """A study's attributes; an attribute it lacks reads as its default."""
+        a = study.user_attrs
+        return cls(
+            a.get("budget"), a.get("space_version", ""), Protocol.from_dict(a.get("protocol"))
+        )
 
 
 class TrialSeededTPE(optuna.samplers.TPESampler):
@@ -83,11 +111,7 @@ def open_study(
     ``budget`` None means no cap (a study of fixed trials, such as the documented experiments).
     ``startup`` is the size of the search's start-up design (0: none).
     """
-    wanted = {
-        "budget": budget,
-        "space_version": get_space(space).version,
-        "protocol": protocol.to_dict(),
-    }
+    wanted = StudyAttrs(budget, get_space(space).version, protocol).stored()
     kwargs: dict[str, Any] = {
         "study_name": study_name,
         "storage": storage,
@@ -117,7 +141,7 @@ def open_study(
             f"{study.direction.name}; this tool needs MAXIMIZE (use another "
             "--study-name)"
         )
-    stored = _attrs_once_made(study, tuple(wanted))
+    stored = _attrs_once_made(study, StudyAttrs.KEYS)
     for key, value in wanted.items():
         if stored[key] != value:
             have, want = _in_flags(key, stored[key]), _in_flags(key, value)

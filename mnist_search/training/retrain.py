@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,18 @@ class SpecFile:
         return cls(exp.spec, {**DOCUMENTED_PROTOCOL, "batch_size": exp.batch_size})
 
 
+@dataclass(frozen=True)
+class SeedRun:
+    """One seed's training of the net."""
+
+    seed: int
+    train_accuracy: float
+    val_accuracy: float
+    test_accuracy: float
+    seconds: float
+    images_per_second: float
+
+
 @dataclass
 class RetrainOutcome:
     spec: ArchSpec
@@ -91,7 +103,7 @@ class RetrainOutcome:
     batch_size: int
     device: str
     speed: dict[str, Any]
-    runs: list[dict[str, Any]]  # one per seed
+    runs: list[SeedRun]  # one per seed
 
     def to_dict(self) -> dict[str, Any]:
         """One run's fields as they are; several runs as validation and test mean ± std."""
@@ -102,14 +114,15 @@ class RetrainOutcome:
             "batch_size": self.batch_size,
             "device": self.device,
         }
-        if len(self.runs) == 1:
-            out.update({k: v for k, v in self.runs[0].items() if k != "seed"})
+        runs = [asdict(r) for r in self.runs]
+        if len(runs) == 1:
+            out.update({k: v for k, v in runs[0].items() if k != "seed"})
         else:
             for key in ("val", "test"):
-                s = stat_of([r[f"{key}_accuracy"] for r in self.runs])
+                s = stat_of([r[f"{key}_accuracy"] for r in runs])
                 out[f"{key}_mean"], out[f"{key}_std"] = s.mean, s.std
-            out["seconds"] = round(sum(r["seconds"] for r in self.runs), 3)
-            out["runs"] = self.runs
+            out["seconds"] = round(sum(r.seconds for r in self.runs), 3)
+            out["runs"] = runs
         out["speed"] = self.speed
         return out
 
@@ -166,7 +179,7 @@ def retrain(
         dev,
         f", seeds {seed}-{seed + seeds - 1}" if seeds > 1 else "",
     )
-    runs = []
+    runs: list[SeedRun] = []
     for cfg in cfgs:
         started = time.time()
 
@@ -188,15 +201,16 @@ def retrain(
             raise UsageError(
                 f"training diverged (seed {cfg.seed}): {e}; try a lower learning rate"
             ) from None
+        assert r.test_accuracy is not None  # train() evaluates the test split by default
         runs.append(
-            {
-                "seed": cfg.seed,
-                "train_accuracy": r.train_accuracy,
-                "val_accuracy": r.val_accuracy,
-                "test_accuracy": r.test_accuracy,
-                "seconds": round(r.seconds, 3),
-                "images_per_second": round(r.images_per_second, 1),
-            }
+            SeedRun(
+                seed=cfg.seed,
+                train_accuracy=r.train_accuracy,
+                val_accuracy=r.val_accuracy,
+                test_accuracy=r.test_accuracy,
+                seconds=round(r.seconds, 3),
+                images_per_second=round(r.images_per_second, 1),
+            )
         )
         if seeds > 1:
             log.info(
