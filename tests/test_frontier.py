@@ -187,6 +187,8 @@ def run(*args):
         (["--final-seeds", "0"], "--final-seeds 0"),
         (["--warm-start", "some"], "--warm-start 'some'; valid: found, documented, none"),
         (["--workers", "0"], "--workers 0: must be at least 1"),
+        (["--search-epochs", "0"], "--search-epochs 0: must be at least 1"),
+        (["--search-epochs", "10001"], "--search-epochs 10001: must be at most 10000"),
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--storage", "mysql://x"], "storage"),
         (["--target-accuracy", "100"], "--target-accuracy 100.0: must be a validation accuracy"),

@@ -237,6 +237,10 @@ def frontier(
     data_dir: DataDir = None,
     train_subset: TrainSubset = None,
     val_size: ValSize = 5000,
+    search_epochs: Annotated[
+        int,
+        typer.Option(help="Training epochs of each search trial (the final stage sets its own)."),
+    ] = 1,
     warm_start: Annotated[
         str,
         typer.Option(
@@ -284,6 +288,7 @@ def frontier(
         data_dir=data_dir,
         train_subset=train_subset,
         val_size=val_size,
+        search_epochs=search_epochs,
         workers=workers,
         warm_start=warm_start,
         final_seeds=final_seeds,
