@@ -25,6 +25,29 @@ class ConfigError(UsageError):
         return f"--{self.option.replace('_', '-')} {self.rest}"
 
 
+# The allowed range of each count setting, stated once for every command that takes it:
+# (lowest, highest, unit). A typo such as --workers 1000 must not start a thousand processes.
+RANGES: dict[str, tuple[int, int, str]] = {
+    "seeds": (1, 1000, ""),  # runs of one net: train --seeds, replay --seeds
+    "parallel": (1, 256, ""),  # candidates trained as one fused net
+    "workers": (1, 64, ""),
+    "heartbeat": (1, 3600, " second"),
+    "final_top": (1, 100, ""),
+    "final_seeds": (0, 100, ""),
+    "startup": (0, 1000, ""),
+}
+
+
+def check_range(option: str, value: int, low: int | None = None, high: int | None = None) -> None:
+    """``value`` within ``RANGES[option]`` (or the ``low``/``high`` given)."""
+    lo, hi, unit = RANGES.get(option, (low, high, ""))
+    lo, hi = lo if low is None else low, hi if high is None else high
+    if lo is not None and value < lo:
+        raise ConfigError(option, f"{value}: must be at least {lo}{unit}")
+    if hi is not None and value > hi:
+        raise ConfigError(option, f"{value}: must be at most {hi}")
+
+
 SEEDS = 2**32  # seeds are 0 … 2**32 - 1, what every random generator here accepts
 
 

@@ -15,7 +15,7 @@ import optuna
 
 from mnist_search.data.mnist import load_mnist
 from mnist_search.device import resolve_device
-from mnist_search.errors import ConfigError
+from mnist_search.errors import ConfigError, check_range
 from mnist_search.files import check_writable
 from mnist_search.progress import TrialLog, step_line
 from mnist_search.replay.experiments import (
@@ -149,15 +149,8 @@ class ReplayConfig:
 
     def check(self) -> Protocol:
         experiment_ids(self.experiments)
-        for name, high in (("seeds", 1000), ("parallel", 256)):
-            value = getattr(self, name)
-            if not 1 <= value <= high:
-                raise ConfigError(
-                    name,
-                    f"{value}: must be at least 1"
-                    if value < 1
-                    else f"{value}: must be at most {high}",
-                )
+        check_range("seeds", self.seeds)
+        check_range("parallel", self.parallel)
         storage.check_study_name(self.study_name)
         return Protocol(epochs=self.epochs, train_subset=self.train_subset, val_size=self.val_size)
 

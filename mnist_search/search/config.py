@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_search.errors import ConfigError, check_seed
+from mnist_search.errors import ConfigError, check_range, check_seed
 from mnist_search.net.spec import describe
 from mnist_search.search import storage
 from mnist_search.search.final_time import MAX_AUTO_EPOCHS
@@ -27,7 +27,6 @@ AUTO = "auto"
 # With an automatic final length, the search gets this share of the time limit and the final
 # stage the rest: one short trial tells too little about a net to spend more of it searching.
 SEARCH_SHARE = 0.4
-MAX_WORKERS = 64  # a typo such as --workers 1000 must not start a thousand processes
 
 
 @dataclass(frozen=True)
@@ -138,20 +137,9 @@ class SearchConfig:
             raise ConfigError("pruner", f"{self.pruner!r}; valid: {', '.join(PRUNERS)}")
         if self.warm_start not in WARM_STARTS:
             raise ConfigError("warm_start", f"{self.warm_start!r}; valid: {', '.join(WARM_STARTS)}")
-        for name, low, high, unit in (
-            ("workers", 1, MAX_WORKERS, ""),
-            ("heartbeat", 1, 3600, " second"),
-            ("parallel", 1, 256, ""),
-            ("final_top", 1, 100, ""),
-            ("final_seeds", 0, 100, ""),
-            ("startup", 0, 1000, ""),
-            ("final_max_epochs", 1, MAX_EPOCHS, ""),
-        ):
-            value = getattr(self, name)
-            if value < low:
-                raise ConfigError(name, f"{value}: must be at least {low}{unit}")
-            if value > high:
-                raise ConfigError(name, f"{value}: must be at most {high}")
+        for name in ("workers", "heartbeat", "parallel", "final_top", "final_seeds", "startup"):
+            check_range(name, getattr(self, name))
+        check_range("final_max_epochs", self.final_max_epochs, 1, MAX_EPOCHS)
         if self.compile and self.parallel > 1:
             raise ConfigError(
                 "compile",

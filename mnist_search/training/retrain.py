@@ -11,7 +11,7 @@ from typing import Any
 
 from mnist_search.data.mnist import load_mnist
 from mnist_search.device import resolve_device
-from mnist_search.errors import ConfigError, UsageError, check_seed
+from mnist_search.errors import ConfigError, UsageError, check_range, check_seed
 from mnist_search.files import InputError, read_json
 from mnist_search.net.spec import ArchSpec, SpecError, check_batch, count_params, describe
 from mnist_search.replay.experiments import DOCUMENTED_PROTOCOL, get_experiment
@@ -143,11 +143,7 @@ def retrain(
     the file (its epochs, seed and data split), else epochs 1, seed 0, all 55,000 training
     images and 5,000 held out: a file that records them retrains to the same numbers."""
     seed = seed if seed is not None else net.seed or 0
-    if not 1 <= seeds <= 1000:
-        raise ConfigError(
-            "seeds",
-            f"{seeds}: must be between 1 and 1000" if seeds > 0 else f"{seeds}: must be at least 1",
-        )
+    check_range("seeds", seeds)
     check_seed("seed", seed, seeds)
     epochs = epochs if epochs is not None else net.epochs or 1
     protocol = Protocol.from_dict(
