@@ -41,11 +41,12 @@ def run_one(method: str, budget: int, seed: int, seconds: float, subset: int | N
     import torch
 
     from mnist_search.data.mnist import load_mnist
-    from mnist_search.search.config import SearchConfig
+    from mnist_search.search.config import FinalSettings, SearchConfig
     from mnist_search.search.engine import run_search
     from mnist_search.spaces import get_space
     from mnist_search.training.loop import TrainConfig, train
     from mnist_search.training.protocol import Protocol
+    from mnist_search.training.settings import RunSettings
     from mnist_search.training.steps import TimeUp
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -59,12 +60,12 @@ def run_one(method: str, budget: int, seed: int, seconds: float, subset: int | N
                 budget=budget,
                 seed=seed,
                 timeout=seconds,
-                train_subset=subset,
+                protocol=Protocol(train_subset=subset),
                 warm_start="found" if method == "ours-found" else "none",
-                final_seeds=0,
+                final=FinalSettings(seeds=0),
                 storage=f"sqlite:///{tmp}/s.db",
                 artifacts=f"{tmp}/art",
-                data_dir=data_dir,
+                run=RunSettings(data_dir=data_dir),
             )
         )
         trials = out.study.get_trials(deepcopy=False)

@@ -2,8 +2,9 @@
 
 The Python API, in the order of the pipeline::
 
-    from mnist_search import SearchConfig, run_search
-    outcome = run_search(SearchConfig(budget=5000, n_trials=3, train_subset=2000, device="cpu"))
+    from mnist_search import Protocol, RunSettings, SearchConfig, run_search
+    outcome = run_search(SearchConfig(budget=5000, n_trials=3, protocol=Protocol(train_subset=2000),
+                                      run=RunSettings(device="cpu")))
     print(outcome.best.n_params, outcome.best.val_accuracy)
 
 Names are imported on first use, so ``import mnist_search`` (and the command line) stays quick.
@@ -22,7 +23,10 @@ _API = {
     "count_params": "net.spec",
     "describe": "net.spec",
     "build_model": "net.model",
+    "Protocol": "training.protocol",
+    "RunSettings": "training.settings",
     "SearchConfig": "search.config",
+    "FinalSettings": "search.config",
     "SearchOutcome": "search.engine",
     "run_search": "search.engine",
     "TrialRecord": "search.records",

@@ -124,8 +124,8 @@ def train_cmd(
     A spec file written by 'optimize --final-seeds' holds the net, its training settings and
     epochs, so 'train --spec FILE --seeds 3' reproduces its result."""
     from mnist_search.cli.render import fields_table
-    from mnist_search.training.loop import Speed
     from mnist_search.training.retrain import SpecFile, retrain
+    from mnist_search.training.settings import RunSettings
 
     setup_logging(quiet=quiet)
     if spec is not None and experiment is None:
@@ -139,11 +139,9 @@ def train_cmd(
         epochs=epochs,
         seed=seed,
         seeds=seeds,
-        device=device,
-        data_dir=data_dir,
         train_subset=train_subset,
         val_size=val_size,
-        speed=Speed(amp, channels_last, None, compile_model),
+        run=RunSettings(device, data_dir, amp, channels_last, compile_model),
     ).to_dict()
     if as_json:
         typer.echo(json.dumps(out))
@@ -176,21 +174,17 @@ def replay(
     """Re-run the write-up's experiments as fixed trials; show documented vs measured."""
     from mnist_search.cli.render import progress, replay_table
     from mnist_search.replay.run import ReplayConfig, run_replay
+    from mnist_search.training.protocol import Protocol
+    from mnist_search.training.settings import RunSettings
 
     config = ReplayConfig(
         experiments=experiments_,
         seeds=seeds,
-        epochs=epochs,
-        device=device,
+        protocol=Protocol(epochs=epochs, train_subset=train_subset, val_size=val_size),
         study_name=study_name,
         storage=storage,
-        data_dir=data_dir,
-        train_subset=train_subset,
-        val_size=val_size,
+        run=RunSettings(device, data_dir, amp, channels_last, parallel=parallel),
         artifacts=artifacts,
-        parallel=parallel,
-        amp=amp,
-        channels_last=channels_last,
     )
     with progress(quiet):
         out = run_replay(config)

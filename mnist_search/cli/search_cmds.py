@@ -163,34 +163,28 @@ def optimize(
     candidates are retrained from scratch, by default each for the epochs its share of the time
     left allows, and the chosen one is reported on the test set."""
     from mnist_search.cli.render import final_summary, progress, study_summary
-    from mnist_search.search.engine import SearchConfig, run_search
+    from mnist_search.search.config import FinalSettings, SearchConfig
+    from mnist_search.search.engine import run_search
+    from mnist_search.training.protocol import Protocol
+    from mnist_search.training.settings import RunSettings
 
     config = SearchConfig(
         budget=budget,
         space=space,
-        epochs=epochs,
-        train_subset=train_subset,
-        val_size=val_size,
+        protocol=Protocol(epochs=epochs, train_subset=train_subset, val_size=val_size),
         n_trials=n_trials,
         timeout=timeout,
         study_name=study_name,
         storage=storage,
         seed=seed,
-        device=device,
-        data_dir=data_dir,
         pruner=pruner,
         warm_start=warm_start,
         startup=startup,
         workers=workers,
         heartbeat=heartbeat,
-        parallel=parallel,
-        amp=amp,
-        channels_last=channels_last,
-        compile=compile_model,
+        run=RunSettings(device, data_dir, amp, channels_last, compile_model, parallel),
         artifacts=artifacts,
-        final_seeds=final_seeds,
-        final_epochs=_epochs_or_auto(final_epochs),
-        final_top=final_top,
+        final=FinalSettings(final_seeds, _epochs_or_auto(final_epochs), final_top),
         best_spec=best_spec,
     )
     with progress(quiet):

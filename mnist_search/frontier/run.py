@@ -29,8 +29,10 @@ from mnist_search.files import check_writable, read_json, write_atomic
 from mnist_search.frontier.published import epoch_cap
 from mnist_search.frontier.target import TargetOutcome, smallest_reaching
 from mnist_search.search import storage
-from mnist_search.search.config import SearchConfig
+from mnist_search.search.config import FinalSettings, SearchConfig
 from mnist_search.stopping import Deadline
+from mnist_search.training.protocol import Protocol
+from mnist_search.training.settings import RunSettings
 
 log = logging.getLogger("mnist_search")
 
@@ -101,17 +103,12 @@ class FrontierConfig:
             timeout=timeout,
             seed=self.seed,
             storage=self.storage,
-            device=self.device,
-            data_dir=self.data_dir,
-            train_subset=self.train_subset,
-            val_size=self.val_size,
-            epochs=self.search_epochs,
+            protocol=Protocol(self.search_epochs, self.train_subset, self.val_size),
+            run=RunSettings(self.device, self.data_dir),
             workers=self.workers,
             warm_start=self.warm_start,
             warm_dirs=(str(out),),
-            final_seeds=self.final_seeds,
-            final_top=self.final_top,
-            final_max_epochs=epoch_cap(budget),
+            final=FinalSettings(self.final_seeds, top=self.final_top, max_epochs=epoch_cap(budget)),
             best_spec=str(out / f"budget-{budget}.json"),
             artifacts=self.artifacts,
         )

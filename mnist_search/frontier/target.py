@@ -59,7 +59,7 @@ def smallest_reaching(target: float, searches: dict[int, SearchConfig], out: Pat
     pool = [
         (b, c)
         for b, cfg in searches.items()
-        for c in finalists(_url(cfg), cfg.study_name or "", cfg.final_seeds)
+        for c in finalists(_url(cfg), cfg.study_name or "", cfg.final.seeds)
     ]
     best = max((c.val_stat.mean for _, c in pool), default=None)
     reaching = [(b, c) for b, c in pool if c.val_stat.mean >= target]

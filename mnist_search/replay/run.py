@@ -33,8 +33,8 @@ from mnist_search.search.runner import run_trials
 from mnist_search.search.study import open_study
 from mnist_search.spaces import get_space
 from mnist_search.spaces.plain import spec_params, training_params
-from mnist_search.training.loop import Speed
 from mnist_search.training.protocol import Protocol
+from mnist_search.training.settings import RunSettings
 
 log = logging.getLogger("mnist_search")
 
@@ -135,24 +135,17 @@ def experiment_ids(value: str | Iterable[int]) -> list[int]:
 class ReplayConfig:
     experiments: str | tuple[int, ...] = (1, 2, 3, 4, 5, 6)  # ids, or "1,3,6"
     seeds: int = 3  # runs per experiment, seeds 0..seeds-1
-    epochs: int = 1
-    device: str = "auto"
+    protocol: Protocol = Protocol()  # the data split and length (the recipe is the write-up's)
     study_name: str = "documented-experiments"
     storage: str | None = None  # default sqlite:///studies/mnist-search.db (all studies)
-    data_dir: str | Path | None = None
-    train_subset: int | None = None
-    val_size: int = 5000
+    run: RunSettings = RunSettings()  # device, data, speed, fused group size
     artifacts: str | Path | None = None
-    parallel: int = 1
-    amp: bool | None = None
-    channels_last: bool | None = None
 
-    def check(self) -> Protocol:
+    def check(self) -> None:
         experiment_ids(self.experiments)
         check_range("seeds", self.seeds)
-        check_range("parallel", self.parallel)
+        self.run.check()
         storage.check_study_name(self.study_name)
-        return Protocol(epochs=self.epochs, train_subset=self.train_subset, val_size=self.val_size)
 
 
 @dataclass
@@ -169,23 +162,24 @@ def run_replay(config: ReplayConfig) -> ReplayOutcome:
     """Train what is missing of the (experiment, seed) runs; summarise all that are done."""
     from mnist_search.outputs.artifacts import DEFAULT_ARTIFACTS, artifact_store
 
-    protocol = config.check()
+    config.check()
+    protocol, run = config.protocol, config.run
     check_writable("artifacts", config.artifacts or DEFAULT_ARTIFACTS, folder=True)
-    dev = resolve_device(config.device)
+    dev = resolve_device(run.device)
     url = config.storage or storage.default_storage()
     storage.check(url, default=config.storage is None)
-    splits = protocol.splits(load_mnist(config.data_dir), dev)
+    splits = protocol.splits(load_mnist(run.data_dir), dev)
     storage.prepare(url)
     study = open_study(
         storage.open_storage(url), config.study_name, None, protocol, pruner="none", space="plain"
     )
     ids = experiment_ids(config.experiments)
-    if config.train_subset is not None:
+    if protocol.train_subset is not None:
         log.warning(
             "warning: --train-subset %d: the findings are judged on nets trained on %s of "
             "the 55,000 training images, not under the write-up's conditions",
-            config.train_subset,
-            f"{config.train_subset:,}",
+            protocol.train_subset,
+            f"{protocol.train_subset:,}",
         )
     if config.seeds == 1:
         log.warning(
@@ -200,7 +194,7 @@ def run_replay(config: ReplayConfig) -> ReplayOutcome:
         done,
         PROTOCOL_NAME,
         DOCUMENTED_PROTOCOL,
-        config.epochs,
+        protocol.epochs,
     )
     if queued:
         objective = Objective(
@@ -209,11 +203,11 @@ def run_replay(config: ReplayConfig) -> ReplayOutcome:
             splits,
             progress=step_line,
             artifact_store=artifact_store(config.artifacts),
-            speed=Speed(config.amp, config.channels_last),
+            speed=run.speed,
             space="plain",
         )
         try:
-            run_trials(study, objective, config.parallel, n_trials=queued, callbacks=[TrialLog()])
+            run_trials(study, objective, run.parallel, n_trials=queued, callbacks=[TrialLog()])
         except KeyboardInterrupt:
             log.info("interrupted: finished runs are kept; run again to train the rest")
     rows = summarize(study, ids)
@@ -222,7 +216,7 @@ def run_replay(config: ReplayConfig) -> ReplayOutcome:
         findings(rows),
         {
             "name": PROTOCOL_NAME,
-            "epochs": config.epochs,
+            "epochs": protocol.epochs,
             "batch_size": "per experiment",
             **DOCUMENTED_PROTOCOL,
         },

@@ -1,6 +1,10 @@
 """What one search is asked to do: one frozen config, checked whole before any work, with every
 default filled in by ``resolved``. The command line, the workers (which get it serialized on
-their standard input) and the Python API build the same object."""
+their standard input) and the Python API build the same object.
+
+It is made of parts that check themselves and that other commands reuse: the protocol (how each
+candidate is trained and judged; ``replay`` and ``train`` take one too), the run settings (device,
+data, speed, fused group size; the same part for every command) and the final stage."""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from mnist_search.search.warmstart import STARTUP, WARM_STARTS
 from mnist_search.spaces import SPACES, get_space
 from mnist_search.training.loop import Speed
 from mnist_search.training.protocol import MAX_EPOCHS, Protocol
+from mnist_search.training.settings import RunSettings
 
 DEFAULT_TIMEOUT = 900.0  # seconds, when neither a trial count nor a time limit is given
 AUTO = "auto"
@@ -30,23 +35,46 @@ SEARCH_SHARE = 0.4
 
 
 @dataclass(frozen=True)
+class FinalSettings:
+    """The final stage: retrain the search's top candidates from scratch with several seeds and
+    choose on validation."""
+
+    seeds: int = 1  # 0: no final stage
+    # "auto": as many as the time left allows (with a timeout; else the protocol's epochs);
+    # None: the protocol's epochs.
+    epochs: int | str | None = AUTO
+    top: int = 2
+    # The longest an automatic length may be (the frontier sets one per budget).
+    max_epochs: int = MAX_AUTO_EPOCHS
+
+    def check(self) -> None:
+        if self.epochs not in (None, AUTO) and (
+            isinstance(self.epochs, bool)
+            or not isinstance(self.epochs, int)
+            or not 1 <= self.epochs <= MAX_EPOCHS
+        ):
+            raise ConfigError(
+                "final_epochs",
+                f"{self.epochs!r}: must be 'auto' or a number of epochs from 1 to {MAX_EPOCHS}",
+            )
+        check_range("final_top", self.top)
+        check_range("final_seeds", self.seeds)
+        check_range("final_max_epochs", self.max_epochs, 1, MAX_EPOCHS)
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     """Everything one search needs. Paths may be ``str`` or ``Path``; None means the default."""
 
     budget: int = 25000  # hard cap on trainable parameters
     space: str = "modern"
-    # The protocol: how each candidate is trained and judged.
-    epochs: int = 1
-    train_subset: int | None = None
-    val_size: int = 5000
+    protocol: Protocol = Protocol()  # how each candidate is trained and judged
     # Stopping: after n_trials (per process), or timeout seconds (default 900 without n_trials).
     n_trials: int | None = None
     timeout: float | None = None
     study_name: str | None = None  # default budget-<budget>; the same name resumes
     storage: str | None = None  # default sqlite:///studies/mnist-search.db (all studies)
     seed: int | None = None  # None: drawn at random (and recorded in the outcome's config)
-    device: str = "auto"
-    data_dir: str | Path | None = None
     pruner: str = "rungs"
     # First trials: "found" (shipped nets fitted to the budget), "documented" or "none".
     warm_start: str = "found"
@@ -54,26 +82,13 @@ class SearchConfig:
     startup: int = STARTUP
     workers: int = 1
     heartbeat: int = 10
-    parallel: int = 1
-    amp: bool | None = None
-    channels_last: bool | None = None
-    compile: bool = False
+    run: RunSettings = RunSettings()  # device, data, speed, fused group size
     artifacts: str | Path | None = None
-    # The final stage: retrain the top candidates with several seeds (0: none).
-    final_seeds: int = 1
-    # "auto": as many as the time left allows (with a timeout; else epochs); None: epochs.
-    final_epochs: int | str | None = "auto"
-    final_top: int = 2
-    # The longest an automatic final length may be (the frontier sets one per budget).
-    final_max_epochs: int = MAX_AUTO_EPOCHS
+    final: FinalSettings = FinalSettings()
     # Folders of spec files (the format of mnist_search/found/) whose nets found at smaller
     # budgets are also queued, widened, as first trials (the frontier's own results).
     warm_dirs: tuple[str, ...] = ()
     best_spec: str | Path | None = None  # default studies/<study_name>-best.json
-
-    @property
-    def protocol(self) -> Protocol:
-        return Protocol(epochs=self.epochs, train_subset=self.train_subset, val_size=self.val_size)
 
     def spec_meta(self) -> dict[str, Any]:
         """What a spec file written from this search records of it: the budget, space, study,
@@ -89,18 +104,18 @@ class SearchConfig:
     @property
     def auto_final(self) -> bool:
         """The final length is set by the time the search leaves (``final_epochs="auto"``)."""
-        return bool(self.final_seeds) and self.final_epochs == AUTO and self.timeout is not None
+        return bool(self.final.seeds) and self.final.epochs == AUTO and self.timeout is not None
 
     @property
     def final_protocol(self) -> Protocol:
         """The final stage's protocol; with an automatic length, its --epochs until the search
         has measured its finalists (``final_length``)."""
-        fixed = self.final_epochs if isinstance(self.final_epochs, int) else None
-        return dataclasses.replace(self.protocol, epochs=fixed or self.epochs)
+        fixed = self.final.epochs if isinstance(self.final.epochs, int) else None
+        return dataclasses.replace(self.protocol, epochs=fixed or self.protocol.epochs)
 
     @property
     def speed(self) -> Speed:
-        return Speed(self.amp, self.channels_last, None, self.compile)
+        return self.run.speed
 
     def check(self) -> None:
         """Raise ConfigError for the first bad setting; touches nothing."""
@@ -116,17 +131,7 @@ class SearchConfig:
                 f"{self.space} search space ({sp.smallest_params():,} parameters: "
                 f"{describe(sp.smallest_net())})",
             )
-        if self.final_epochs not in (None, AUTO) and (
-            isinstance(self.final_epochs, bool)
-            or not isinstance(self.final_epochs, int)
-            or not 1 <= self.final_epochs <= MAX_EPOCHS
-        ):
-            raise ConfigError(
-                "final_epochs",
-                f"{self.final_epochs!r}: must be 'auto' or a "
-                f"number of epochs from 1 to {MAX_EPOCHS}",
-            )
-        self.protocol  # noqa: B018 -- a Protocol checks epochs, val_size and train_subset
+        self.final.check()
         if self.n_trials is not None and self.n_trials < 1:
             raise ConfigError("n_trials", f"{self.n_trials}: must be at least 1")
         if self.timeout is not None and not 0 < self.timeout < math.inf:
@@ -137,15 +142,9 @@ class SearchConfig:
             raise ConfigError("pruner", f"{self.pruner!r}; valid: {', '.join(PRUNERS)}")
         if self.warm_start not in WARM_STARTS:
             raise ConfigError("warm_start", f"{self.warm_start!r}; valid: {', '.join(WARM_STARTS)}")
-        for name in ("workers", "heartbeat", "parallel", "final_top", "final_seeds", "startup"):
+        for name in ("workers", "heartbeat", "startup"):
             check_range(name, getattr(self, name))
-        check_range("final_max_epochs", self.final_max_epochs, 1, MAX_EPOCHS)
-        if self.compile and self.parallel > 1:
-            raise ConfigError(
-                "compile",
-                "True with parallel={}: fused training of several "
-                "candidates does not compile; drop one of the two".format(self.parallel),
-            )
+        self.run.check()
         check_seed("seed", self.seed)
         if self.study_name is not None:
             storage.check_study_name(self.study_name)
@@ -172,9 +171,7 @@ class SearchConfig:
         )
 
     def to_json(self) -> str:
-        return json.dumps(
-            {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
-        )
+        return json.dumps(dataclasses.asdict(self), default=str)  # paths as strings
 
 
 @dataclass(frozen=True)
@@ -185,3 +182,14 @@ class Resolved(SearchConfig):
     storage: str = ""
     seed: int = 0
     best_spec: str = ""
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Resolved:
+        """The config ``to_json`` wrote (a worker's job)."""
+        parts = {
+            "protocol": Protocol.from_dict(d["protocol"]),
+            "run": RunSettings(**d["run"]),
+            "final": FinalSettings(**d["final"]),
+            "warm_dirs": tuple(d["warm_dirs"]),
+        }
+        return cls(**d | parts)

@@ -75,7 +75,7 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     cfg = config.resolved()
     dev, splits = _check_and_load(cfg, default_storage=config.storage is None)
     study = _open(cfg)
-    final = FinalStage(cfg, study) if cfg.final_seeds else None  # a mismatch stops us here
+    final = FinalStage(cfg, study) if cfg.final.seeds else None  # a mismatch stops us here
     for line in warm_start(
         cfg.warm_start, study, cfg.budget, cfg.space, tuple(cfg.warm_dirs)
     ) + queue_startup(study, cfg.budget, cfg.space, cfg.startup, cfg.seed):
@@ -100,15 +100,15 @@ def run_search(config: SearchConfig) -> SearchOutcome:
         )
     if final is not None and not out.interrupted:
         if cfg.workers > 1:
-            splits = cfg.protocol.splits(load_mnist(cfg.data_dir), dev)
+            splits = cfg.protocol.splits(load_mnist(cfg.run.data_dir), dev)
         out.final = final.run(splits, out.deadline)
     return out
 
 
 def run_worker(config: Resolved, rank: int) -> None:
     """One worker process of a search: the study exists already; search until the limits."""
-    dev = worker_device(config.device, resolve_device(config.device), rank)
-    splits = config.protocol.splits(load_mnist(config.data_dir), dev)
+    dev = worker_device(config.run.device, resolve_device(config.run.device), rank)
+    splits = config.protocol.splits(load_mnist(config.run.data_dir), dev)
     _search(config, _open(config), splits, dev, Deadline.after(config.timeout), reserve=False)
 
 
@@ -116,11 +116,11 @@ def _check_and_load(cfg: Resolved, default_storage: bool) -> tuple[torch.device,
     """Every check that writes nothing, then the verified data; only then the studies folder."""
     cfg.check()
     check_writable("artifacts", cfg.artifacts or DEFAULT_ARTIFACTS, folder=True)
-    if cfg.final_seeds:
+    if cfg.final.seeds:
         check_writable("best_spec", cfg.best_spec, folder=False)
-    dev = resolve_device(cfg.device)
+    dev = resolve_device(cfg.run.device)
     storage.check(cfg.storage, default=default_storage)
-    splits = cfg.protocol.splits(load_mnist(cfg.data_dir), dev)  # verified before any write
+    splits = cfg.protocol.splits(load_mnist(cfg.run.data_dir), dev)  # verified before any write
     storage.prepare(cfg.storage)
     return dev, splits
 
@@ -129,12 +129,12 @@ def _open(cfg: Resolved) -> optuna.Study:
     """The search's study, created here once, before any worker starts (workers that each
     created a fresh SQLite study at the same moment would collide)."""
     # Heartbeats come from study.optimize; --parallel runs ask-and-tell, which has none.
-    beat = cfg.heartbeat if cfg.parallel == 1 else None
+    beat = cfg.heartbeat if cfg.run.parallel == 1 else None
     if beat is None and cfg.heartbeat:
         log.info(
             "--parallel %d: fused groups run without heartbeats (a killed run's trials are "
             "failed when it is started again)",
-            cfg.parallel,
+            cfg.run.parallel,
         )
     study = open_study(
         storage.open_storage(cfg.storage, heartbeat=beat),
@@ -200,14 +200,14 @@ def _search(
         cfg.study_name,
         storage.masked(cfg.storage),
         f"{cfg.budget:,}",
-        cfg.epochs,
+        cfg.protocol.epochs,
         f"{len(splits.train):,}",
         f"{len(splits.val):,}",
         dev,
         cfg.seed,
         limits,
     )
-    seconds = warm_up(get_space(cfg.space).smallest_net(), splits, cfg.speed, cfg.parallel)
+    seconds = warm_up(get_space(cfg.space).smallest_net(), splits, cfg.speed, cfg.run.parallel)
     log.info(
         "warm-up on %s: %.1f s, paid once by this process rather than by its first trial",
         dev,
@@ -232,10 +232,10 @@ def _search(
         callbacks.append(
             LeaveTimeForFinal(
                 deadline,
-                cfg.final_top,
-                cfg.final_seeds,
-                cfg.epochs,
-                cfg.final_epochs if isinstance(cfg.final_epochs, int) else cfg.epochs,
+                cfg.final.top,
+                cfg.final.seeds,
+                cfg.protocol.epochs,
+                cfg.final.epochs if isinstance(cfg.final.epochs, int) else cfg.protocol.epochs,
                 stop=stop,
             )
         )
@@ -247,7 +247,7 @@ def _search(
             run_trials(
                 study,
                 objective,
-                cfg.parallel,
+                cfg.run.parallel,
                 n_trials=cfg.n_trials,
                 timeout=deadline.left(),
                 callbacks=callbacks,
@@ -293,11 +293,11 @@ class FinalStage:
         log.info("final stage: %.0f s left; finalists chosen for an equal share each", left)
         return final_lengths(
             self.search,
-            self.cfg.final_top,
-            self.cfg.final_seeds,
-            self.cfg.epochs,
+            self.cfg.final.top,
+            self.cfg.final.seeds,
+            self.cfg.protocol.epochs,
             left,
-            max_epochs=self.cfg.final_max_epochs,
+            max_epochs=self.cfg.final.max_epochs,
         )
 
     def run(self, splits: Splits, deadline: Deadline) -> FinalOutcome:
@@ -319,8 +319,8 @@ class FinalStage:
             self.search,
             self.study,
             objective,
-            top=cfg.final_top,
-            seeds=cfg.final_seeds,
+            top=cfg.final.top,
+            seeds=cfg.final.seeds,
             epochs=lengths or cfg.final_protocol.epochs,
             best_spec=Path(cfg.best_spec),
             meta=cfg.spec_meta(),
@@ -338,7 +338,7 @@ class FinalStage:
         trials = {t.number: TrialRecord.of(t) for t in self.search.get_trials(deepcopy=False)}
 
         def per_epoch(r: TrialRecord) -> float:
-            return (r.seconds or 0.0) / max(1, r.epochs or cfg.epochs)
+            return (r.seconds or 0.0) / max(1, r.epochs or cfg.protocol.epochs)
 
         def replan(src: TrialRecord, runs_left: int) -> int:
             ratios = [
@@ -355,7 +355,9 @@ class FinalStage:
             # (the stage ends within half an epoch of the limit, either side); before, the
             # first run leaves a margin that the later ones then spend.
             epochs = round(share) if ratios else int(share / FIRST_RUN_MARGIN)
-            epochs = max(1, min(cfg.final_max_epochs, epochs)) if seconds > 0 else cfg.epochs
+            epochs = (
+                max(1, min(cfg.final.max_epochs, epochs)) if seconds > 0 else cfg.protocol.epochs
+            )
             log.info(
                 "final stage: trial %d gets %d epoch(s): %.0f s left for %d run(s), %.1f s "
                 "per epoch expected%s",

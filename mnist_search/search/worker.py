@@ -17,7 +17,7 @@ def main() -> None:
     rank = int(job["rank"])
     setup_logging(f"[worker {rank}] ")
     try:
-        run_worker(Resolved(**job["config"]), rank)
+        run_worker(Resolved.from_json(job["config"]), rank)
     except KeyboardInterrupt:
         pass  # the trial is marked failed already; the parent prints the summary
 

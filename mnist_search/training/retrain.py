@@ -17,8 +17,9 @@ from mnist_search.net.spec import ArchSpec, SpecError, check_batch, count_params
 from mnist_search.replay.experiments import DOCUMENTED_PROTOCOL, get_experiment
 from mnist_search.search.records import TrialRecord
 from mnist_search.stats import stat_of
-from mnist_search.training.loop import Diverged, Speed, TrainConfig, train
+from mnist_search.training.loop import Diverged, TrainConfig, train
 from mnist_search.training.protocol import Protocol
+from mnist_search.training.settings import RunSettings
 
 log = logging.getLogger("mnist_search")
 
@@ -133,17 +134,17 @@ def retrain(
     epochs: int | None = None,
     seed: int | None = None,
     seeds: int = 1,
-    device: str = "auto",
-    data_dir: str | Path | None = None,
     train_subset: int | None = None,
     val_size: int | None = None,
-    speed: Speed = Speed(),
+    run: RunSettings = RunSettings(),
 ) -> RetrainOutcome:
     """Train ``net`` with seeds ``seed`` … ``seed + seeds - 1``. What is not given comes from
     the file (its epochs, seed and data split), else epochs 1, seed 0, all 55,000 training
     images and 5,000 held out: a file that records them retrains to the same numbers."""
     seed = seed if seed is not None else net.seed or 0
     check_range("seeds", seeds)
+    run.check()
+    speed = run.speed
     check_seed("seed", seed, seeds)
     epochs = epochs if epochs is not None else net.epochs or 1
     protocol = Protocol.from_dict(
@@ -165,8 +166,8 @@ def retrain(
         check_batch(net.spec, cfgs[0].batch_size)
     except SpecError as e:
         raise ConfigError("spec", str(e)) from None
-    dev = resolve_device(device)
-    splits = protocol.splits(load_mnist(data_dir), dev)
+    dev = resolve_device(run.device)
+    splits = protocol.splits(load_mnist(run.data_dir), dev)
     log.info(
         "training %s (%s parameters) for %d epoch(s) on %s%s",
         describe(net.spec),
