@@ -160,11 +160,12 @@ def test_warm_start_found_queues_the_nearest_once():
 
     study = optuna.create_study(direction="maximize")
     lines = warm_start_known(study, 2000, "modern", known_nets())
-    # the nearest budget first, the better validated of the two found there first
-    assert [l.split()[2] for l in lines] == ["found/cpu-budget-2000.json", "found/budget-2000.json"]
+    # the nearest budget first, the better validated of the three found there first
+    assert [l.split()[2] for l in lines] == ["found/shared-2000.json", "found/cpu-budget-2000.json"]
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert len(waiting) == 2
-    assert waiting[1].system_attrs["fixed_params"]["width3"] > 21  # fitted up from 1,278
+    shared = waiting[0].system_attrs["fixed_params"]
+    assert shared["share"] and shared["width2"] == 25  # at its own budget: as shipped, 1,996 p.
     study.tell(study.ask(), 1.0)
     study.tell(study.ask(), 2.0)
     again = warm_start_known(study, 2000, "modern", known_nets())
