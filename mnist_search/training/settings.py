@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mnist_search.errors import ConfigError, check_range
 from mnist_search.training.loop import Speed
@@ -35,7 +34,3 @@ class RunSettings:
     @property
     def speed(self) -> Speed:
         return Speed(self.amp, self.channels_last, None, self.compile)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunSettings:
-        return cls(**d)
