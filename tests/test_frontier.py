@@ -217,6 +217,18 @@ def test_a_frontier_record_that_is_not_one_is_refused(tmp_path, data_dir):
     assert r.exit_code == 2 and "not a frontier record" in r.output
 
 
+def test_each_budget_searches_with_the_trial_length_asked_for(tmp_path):
+    from mnist_search.frontier.published import epoch_cap
+    from mnist_search.frontier.run import FrontierConfig
+
+    cfg = FrontierConfig(budgets=(1000, 5000), out=tmp_path, search_epochs=2, device="cpu")
+    for b in cfg.budgets:
+        search = cfg.search(b, 60.0)
+        assert search.protocol.epochs == 2 and search.protocol.reports == 16  # 1/16-epoch rungs
+        assert search.final.max_epochs == epoch_cap(b) and search.run.device == "cpu"
+    assert FrontierConfig(out=tmp_path).search(1000, 60.0).protocol.epochs == 1  # the default
+
+
 def test_epoch_caps_follow_the_published_lengths():
     assert [epoch_cap(b) for b in (697, 1000, 2000, 5000, 10000, 25000)] == [
         100,
