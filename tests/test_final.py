@@ -77,18 +77,21 @@ def test_search_stops_when_the_time_left_is_what_the_final_stage_needs():
     assert fresh.trials[0].state == TrialState.COMPLETE
 
 
-def test_time_set_lengths_prefer_the_net_trainable_in_the_time():
+def test_time_set_lengths_weigh_validation_against_the_length_each_net_can_afford():
     from mnist_search.search.final_time import final_lengths
 
     # one-epoch trials: a slow net ahead on validation, a net six times faster just behind
-    study = _study_with({98.5: 130.0, 97.8: 20.0, 97.0: 15.0, 90.0: 1.0})
+    study = _study_with({98.5: 130.0, 98.3: 20.0, 97.0: 15.0, 90.0: 1.0})
     # 600 s for one retraining, 20% margin: 500 s, so 3 epochs for the slow net, 25 for the fast
-    # one; expected errors 1.5/√3 = 0.87% and 2.2/√25 = 0.44% (the third, 3.0/√33 = 0.52%)
+    # one; expected errors 1.5 × 3^-0.1 = 1.34% and 1.7 × 25^-0.1 = 1.23%: the fast one
     assert final_lengths(study, top=1, seeds=1, search_epochs=1, seconds_left=600) == {1: 25}
+    # further behind (2.0% error: 1.45%), the fast net no longer makes up for it
+    behind = _study_with({98.5: 130.0, 98.0: 20.0, 97.0: 15.0, 90.0: 1.0})
+    assert final_lengths(behind, top=1, seeds=1, search_epochs=1, seconds_left=600) == {0: 3}
     two = final_lengths(study, top=2, seeds=2, search_epochs=1, seconds_left=600)
-    # 125 s per retraining: 1, 6, 8 and 40 epochs (the cap), expected errors 1.5%, 0.90%,
-    # 1.06% and 10/√40 = 1.58%: a fast but poor net is not extrapolated past the cap
-    assert two == {1: 6, 2: 8}
+    # 125 s per retraining: 1, 6, 8 and 40 epochs (the cap), expected errors 1.5%, 1.42%,
+    # 2.43% and 10 × 40^-0.1 = 6.9%: a fast but poor net is not extrapolated past the cap
+    assert two == {1: 6, 0: 1}
     # with all the time in the world every net gets the cap, and validation decides
     assert final_lengths(study, top=1, seeds=1, search_epochs=1, seconds_left=1e9) == {0: 40}
 
