@@ -27,6 +27,29 @@ class StderrHandler(logging.Handler):
             self.handleError(record)
 
 
+class QuietStops(logging.Filter):
+    """Optuna logs a trial stopped by Ctrl-C or a stop signal as a failure, traceback and all;
+    the command says it in one line of its own, so both of Optuna's lines for it are dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped: set[str] = set()  # "Trial 3"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        trial, failed, _ = record.getMessage().partition(" failed with")
+        if isinstance(error, KeyboardInterrupt):
+            self.stopped.add(trial)
+            return False
+        return not (failed and record.exc_info is None and trial in self.stopped)
+
+
+def _quiet_stops() -> None:
+    optimizing = logging.getLogger("optuna.study._optimize")  # where Optuna logs a failed trial
+    if not any(isinstance(f, QuietStops) for f in optimizing.filters):
+        optimizing.addFilter(QuietStops())
+
+
 def setup_logging(prefix: str = "", quiet: bool = False) -> None:
     """Progress to stderr, one line per message (only warnings when ``quiet``); Optuna's own logs
     down to warnings."""
@@ -37,6 +60,7 @@ def setup_logging(prefix: str = "", quiet: bool = False) -> None:
     handlers[0].setFormatter(logging.Formatter(prefix + "%(message)s"))
     log.setLevel(logging.WARNING if quiet else logging.INFO)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_stops()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 

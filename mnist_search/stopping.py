@@ -71,13 +71,26 @@ def _as_ctrl_c(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _heard(s: signal.Signals) -> bool:
+    """A signal the process was started ignoring stays ignored: nohup's SIGHUP (the search must
+    outlive the terminal), a background job's SIGINT (Ctrl-C is meant for the foreground)."""
+    return signal.getsignal(s) is not signal.SIG_IGN
+
+
 def terminate_like_ctrl_c() -> None:
     """For a whole process: SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so each
     command's Ctrl-C handling (mark the trial, keep what is done) covers them too."""
     if threading.current_thread() is threading.main_thread():
         for s in SIGNALS:
-            if s != signal.SIGINT:
+            if s != signal.SIGINT and _heard(s):
                 signal.signal(s, _as_ctrl_c)
+
+
+def obey_the_parent() -> None:
+    """For a worker process: its parent passes every stop on as SIGINT, so SIGINT must raise
+    KeyboardInterrupt even where the parent was started ignoring it (a job run with ``&``)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    terminate_like_ctrl_c()
 
 
 @contextlib.contextmanager
@@ -91,7 +104,7 @@ def stop_on_signals(token: StopToken) -> Iterator[StopToken]:
         token.interrupt(signal.Signals(signum).name)
         raise KeyboardInterrupt(token.signal)
 
-    previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    previous = {s: signal.signal(s, handler) for s in SIGNALS if _heard(s)}
     try:
         yield token
     finally:

@@ -22,6 +22,12 @@ runner = CliRunner()
 TINY = ["--train-subset", "300", "--val-size", "300", "--device", "cpu"]
 
 
+def hear_ctrl_c() -> None:
+    """In a child before exec: Ctrl-C heard, as in a terminal's foreground, even where these
+    tests were started ignoring it (a background job), which the child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli(*args, cwd=None, **kw):
     return subprocess.Popen(
         [sys.executable, "-m", "mnist_search", *map(str, args)],
@@ -29,6 +35,7 @@ def cli(*args, cwd=None, **kw):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=hear_ctrl_c,
         **kw,
     )
 
@@ -387,15 +394,80 @@ def test_train_stops_on_a_stop_signal_as_on_ctrl_c(sig, tmp_path, data_dir):
         data_dir,
         cwd=tmp_path,
     )
-    seen = ""
-    while "MNIST from" not in seen:  # the data is loaded: training starts now
-        line = proc.stdout.readline()
-        assert line, seen
-        seen += line
-    time.sleep(2)
-    sent = time.time()
-    proc.send_signal(getattr(signal, sig))
-    out, _ = proc.communicate(timeout=60)
+    try:
+        seen = ""
+        while "MNIST from" not in seen:  # the data is loaded: training starts now
+            line = proc.stdout.readline()
+            assert line, seen
+            seen += line
+        time.sleep(2)
+        sent = time.time()
+        proc.send_signal(getattr(signal, sig))
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # a failed check must not leave 20 epochs training beside the other tests
     assert time.time() - sent < 20
     # 130, as for Ctrl-C (not -15 or -1: killed by the signal, nothing cleaned up).
     assert proc.returncode == 130 and "Traceback" not in out, (proc.returncode, out)
+
+
+def test_a_signal_started_ignored_stays_ignored_except_sigint_in_a_worker():
+    """nohup's SIGHUP and a background job's SIGINT stay ignored (a search run with nohup outlives
+    its terminal); SIGTERM still stops it; a worker hears SIGINT, which its parent forwards."""
+    code = (
+        "import signal\n"
+        "from mnist_search.stopping import StopToken, obey_the_parent, stop_on_signals, "
+        "terminate_like_ctrl_c\n"
+        "ign = lambda s: signal.getsignal(s) is signal.SIG_IGN\n"
+        "terminate_like_ctrl_c()\n"
+        "print(ign(signal.SIGHUP), ign(signal.SIGINT), ign(signal.SIGTERM))\n"
+        "with stop_on_signals(StopToken()):\n"
+        "    print(ign(signal.SIGHUP), ign(signal.SIGINT), ign(signal.SIGTERM))\n"
+        "obey_the_parent()\n"
+        "print(ign(signal.SIGHUP), ign(signal.SIGINT), ign(signal.SIGTERM))\n"
+    )
+
+    def ignore_hup_and_int():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=ignore_hup_and_int,
+    )
+    assert out.stdout.split("\n")[:3] == ["True True False"] * 2 + ["True False False"], out
+
+
+def test_optuna_says_nothing_of_a_stopped_trial_and_all_of_a_failed_one():
+    """A trial stopped by a signal: the command's one line, not Optuna's traceback. A trial that
+    failed by an error keeps Optuna's lines, traceback included."""
+    import logging
+
+    from mnist_search.progress import setup_logging
+
+    setup_logging()
+    records: list[logging.LogRecord] = []
+    catcher = logging.Handler()
+    catcher.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("optuna").addHandler(catcher)
+    try:
+        study = optuna.create_study()
+
+        def stopped(trial):
+            raise KeyboardInterrupt("SIGTERM")
+
+        def broken(trial):
+            raise ValueError("a bug")
+
+        with pytest.raises(KeyboardInterrupt):
+            study.optimize(stopped, n_trials=1)
+        study.optimize(broken, n_trials=1, catch=(ValueError,))
+    finally:
+        logging.getLogger("optuna").removeHandler(catcher)
+    said = [(r.getMessage(), r.exc_info is not None) for r in records]
+    assert not [m for m, _ in said if m.startswith("Trial 0 ")], said
+    assert [m for m, tb in said if m.startswith("Trial 1 failed with parameters") and tb], said
+    assert ("Trial 1 failed with value None.", False) in said

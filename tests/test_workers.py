@@ -77,7 +77,17 @@ def _wait_for_running(url, name, proc, seconds=120):
     raise AssertionError("no trial started running")
 
 
-def _worker(url, name, data_dir, *extra):
+def _hear_ctrl_c():
+    """Ctrl-C heard in the child, as in a terminal's foreground, however pytest was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _as_a_background_job():
+    """What `mnist-search optimize ... &` in a script gets: SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _worker(url, name, data_dir, *extra, preexec_fn=_hear_ctrl_c):
     return subprocess.Popen(
         [
             sys.executable,
@@ -115,6 +125,7 @@ def _worker(url, name, data_dir, *extra):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=preexec_fn,
     )
 
 
@@ -165,7 +176,7 @@ def test_a_stop_signal_marks_the_trial_prints_the_summary_and_resumes(tmp_path, 
     a.send_signal(getattr(signal, sig))
     out, _ = a.communicate(timeout=60)
     assert time.time() - sent < 20, "it should stop at the trial's next batch"
-    assert a.returncode == 0, out
+    assert a.returncode == 0 and "Traceback" not in out, out
     assert "interrupted: the running trial is marked failed" in out, out
     assert f"study {name}:" in out and "1 failed" in out
     assert (
@@ -181,6 +192,31 @@ def test_a_stop_signal_marks_the_trial_prints_the_summary_and_resumes(tmp_path, 
     states = [t.state for t in optuna.load_study(study_name=name, storage=url).trials]
     assert states[0] == TrialState.FAIL and len(states) == 2, states
     assert states[1] in (TrialState.COMPLETE, TrialState.PRUNED), states
+
+
+def test_sigterm_stops_workers_of_a_background_job(tmp_path, data_dir):
+    """Started with SIGINT ignored (a job run with `&`), `--workers 2` still stops on SIGTERM: the
+    parent passes it on as SIGINT, which the workers hear; they mark their trials and end."""
+    url = f"sqlite:///{tmp_path}/w.db"
+    name = "w"
+    _study_with_a_slow_trial(url, name)
+    a = _worker(
+        url, name, data_dir, "--workers", "2", "--artifacts", str(tmp_path / "a"),
+        preexec_fn=_as_a_background_job,
+    )  # fmt: skip
+    try:
+        running = _wait_for_running(url, name, a)
+        sent = time.time()
+        a.send_signal(signal.SIGTERM)
+        out, _ = a.communicate(timeout=60)
+    finally:
+        a.kill()
+    assert time.time() - sent < 20, out
+    assert a.returncode == 0 and "Traceback" not in out, (a.returncode, out)
+    assert (
+        optuna.load_study(study_name=name, storage=url).trials[running.number].state
+        == TrialState.FAIL
+    )
 
 
 def test_unreachable_database_is_one_line_exit_2(tmp_path, monkeypatch, data_dir):

@@ -8,11 +8,11 @@ import sys
 from mnist_search.progress import setup_logging
 from mnist_search.search.config import Resolved
 from mnist_search.search.engine import run_worker
-from mnist_search.stopping import terminate_like_ctrl_c
+from mnist_search.stopping import obey_the_parent
 
 
 def main() -> None:
-    terminate_like_ctrl_c()  # the parent forwards SIGTERM and SIGHUP as SIGINT; either works
+    obey_the_parent()  # the parent forwards SIGTERM and SIGHUP as SIGINT; either works
     job = json.loads(sys.stdin.read())
     rank = int(job["rank"])
     setup_logging(f"[worker {rank}] ")
