@@ -23,9 +23,11 @@ TINY = ["--train-subset", "300", "--val-size", "300", "--device", "cpu"]
 
 
 def hear_ctrl_c() -> None:
-    """In a child before exec: Ctrl-C heard, as in a terminal's foreground, even where these
-    tests were started ignoring it (a background job), which the child would inherit."""
+    """In a child before exec: Ctrl-C and a closed terminal heard, as in a terminal's foreground,
+    even where these tests were started ignoring them (a background job, nohup), which the child
+    would inherit."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def cli(*args, cwd=None, **kw):

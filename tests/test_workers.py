@@ -78,8 +78,10 @@ def _wait_for_running(url, name, proc, seconds=120):
 
 
 def _hear_ctrl_c():
-    """Ctrl-C heard in the child, as in a terminal's foreground, however pytest was started."""
+    """Ctrl-C and a closed terminal heard in the child, as in a terminal's foreground, however
+    pytest was started (a background job ignores SIGINT, nohup SIGHUP)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def _as_a_background_job():
