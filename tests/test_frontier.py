@@ -53,7 +53,7 @@ def studies(cfg: FrontierConfig, budget: int) -> tuple[optuna.Study, optuna.Stud
 
 @pytest.mark.slow
 def test_each_budget_gets_a_net_within_it_chosen_on_validation(tmp_path, data_dir):
-    from mnist_search.frontier.outputs import write_outputs
+    from mnist_search.frontier.outputs import markdown, write_outputs
 
     cfg = config(tmp_path, data_dir)
     out = run_frontier(cfg)
@@ -84,6 +84,9 @@ def test_each_budget_gets_a_net_within_it_chosen_on_validation(tmp_path, data_di
     md, page = write_outputs(out, "mnist-search frontier (test)")
     text = md.read_text()
     assert "| 300 |" in text and "| 700 |" in text and "mnist-search frontier (test)" in text
+    assert "then its 2 finalists were retrained" in text
+    one = markdown(replace(out, config=replace(cfg, final_top=1)), "mnist-search frontier (test)")
+    assert "then its finalist was retrained" in one
     assert all(p.source in text for p in PUBLISHED)
     html = page.read_text()
     assert "plot-frontier" in html and "ruslangrimov" in html and "Exp5" in html
