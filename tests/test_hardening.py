@@ -9,6 +9,7 @@ import time
 
 import optuna
 import pytest
+from foreground import hear_stops
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
@@ -22,14 +23,6 @@ runner = CliRunner()
 TINY = ["--train-subset", "300", "--val-size", "300", "--device", "cpu"]
 
 
-def hear_ctrl_c() -> None:
-    """In a child before exec: Ctrl-C and a closed terminal heard, as in a terminal's foreground,
-    even where these tests were started ignoring them (a background job, nohup), which the child
-    would inherit."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-
-
 def cli(*args, cwd=None, **kw):
     return subprocess.Popen(
         [sys.executable, "-m", "mnist_search", *map(str, args)],
@@ -37,7 +30,7 @@ def cli(*args, cwd=None, **kw):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=hear_ctrl_c,
+        preexec_fn=hear_stops,
         **kw,
     )
 

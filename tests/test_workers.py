@@ -8,6 +8,7 @@ import time
 
 import optuna
 import pytest
+from foreground import hear_stops
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -77,19 +78,12 @@ def _wait_for_running(url, name, proc, seconds=120):
     raise AssertionError("no trial started running")
 
 
-def _hear_ctrl_c():
-    """Ctrl-C and a closed terminal heard in the child, as in a terminal's foreground, however
-    pytest was started (a background job ignores SIGINT, nohup SIGHUP)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-
-
 def _as_a_background_job():
     """What `mnist-search optimize ... &` in a script gets: SIGINT ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _worker(url, name, data_dir, *extra, preexec_fn=_hear_ctrl_c):
+def _worker(url, name, data_dir, *extra, preexec_fn=hear_stops):
     return subprocess.Popen(
         [
             sys.executable,
