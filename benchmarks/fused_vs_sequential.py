@@ -44,7 +44,7 @@ def main() -> None:
         args.k, args.images, args.runs = "1,2", 512, 1
     device = torch.device(args.device)
     splits = make_splits(load_mnist(args.data_dir), device, val_size=5000, train_subset=args.images)
-    net = next(n for n in known_nets() if n.name == "onepoch-25000")
+    net = next(n for n in known_nets() if n.name == "found/onepoch-25000.json")
     spec = build(fit_widths(modern.spec_params(net.spec), args.budget))
 
     def sync():

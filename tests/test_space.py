@@ -173,6 +173,24 @@ def test_warm_start_found_queues_the_nearest_once():
     assert "modern-space nets" in warm_start_known(study, 2000, "plain", known_nets())[0]
 
 
+def test_warm_start_prefers_nets_found_at_the_final_length():
+    """A one-epoch search queues the nets found for one epoch; a longer or automatic final stage
+    the best validated ones (accuracies after 1 and 15 epochs do not compare)."""
+    from mnist_search.search.warmstart import known_nets, warm_start_known
+
+    def queued(length):
+        study = optuna.create_study(direction="maximize")
+        return [
+            l.split()[2]
+            for l in warm_start_known(study, 25000, "modern", known_nets(), length=length)
+        ]
+
+    assert queued(1) == ["found/onepoch-25000-batch32.json", "found/onepoch-25000.json"]
+    best = ["found/cpu-budget-25000.json", "found/budget-25000.json"]  # 15 epochs, 99.47% val
+    assert queued(None) == queued(15) == best
+    assert queued(20) == best[::-1]  # found for 20 epochs, 99.20% val
+
+
 def test_nets_found_at_smaller_budgets_are_queued_widened(tmp_path):
     """A folder of spec files (a frontier's results): the net of the nearest smaller budget is
     queued, widened, once; larger budgets' nets and files that are not specs are left out."""

@@ -76,8 +76,9 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     dev, splits = _check_and_load(cfg, default_storage=config.storage is None)
     study = _open(cfg)
     final = FinalStage(cfg, study) if cfg.final.seeds else None  # a mismatch stops us here
+    length = None if cfg.auto_final else cfg.final_protocol.epochs  # what the chosen net trains
     for line in warm_start(
-        cfg.warm_start, study, cfg.budget, cfg.space, tuple(cfg.warm_dirs)
+        cfg.warm_start, study, cfg.budget, cfg.space, tuple(cfg.warm_dirs), length
     ) + queue_startup(study, cfg.budget, cfg.space, cfg.startup, cfg.seed):
         log.info(line)
     out = SearchOutcome(cfg, study, deadline=Deadline.after(cfg.timeout))

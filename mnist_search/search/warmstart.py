@@ -35,6 +35,7 @@ class KnownNet:
     spec: ArchSpec
     training: dict[str, Any]
     val_mean: float  # its validation accuracy when it was found (mean over its seeds)
+    epochs: int = 0  # the length it was found at (0: not recorded)
 
 
 def known_nets() -> list[KnownNet]:
@@ -68,6 +69,7 @@ def _known(name: str, body: str | dict[str, Any]) -> KnownNet:
         ArchSpec.from_dict(d["spec"]),
         d["training"],
         float(d["result"]["val_mean"]),
+        int(d.get("epochs") or 0),
     )
 
 
@@ -76,10 +78,16 @@ def _family(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def warm_start_known(
-    study: optuna.Study, budget: int, space: str, nets: list[KnownNet], count: int = WARM_NETS
+    study: optuna.Study,
+    budget: int,
+    space: str,
+    nets: list[KnownNet],
+    count: int = WARM_NETS,
+    length: int | None = None,
 ) -> list[str]:
-    """Queue the ``count`` of ``nets`` found at the budgets nearest ``budget`` (the better on
-    validation first, among equally near ones), widths fitted to it.
+    """Queue the ``count`` of ``nets`` found at the budgets nearest ``budget`` (among equally
+    near ones, those found at the final training ``length`` when it is fixed, then the better on
+    validation), widths fitted to it.
     Returns one message per net: queued, already in the study, or why not."""
     if space != "modern":
         return [
@@ -87,8 +95,18 @@ def warm_start_known(
             "starts from the sampler alone"
         ]
     present = {TrialRecord.of(t).warm_start for t in study.get_trials(deepcopy=False)}
-    # nearest budget first; among nets found at the same budget, the best on validation
-    nets = sorted(nets, key=lambda n: (abs(math.log(n.budget / budget)), -n.val_mean, n.name))
+    # Nearest budget first; among nets found at the same budget, those whose recipe was tuned
+    # for the length the chosen net will train (a one-epoch net's batch size is not a 15-epoch
+    # net's), then the best on validation (accuracies of different lengths do not compare).
+    nets = sorted(
+        nets,
+        key=lambda n: (
+            abs(math.log(n.budget / budget)),
+            length is not None and n.epochs != length,
+            -n.val_mean,
+            n.name,
+        ),
+    )
     messages: list[str] = []
     queued: list[dict[str, Any]] = []
     for net in nets:
@@ -127,12 +145,17 @@ WARM_STARTS = ("found", "documented", "none")
 
 
 def warm_start(
-    source: str, study: optuna.Study, budget: int, space: str, dirs: tuple[str, ...] = ()
+    source: str,
+    study: optuna.Study,
+    budget: int,
+    space: str,
+    dirs: tuple[str, ...] = (),
+    length: int | None = None,
 ) -> list[str]:
     """Queue a search's first trials from ``source``: ``found`` (the shipped nets, fitted to the
     budget), ``documented`` (the write-up's nets that fit) or ``none``; and, from ``dirs``, the
-    net found at the nearest smaller budget, widened. Processes that start on a new study
-    together queue them once: whoever claims the study first. Returns one message per net."""
+    net found at the nearest smaller budget, widened. ``length``: the final stage's epochs when
+    fixed. Processes that start on a new study together queue them once: whoever claims the study first. Returns one message per net."""
     messages = []
     if source != "none":
         if not claim_once(study, f"warm_start:{source}"):
@@ -142,7 +165,7 @@ def warm_start(
 
             messages += documented(study, budget, space)
         else:
-            messages += warm_start_known(study, budget, space, known_nets())
+            messages += warm_start_known(study, budget, space, known_nets(), length=length)
     smaller = [n for n in nets_in(dirs) if n.budget < budget]
     if smaller and claim_once(study, "warm_start:smaller budgets"):
         messages += warm_start_known(study, budget, space, smaller, count=1)

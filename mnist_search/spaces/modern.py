@@ -33,7 +33,7 @@ from mnist_search.net.spec import ArchSpec, ConvLayer, SpecError, count_params
 from mnist_search.spaces.base import Space, largest, pick
 from mnist_search.spaces.design import COLUMNS, DesignTrial, latin_hypercube, log_between
 
-SPACE_VERSION = "modern-3"
+SPACE_VERSION = "modern-4"
 STAGES = (2, 3)
 MAX_BLOCKS = 4
 WIDTH = (4, 96)  # per stage, log scale
@@ -42,7 +42,8 @@ FIRST_KERNELS = (3, 5)
 HIDDEN = (0, 16, 32)  # a hidden fully connected layer's width (0: none); evenly spaced
 EMAS = (0.0, 0.99, 0.999)
 DROPOUTS = (0.0, 0.1, 0.2)
-BATCH_SIZES = (128, 256)
+# One epoch at batch 32 is four times the steps of one at 128: a one-epoch training wants them.
+BATCH_SIZES = (32, 64, 128, 256)
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine")
 LABEL_SMOOTHING = (0.0, 0.05, 0.1)
