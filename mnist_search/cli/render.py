@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("mnist_search")
 
 
+def epochs_word(n: int | None) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
+
+
 def pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}%"
 
@@ -157,7 +161,7 @@ def final_summary(out: FinalOutcome, storage: str | None = None) -> list[str]:
         lines.append(
             f"{c.source_trial:>5}  {c.n_params:>7,}  {v.mean:>8.2f} ± {v.std:4.2f}  "
             f"{t.mean:>8.2f} ± {t.std:4.2f}  {c.architecture}  "
-            f"({len(c.seeds)} of {out.seeds} seeds, {c.epochs} epochs; {c.origin})"
+            f"({len(c.seeds)} of {out.seeds} seeds, {epochs_word(c.epochs)}; {c.origin})"
         )
     best = out.chosen
     if best is not None:
@@ -166,7 +170,7 @@ def final_summary(out: FinalOutcome, storage: str | None = None) -> list[str]:
             "",
             f"chosen: trial {best.source_trial}, {best.n_params:,} parameters, test "
             f"{t.mean:.2f} ± {t.std:.2f}% over {len(best.seeds)} seeds "
-            f"({best.epochs or out.epochs} epochs): {best.origin}",
+            f"({epochs_word(best.epochs or out.epochs)}): {best.origin}",
         ]
     elif out.skipped:
         lines += ["", f"nothing chosen: {out.skipped}"]
