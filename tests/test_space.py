@@ -250,3 +250,18 @@ def test_the_published_shared_block_nets_are_points_of_the_space():
     # Without sharing, the same depth at these widths does not fit 2,000.
     unshared = modern.build_spec(2, "same", [1, 4], [8, 25], separable=True, hidden=16)
     assert count_params(unshared) > 2000
+
+
+def test_provenance_says_how_a_shipped_net_was_fitted():
+    from mnist_search.search.records import TrialRecord
+
+    def origin(was, now):
+        rec = TrialRecord(
+            0, None, None, warm_start="found/x.json", warm_from_params=was, n_params=now
+        )
+        return rec.provenance
+
+    assert origin(23274, 24849) == "a shipped net widened to the budget (found/x.json)"
+    assert origin(24849, 24849) == "a shipped net at its own widths (found/x.json)"
+    assert origin(4454, 2990) == "a shipped net narrowed to the budget (found/x.json)"
+    assert origin(None, 24849) == "a shipped net widened to the budget (found/x.json)"

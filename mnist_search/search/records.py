@@ -60,6 +60,7 @@ class TrialRecord:
     fused_group: int | None = None
     # Queued as a warm start from a shipped net (e.g. "found/budget-25000.json").
     warm_start: str | None = None
+    warm_from_params: int | None = None  # that net's own parameter count, before fitting
     # Queued as point k of the search's space-filling start-up design (a sampled net).
     design: int | None = None
     # A trial queued with a fixed net instead of a sampled one.
@@ -109,12 +110,21 @@ class TrialRecord:
         return Origin.FIXED if self.is_fixed else Origin.SAMPLED
 
     @property
+    def _fitted(self) -> str:
+        """How the warm start fitted a shipped net's widths (trials queued before the count was
+        recorded read as widened)."""
+        was, now = self.warm_from_params, self.n_params
+        if was is None or now is None or now > was:
+            return "widened to the budget"
+        return "at its own widths" if now == was else "narrowed to the budget"
+
+    @property
     def provenance(self) -> str:
         """Where the net came from, in words a summary and a spec file can carry."""
         return {
             Origin.SAMPLED: "sampled by this search",
             Origin.WARM_START: (
-                f"a shipped net widened to the budget ({self.warm_start})"
+                f"a shipped net {self._fitted} ({self.warm_start})"
                 if (self.warm_start or "").startswith("found/")
                 else f"a net found at a smaller budget, widened to this one ({self.warm_start})"
             ),

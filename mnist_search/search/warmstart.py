@@ -128,7 +128,10 @@ def warm_start_known(
             )
             continue
         queued.append(params)
-        study.enqueue_trial(params, user_attrs=records.queued(warm_start=label))
+        study.enqueue_trial(
+            params,
+            user_attrs=records.queued(warm_start=label, warm_from_params=count_params(net.spec)),
+        )
         n = count_params(build(params))
         messages.append(
             f"warm start: {label} queued ({n:,} parameters"
