@@ -158,7 +158,8 @@ def warm_start(
     """Queue a search's first trials from ``source``: ``found`` (the shipped nets, fitted to the
     budget), ``documented`` (the write-up's nets that fit) or ``none``; and, from ``dirs``, the
     net found at the nearest smaller budget, widened. ``length``: the final stage's epochs when
-    fixed. Processes that start on a new study together queue them once: whoever claims the study first. Returns one message per net."""
+    fixed. Processes that start on a new study together queue them once: whoever claims the
+    study first. Returns one message per net."""
     messages = []
     if source != "none":
         if not claim_once(study, f"warm_start:{source}"):
