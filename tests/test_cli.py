@@ -406,6 +406,54 @@ def test_two_stage_search_retrains_the_best_and_writes_a_reproducible_spec(in_tm
     }
 
 
+def test_final_augment_retrains_finalists_with_it_in_a_study_of_their_own(in_tmp, data_dir):
+    """--final-augment small: every retraining and the spec file use it whatever the trial's
+    recipe said; the retrainings live apart from a final stage of the recipes' own; the spec
+    file reproduces them."""
+    args = ["optimize", "--budget", 3000, "--n-trials", 2, "--seed", 2, "--data-dir", data_dir]
+    final = ["--final-seeds", 1, "--final-top", 1, "--final-epochs", 1]
+    r = run(*args, *QUICK, *final, "--final-augment", "small")
+    assert r.exit_code == 0, r.output
+    assert "each with augmentation small" in r.stdout
+    names = optuna.get_all_study_names("sqlite:///studies/mnist-search.db")
+    assert "budget-3000-final-augment-small" in names and "budget-3000-final" not in names
+    runs = load("budget-3000-final-augment-small").trials
+    search = load("budget-3000")
+    assert runs and all(t.user_attrs["training"]["augment"] == "small" for t in runs)
+    for t in runs:  # the rest of the recipe is the search trial's own (the seed is the run's)
+        src = search.trials[t.user_attrs["source_trial"]].user_attrs["training"]
+        assert {
+            k: v for k, v in t.user_attrs["training"].items() if k not in ("augment", "seed")
+        } == {k: v for k, v in src.items() if k not in ("augment", "seed")}
+    spec = json.loads((in_tmp / "studies" / "budget-3000-best.json").read_text())
+    assert spec["training"]["augment"] == "small"
+    again = run(
+        "train",
+        "--spec",
+        in_tmp / "studies" / "budget-3000-best.json",
+        "--seeds",
+        1,
+        "--train-subset",
+        400,
+        "--val-size",
+        1000,
+        "--device",
+        "cpu",
+        "--data-dir",
+        data_dir,
+        "--json",
+    )
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["val_accuracy"] == pytest.approx(
+        spec["result"]["val_accuracy"][0]
+    )
+    # The same search with each finalist's own recipe is a final stage of its own.
+    r2 = run(*args, *QUICK, *final)
+    assert r2.exit_code == 0, r2.output
+    own = load("budget-3000-final").trials
+    assert own and all(t.user_attrs["training"]["augment"] == "none" for t in own)
+
+
 def test_final_options_are_checked(in_tmp, data_dir):
     for args, message in (
         (["--final-seeds", -1], "--final-seeds -1"),
@@ -413,6 +461,9 @@ def test_final_options_are_checked(in_tmp, data_dir):
         (["--final-epochs", "soon"], "--final-epochs 'soon': must be 'auto' or"),
         (["--final-top", 0], "--final-top 0"),
         (["--space", "fancy"], "--space 'fancy'; valid: modern, plain"),
+        (["--final-augment", "strong"], "--final-augment 'strong'; valid: own (each"),
+        (["--final-augment", "Small"], "--final-augment 'Small'; valid: own (each"),
+        (["--final-augment", ""], "--final-augment ''; valid: own (each"),
     ):
         r = run("optimize", "--n-trials", 1, "--data-dir", data_dir, *QUICK, *args)
         assert r.exit_code == 2 and message in r.output, r.output

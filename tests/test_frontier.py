@@ -197,6 +197,8 @@ def run(*args):
         (["--target-accuracy", "100"], "--target-accuracy 100.0: must be a validation accuracy"),
         (["--target-accuracy", "nan"], "--target-accuracy nan: must be a validation accuracy"),
         (["--target-accuracy", "-1"], "--target-accuracy -1.0: must be a validation accuracy"),
+        (["--final-augment", "heavy"], "--final-augment 'heavy'; valid: own (each finalist's"),
+        (["--final-augment", "none "], "--final-augment 'none '; valid: own (each finalist's"),
     ],
 )
 def test_bad_frontier_options_are_one_line_and_write_nothing(tmp_path, args, message, data_dir):
@@ -267,6 +269,21 @@ def _good_record() -> dict:
 def test_a_good_record_reads_back(tmp_path):
     (tmp_path / "frontier.json").write_text(json.dumps(_good_record()))
     assert load_record(tmp_path)[300].n_params == 290
+
+
+def test_budgets_finished_with_another_final_augmentation_are_not_kept(tmp_path):
+    """A row retrained with each recipe's own augmentation is no row of a --final-augment small
+    run (nor the reverse): the run with the other setting retrains that budget."""
+    (tmp_path / "frontier.json").write_text(json.dumps(_good_record()))
+    assert load_record(tmp_path, "small") == {}
+    body = {**_good_record(), "final_augment": "small"}
+    (tmp_path / "frontier.json").write_text(json.dumps(body))
+    assert load_record(tmp_path) == {} and load_record(tmp_path, "small")[300].n_params == 290
+    # Each budget's search gets the setting, and its final stage a study of its own.
+    from mnist_search.frontier.run import FrontierConfig
+
+    search = FrontierConfig(budgets=(5000,), out=tmp_path, final_augment="small").search(5000, 60)
+    assert search.final.augment_override == "small"
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,7 @@ OPTIONS = {
     "--final-seeds": ["0", "1", "-1", "1000"],
     "--final-top": ["1", "0", "-4", "1000"],
     "--final-epochs": ["1", "0", "99999"],
+    "--final-augment": ["small", "own", "large", "none\t"],
     "--warm-start": ["documented", "all"],
     "--data-dir": ["/no/such/folder", "DATA"],
     "--artifacts": ["art", "/proc/x", "FILE/x"],

@@ -67,3 +67,10 @@ Artifacts = Annotated[
 StudyName = Annotated[str, typer.Option(help="Study to read.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines; results only.")]
+FinalAugment = Annotated[
+    str,
+    typer.Option(
+        metavar="own|none|small|medium",
+        help="Retrain every finalist with this augmentation, or 'own': each with its trial's.",
+    ),
+]

@@ -152,7 +152,9 @@ def final_summary(out: FinalOutcome, storage: str | None = None) -> list[str]:
     lines = [
         "",
         f"final: {len(out.candidates)} candidate(s) retrained from scratch, "
-        f"{length}, seeds 0-{out.seeds - 1}; chosen on mean validation accuracy",
+        f"{length}, seeds 0-{out.seeds - 1}"
+        + (f", each with augmentation {out.augment}" if out.augment else "")
+        + "; chosen on mean validation accuracy",
         f"{'trial':>5}  {'params':>7}  {'val mean ± std':>15}  {'test mean ± std':>15}  "
         "architecture",
     ]

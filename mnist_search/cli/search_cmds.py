@@ -19,6 +19,7 @@ from mnist_search.cli.options import (
     DataDir,
     Device,
     Epochs,
+    FinalAugment,
     Parallel,
     Quiet,
     Storage,
@@ -146,6 +147,7 @@ def optimize(
             help="How many of the best candidates (by validation) the final stage retrains."
         ),
     ] = 2,
+    final_augment: FinalAugment = "own",
     best_spec: Annotated[
         Optional[Path],
         typer.Option(
@@ -184,7 +186,9 @@ def optimize(
         heartbeat=heartbeat,
         run=RunSettings(device, data_dir, amp, channels_last, compile_model, parallel),
         artifacts=artifacts,
-        final=FinalSettings(final_seeds, _epochs_or_auto(final_epochs), final_top),
+        final=FinalSettings(
+            final_seeds, _epochs_or_auto(final_epochs), final_top, augment=final_augment
+        ),
         best_spec=best_spec,
     )
     with progress(quiet):
@@ -245,6 +249,7 @@ def frontier(
     ] = "found",
     final_seeds: Annotated[int, typer.Option(help="Seeds each finalist is retrained with.")] = 3,
     final_top: Annotated[int, typer.Option(help="Finalists per budget.")] = 2,
+    final_augment: FinalAugment = "own",
     study_prefix: Annotated[
         str, typer.Option(help="Each budget's study is <prefix>-<budget>.")
     ] = "frontier",
@@ -287,6 +292,7 @@ def frontier(
         warm_start=warm_start,
         final_seeds=final_seeds,
         final_top=final_top,
+        final_augment=final_augment,
         target_accuracy=target_accuracy,
         artifacts=artifacts,
     )

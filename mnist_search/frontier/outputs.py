@@ -47,8 +47,9 @@ def markdown(outcome: FrontierOutcome, command: str) -> str:
         "Each budget was searched by `mnist-search optimize`'s search in its own study "
         f"(`{cfg.study_prefix}-<budget>`), then its "
         + ("finalist was" if cfg.final_top == 1 else f"{cfg.final_top} finalists were")
-        + " retrained "
-        f"from scratch with {cfg.final_seeds} seeds for as many epochs as the time allowed, up "
+        + " retrained from scratch"
+        + ("" if cfg.final_augment == "own" else f", augmentation {cfg.final_augment},")
+        + f" with {cfg.final_seeds} seeds for as many epochs as the time allowed, up "
         "to the cap shown; the net with the best mean validation accuracy was chosen. Test "
         "accuracy is reported, never used. `train --spec <spec file> --seeds "
         f"{cfg.final_seeds}` retrains a row.",

@@ -61,6 +61,8 @@ class FrontierConfig:
     warm_start: str = "found"
     final_seeds: int = 3
     final_top: int = 2
+    # Every budget's finalists retrained with this augmentation ("own": each recipe's own).
+    final_augment: str = "own"
     artifacts: str | Path | None = None
     # The smallest retrained net reaching this validation accuracy (%), reported beside the rows.
     target_accuracy: float | None = None
@@ -108,7 +110,12 @@ class FrontierConfig:
             workers=self.workers,
             warm_start=self.warm_start,
             warm_dirs=(str(out),),
-            final=FinalSettings(self.final_seeds, top=self.final_top, max_epochs=epoch_cap(budget)),
+            final=FinalSettings(
+                self.final_seeds,
+                top=self.final_top,
+                max_epochs=epoch_cap(budget),
+                augment=self.final_augment,
+            ),
             best_spec=str(out / f"budget-{budget}.json"),
             artifacts=self.artifacts,
         )
@@ -190,8 +197,9 @@ def _row(d: Any, path: Path) -> FrontierRow:
     return FrontierRow(**values)
 
 
-def load_record(out: Path) -> dict[int, FrontierRow]:
-    """The budgets an earlier run of this frontier finished (``frontier.json``)."""
+def load_record(out: Path, final_augment: str = "own") -> dict[int, FrontierRow]:
+    """The budgets an earlier run of this frontier finished (``frontier.json``) with the same
+    final-stage augmentation (a run with another retrains them)."""
     path = out / RECORD
     if not path.exists():
         return {}
@@ -199,13 +207,15 @@ def load_record(out: Path) -> dict[int, FrontierRow]:
     rows = body.get("rows") if isinstance(body, dict) else None
     if not isinstance(rows, list):
         raise ConfigError("out", f"{path}: not a frontier record (no rows); use another --out")
-    return {r.budget: r for r in (_row(d, path) for d in rows)}
+    found = {r.budget: r for r in (_row(d, path) for d in rows)}
+    return found if body.get("final_augment", "own") == final_augment else {}
 
 
 def save_record(out: Path, rows: list[FrontierRow], cfg: FrontierConfig) -> None:
     body = {
         "budgets": list(cfg.budgets),
         "study_prefix": cfg.study_prefix,
+        "final_augment": cfg.final_augment,
         "rows": [asdict(r) for r in sorted(rows, key=lambda r: r.budget)],
     }
     write_atomic(out / RECORD, json.dumps(body, indent=2) + "\n")
@@ -223,7 +233,7 @@ def run_frontier(cfg: FrontierConfig) -> FrontierOutcome:
     url = cfg.storage or storage.default_storage()
     storage.check(url, default=cfg.storage is None)
     load_mnist(cfg.data_dir)
-    done = load_record(out)
+    done = load_record(out, cfg.final_augment)
     out.mkdir(parents=True, exist_ok=True)
     done = {b: r for b, r in done.items() if r.study == f"{cfg.study_prefix}-{b}"}
     result = FrontierOutcome(cfg)

@@ -16,7 +16,12 @@ import optuna
 
 from mnist_search.search import records, storage
 from mnist_search.search.config import SearchConfig
-from mnist_search.search.final import Candidate, final_study_name, summarize_final, write_spec_file
+from mnist_search.search.final import (
+    Candidate,
+    final_study_names,
+    summarize_final,
+    write_spec_file,
+)
 from mnist_search.search.records import TrialRecord
 
 
@@ -42,8 +47,8 @@ def finalists(storage: str, study_name: str, seeds: int) -> list[Candidate]:
     study = optuna.load_study(study_name=study_name, storage=storage)
     trials = study.get_trials(deepcopy=False)
     out: list[Candidate] = []
-    for auto in (True, False):  # lengths set by the time left, or fixed by --final-epochs
-        name = final_study_name(study_name, auto=auto)
+    # Lengths set by the time left or fixed by --final-epochs, each recipe's own or augmented.
+    for name in final_study_names(study_name):
         if name not in names:
             continue
         final = optuna.load_study(study_name=name, storage=storage)

@@ -147,13 +147,12 @@ def report_data(
 
 
 def final_study_of(search: optuna.Study) -> optuna.Study | None:
-    """The search's final stage in the same storage (``-final-auto`` or ``-final``); the one
-    that ran last when both exist."""
-    from mnist_search.search.final import final_study_name
+    """The search's final stage in the same storage (``-final-auto`` or ``-final``, either
+    with ``-augment-S`` after it); the one that ran last when several exist."""
+    from mnist_search.search.final import final_study_names
 
     found = []
-    for auto in (True, False):
-        name = final_study_name(search.study_name, auto=auto)
+    for name in final_study_names(search.study_name):
         try:
             final = optuna.load_study(study_name=name, storage=search._storage)
         except KeyError:

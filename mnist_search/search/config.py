@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnist_search.data.augment import STRENGTHS
 from mnist_search.errors import ConfigError, check_range, check_seed
 from mnist_search.net.spec import describe
 from mnist_search.search import storage
@@ -29,6 +30,7 @@ from mnist_search.training.settings import RunSettings
 
 DEFAULT_TIMEOUT = 900.0  # seconds, when neither a trial count nor a time limit is given
 AUTO = "auto"
+OWN = "own"  # final-stage augmentation: each finalist's own recipe's
 # With an automatic final length, the search gets this share of the time limit and the final
 # stage the rest: one short trial tells too little about a net to spend more of it searching.
 SEARCH_SHARE = 0.4
@@ -46,6 +48,9 @@ class FinalSettings:
     top: int = 2
     # The longest an automatic length may be (the frontier sets one per budget).
     max_epochs: int = MAX_AUTO_EPOCHS
+    # Retrain every finalist with this augmentation instead of its own recipe's ("own"). Short
+    # search trials rarely choose augmentation, which pays only in long trainings.
+    augment: str = OWN
 
     def check(self) -> None:
         if self.epochs not in (None, AUTO) and (
@@ -60,6 +65,16 @@ class FinalSettings:
         check_range("final_top", self.top)
         check_range("final_seeds", self.seeds)
         check_range("final_max_epochs", self.max_epochs, 1, MAX_EPOCHS)
+        if self.augment != OWN and self.augment not in STRENGTHS:
+            raise ConfigError(
+                "final_augment",
+                f"{self.augment!r}; valid: {OWN} (each finalist's own), {', '.join(STRENGTHS)}",
+            )
+
+    @property
+    def augment_override(self) -> str | None:
+        """The augmentation that replaces each finalist's own; None: none replaces it."""
+        return None if self.augment == OWN else self.augment
 
 
 @dataclass(frozen=True)

@@ -278,7 +278,7 @@ class FinalStage:
         self.auto = cfg.auto_final
         self.study = open_study(
             storage.open_storage(cfg.storage, heartbeat=cfg.heartbeat),
-            final_study_name(cfg.study_name, auto=self.auto),
+            final_study_name(cfg.study_name, auto=self.auto, augment=cfg.final.augment_override),
             cfg.budget,
             cfg.protocol if self.auto else cfg.final_protocol,
             seed=cfg.seed,
@@ -327,6 +327,7 @@ class FinalStage:
             meta=cfg.spec_meta(),
             callbacks=[TrialLog()],
             replan=self._replan(deadline) if self.auto else None,
+            augment=cfg.final.augment_override,
         )
 
     def _replan(self, deadline: Deadline) -> Callable[[TrialRecord, int], int]:

@@ -27,9 +27,32 @@ from mnist_search.stats import Stat, stat_of
 log = logging.getLogger("mnist_search")
 
 
-def final_study_name(study_name: str, auto: bool = False) -> str:
-    """``<study>-final``; with lengths set by the time left, ``<study>-final-auto``."""
-    return f"{study_name}-final" + ("-auto" if auto else "")
+def final_study_name(study_name: str, auto: bool = False, augment: str | None = None) -> str:
+    """``<study>-final``; with lengths set by the time left, ``<study>-final-auto``; with every
+    finalist retrained with augmentation ``S``, ``-augment-S`` after it (so that retrainings of
+    another recipe are never counted as seeds of these)."""
+    return (
+        f"{study_name}-final"
+        + ("-auto" if auto else "")
+        + (f"-augment-{augment}" if augment else "")
+    )
+
+
+def final_study_names(study_name: str) -> list[str]:
+    """Every name a final stage of ``study_name`` may have, the default ones first."""
+    from mnist_search.data.augment import STRENGTHS
+
+    return [
+        final_study_name(study_name, auto, augment)
+        for augment in (None, *STRENGTHS)
+        for auto in (True, False)
+    ]
+
+
+def recipe_of(src: TrialRecord, augment: str | None = None) -> dict[str, Any]:
+    """The training settings a finalist is retrained with: its search trial's, with
+    ``augment`` in place of its own augmentation when given."""
+    return {**src.recipe(), "augment": augment} if augment else src.recipe()
 
 
 def _key(r: TrialRecord) -> tuple[Any, Any]:
@@ -52,10 +75,11 @@ def enqueue_final(
     sources: list[TrialRecord],
     seeds: int,
     epochs: dict[int, int] | None = None,
+    augment: str | None = None,
 ) -> int:
     """Queue the wanted retrainings not yet finished, queued or running; return how many of the
     wanted ones are still to run. ``epochs`` gives a length per source trial (else the final
-    study's protocol decides)."""
+    study's protocol decides); ``augment`` replaces each candidate's augmentation."""
     runs: Iterator[tuple[tuple[int, int], dict[str, Any], dict[str, Any]]] = (
         (
             (src.number, seed),
@@ -65,7 +89,7 @@ def enqueue_final(
                 seed=seed,
                 source_value=src.val_accuracy,
                 fixed_spec=src.spec,
-                fixed_training=src.recipe(),
+                fixed_training=recipe_of(src, augment),
                 **({"epochs": epochs[src.number]} if epochs else {}),
             ),
         )
@@ -116,13 +140,15 @@ def summarize_final(final: optuna.Study, sources: list[TrialRecord], seeds: int)
         runs = sorted(by_source.get(src.number, []), key=lambda r: r.seed)
         if not runs or src.n_params is None:
             continue
+        # What the retrainings were trained with (a final stage may replace the augmentation).
+        training = next((r.training for r in runs if r.training), None) or src.recipe()
         rows.append(
             Candidate(
                 src.number,
                 src.n_params,
                 src.architecture or "",
                 src.spec or {},
-                src.recipe(),
+                training,
                 [r.seed for r in runs],
                 [r.val_accuracy for r in runs],
                 [r.test_accuracy for r in runs],
@@ -174,6 +200,7 @@ class FinalOutcome:
     # The search's best net that it sampled itself (not a warm start), after its search trial.
     best_sampled: TrialRecord | None = None
     interrupted: bool = False  # a signal stopped it; the same command trains the rest
+    augment: str | None = None  # the augmentation every finalist was retrained with, if set
 
     @property
     def chosen(self) -> Candidate | None:
@@ -194,15 +221,19 @@ def run_final(
     meta: dict[str, Any],
     callbacks: list,
     replan: Callable[[TrialRecord, int], int] | None = None,
+    augment: str | None = None,
 ) -> FinalOutcome:
     """Retrain the search's top candidates with several seeds; choose on validation; write the
     chosen net to ``best_spec``. ``epochs``: one length for all, or one per source trial.
     ``make_objective(wanted)`` gives the objective that trains the wanted (trial, seed) runs.
     With ``replan(source, runs_left)``, each candidate's length is set again just before it
-    trains, from the time then left (the time the earlier ones did not use goes to the later)."""
+    trains, from the time then left (the time the earlier ones did not use goes to the later).
+    ``augment``: every candidate retrained with this augmentation instead of its own."""
     per_source = epochs if isinstance(epochs, dict) else None
     fixed = epochs if isinstance(epochs, int) else None
-    out = FinalOutcome(None if per_source else fixed, seeds, study_name=final.study_name)
+    out = FinalOutcome(
+        None if per_source else fixed, seeds, study_name=final.study_name, augment=augment
+    )
     out.best_sampled = best_sampled(study)
     if per_source:  # chosen by final_lengths
         by_number = {r.number: r for r in finalists(study, POOL * top)}
@@ -217,9 +248,19 @@ def run_final(
     optuna.storages.fail_stale_trials(final)
     if replan is not None and per_source:
         return _run_replanned(
-            study, final, make_objective, sources, seeds, replan, out, best_spec, meta, callbacks
+            study,
+            final,
+            make_objective,
+            sources,
+            seeds,
+            replan,
+            out,
+            best_spec,
+            meta,
+            callbacks,
+            augment,
         )
-    todo = enqueue_final(final, sources, seeds, per_source)
+    todo = enqueue_final(final, sources, seeds, per_source, augment)
     length = (
         ", ".join(f"trial {n}: {e}" for n, e in per_source.items()) if per_source else f"{epochs}"
     )
@@ -301,6 +342,7 @@ def _run_replanned(
     best_spec: Path,
     meta: dict[str, Any],
     callbacks: list,
+    augment: str | None = None,
 ) -> FinalOutcome:
     """One candidate at a time: its length set from the time left when it starts."""
     objective = make_objective(wanted(sources, seeds))
@@ -322,7 +364,7 @@ def _run_replanned(
             if not mine:
                 continue
             epochs = replan(src, len(left))
-            enqueue_final(final, [src], seeds, {src.number: epochs})
+            enqueue_final(final, [src], seeds, {src.number: epochs}, augment)
             waiting = len(final.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
             final.optimize(objective, n_trials=waiting, callbacks=callbacks, catch=())
             left = [k for k in left if k[0] != src.number]

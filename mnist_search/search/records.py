@@ -216,6 +216,7 @@ class FinalRun:
     val_accuracy: float
     test_accuracy: float
     epochs: int | None
+    training: dict[str, Any] | None = None  # the recipe it was queued with
 
     @classmethod
     def of(cls, r: TrialRecord) -> FinalRun | None:
@@ -227,7 +228,9 @@ class FinalRun:
             or r.test_accuracy is None
         ):
             return None
-        return cls(r.source_trial, r.seed, r.val_accuracy, r.test_accuracy, r.epochs)
+        return cls(
+            r.source_trial, r.seed, r.val_accuracy, r.test_accuracy, r.epochs, r.fixed_training
+        )
 
 
 def final_runs(study: optuna.Study) -> list[FinalRun]:
