@@ -298,6 +298,14 @@ def test_train_experiment_6_one_epoch_beats_95(data_dir):
     assert out["test_accuracy"] > 95.0
 
 
+def _retrain(spec, seeds, data_dir):
+    """``train --spec`` on the quick split the searches of these tests use."""
+    return run(
+        "train", "--spec", spec, "--seeds", seeds, "--train-subset", 400, "--val-size", 1000,
+        "--device", "cpu", "--data-dir", data_dir, "--json",
+    )  # fmt: skip
+
+
 def test_two_stage_search_retrains_the_best_and_writes_a_reproducible_spec(in_tmp, data_dir):
     args = [
         "optimize",
@@ -370,22 +378,7 @@ def test_two_stage_search_retrains_the_best_and_writes_a_reproducible_spec(in_tm
     ]
 
     # Training the written file with the same seeds reproduces the recorded accuracies.
-    r2 = run(
-        "train",
-        "--spec",
-        in_tmp / "studies" / "budget-3000-best.json",
-        "--seeds",
-        2,
-        "--train-subset",
-        400,
-        "--val-size",
-        1000,
-        "--device",
-        "cpu",
-        "--data-dir",
-        data_dir,
-        "--json",
-    )
+    r2 = _retrain(in_tmp / "studies" / "budget-3000-best.json", 2, data_dir)
     assert r2.exit_code == 0, r2.output
     again = json.loads(r2.stdout)
     assert again["epochs"] == 2
@@ -427,22 +420,7 @@ def test_final_augment_retrains_finalists_with_it_in_a_study_of_their_own(in_tmp
         } == {k: v for k, v in src.items() if k not in ("augment", "seed")}
     spec = json.loads((in_tmp / "studies" / "budget-3000-best.json").read_text())
     assert spec["training"]["augment"] == "small"
-    again = run(
-        "train",
-        "--spec",
-        in_tmp / "studies" / "budget-3000-best.json",
-        "--seeds",
-        1,
-        "--train-subset",
-        400,
-        "--val-size",
-        1000,
-        "--device",
-        "cpu",
-        "--data-dir",
-        data_dir,
-        "--json",
-    )
+    again = _retrain(in_tmp / "studies" / "budget-3000-best.json", 1, data_dir)
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["val_accuracy"] == pytest.approx(
         spec["result"]["val_accuracy"][0]
