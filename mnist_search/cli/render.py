@@ -15,6 +15,7 @@ from mnist_search.search.records import TrialRecord, tally, top_trials
 from mnist_search.search.storage import masked
 
 if TYPE_CHECKING:
+    from mnist_search.frontier.run import FrontierOutcome
     from mnist_search.outputs.export import ExportOutcome
     from mnist_search.replay.summary import Finding, ReplayRow
     from mnist_search.search.final import FinalOutcome
@@ -282,4 +283,19 @@ def experiments_table(rows: list[dict[str, Any]]) -> list[str]:
             f"{pct(r['documented_test_accuracy']):>8}  {r['architecture']}{mark}"
         )
     lines += [f"(!) Exp{r['id']}: {r['note']}" for r in rows if r["count_is_wrong"]]
+    return lines
+
+
+def frontier_summary(result: FrontierOutcome) -> list[str]:
+    """One line per budget: its chosen net, or why none was chosen; then the target's line."""
+    from mnist_search.frontier.outputs import target_line
+
+    lines = [
+        f"{r.budget:>7,}: {r.n_params:,} parameters, {r.epochs} epochs, test "
+        f"{r.test_mean:.2f} ± {r.test_std:.2f}% (val {r.val_mean:.2f}); {r.origin}"
+        for r in result.rows
+    ]
+    lines += [f"{b:>7,}: nothing chosen: {why}" for b, why in sorted(result.missing.items())]
+    if result.target is not None:
+        lines.append(target_line(result.target, markdown=False))
     return lines

@@ -272,8 +272,8 @@ def frontier(
     20) and chosen on validation. Writes --out/frontier.md, frontier.html and budget-<B>.json
     (for 'train --spec'); the same command again resumes, keeping finished budgets.
     """
-    from mnist_search.cli.render import progress
-    from mnist_search.frontier.outputs import target_line, write_outputs
+    from mnist_search.cli.render import frontier_summary, progress
+    from mnist_search.frontier.outputs import write_outputs
     from mnist_search.frontier.run import FrontierConfig, run_frontier
 
     config = FrontierConfig(
@@ -301,15 +301,7 @@ def frontier(
     command = "mnist-search " + shlex.join(sys.argv[1:])
     for path in write_outputs(result, command):
         typer.echo(f"written: {path}")
-    for r in result.rows:
-        typer.echo(
-            f"{r.budget:>7,}: {r.n_params:,} parameters, {r.epochs} epochs, test "
-            f"{r.test_mean:.2f} ± {r.test_std:.2f}% (val {r.val_mean:.2f}); {r.origin}"
-        )
-    for b, why in sorted(result.missing.items()):
-        typer.echo(f"{b:>7,}: nothing chosen: {why}")
-    if result.target is not None:
-        typer.echo(target_line(result.target, markdown=False))
+    echo(frontier_summary(result))
     if result.interrupted:
         typer.echo("interrupted: finished budgets are kept; run the same command to resume")
         raise typer.Exit(130)
