@@ -16,6 +16,7 @@ from mnist_search.files import write_atomic
 from mnist_search.frontier.published import PUBLISHED, epoch_cap
 from mnist_search.frontier.run import FrontierOutcome, FrontierRow
 from mnist_search.frontier.target import TargetOutcome
+from mnist_search.search.config import OWN
 
 
 def machine() -> str:
@@ -48,7 +49,7 @@ def markdown(outcome: FrontierOutcome, command: str) -> str:
         f"(`{cfg.study_prefix}-<budget>`), then its "
         + ("finalist was" if cfg.final_top == 1 else f"{cfg.final_top} finalists were")
         + " retrained from scratch"
-        + ("" if cfg.final_augment == "own" else f", augmentation {cfg.final_augment},")
+        + ("" if cfg.final_augment == OWN else f", augmentation {cfg.final_augment},")
         + f" with {cfg.final_seeds} seeds for as many epochs as the time allowed, up "
         "to the cap shown; the net with the best mean validation accuracy was chosen. Test "
         "accuracy is reported, never used. `train --spec <spec file> --seeds "

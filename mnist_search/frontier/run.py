@@ -29,7 +29,7 @@ from mnist_search.files import check_writable, read_json, write_atomic
 from mnist_search.frontier.published import epoch_cap
 from mnist_search.frontier.target import TargetOutcome, smallest_reaching
 from mnist_search.search import storage
-from mnist_search.search.config import FinalSettings, SearchConfig
+from mnist_search.search.config import OWN, FinalSettings, SearchConfig
 from mnist_search.stopping import Deadline
 from mnist_search.training.protocol import Protocol
 from mnist_search.training.settings import RunSettings
@@ -61,8 +61,8 @@ class FrontierConfig:
     warm_start: str = "found"
     final_seeds: int = 3
     final_top: int = 2
-    # Every budget's finalists retrained with this augmentation ("own": each recipe's own).
-    final_augment: str = "own"
+    # Every budget's finalists retrained with this augmentation (OWN: each recipe's own).
+    final_augment: str = OWN
     artifacts: str | Path | None = None
     # The smallest retrained net reaching this validation accuracy (%), reported beside the rows.
     target_accuracy: float | None = None
@@ -197,7 +197,7 @@ def _row(d: Any, path: Path) -> FrontierRow:
     return FrontierRow(**values)
 
 
-def load_record(out: Path, final_augment: str = "own") -> dict[int, FrontierRow]:
+def load_record(out: Path, final_augment: str = OWN) -> dict[int, FrontierRow]:
     """The budgets an earlier run of this frontier finished (``frontier.json``) with the same
     final-stage augmentation (a run with another retrains them)."""
     path = out / RECORD
@@ -208,7 +208,7 @@ def load_record(out: Path, final_augment: str = "own") -> dict[int, FrontierRow]
     if not isinstance(rows, list):
         raise ConfigError("out", f"{path}: not a frontier record (no rows); use another --out")
     found = {r.budget: r for r in (_row(d, path) for d in rows)}
-    return found if body.get("final_augment", "own") == final_augment else {}
+    return found if body.get("final_augment", OWN) == final_augment else {}
 
 
 def save_record(out: Path, rows: list[FrontierRow], cfg: FrontierConfig) -> None:

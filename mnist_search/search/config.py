@@ -48,8 +48,9 @@ class FinalSettings:
     top: int = 2
     # The longest an automatic length may be (the frontier sets one per budget).
     max_epochs: int = MAX_AUTO_EPOCHS
-    # Retrain every finalist with this augmentation instead of its own recipe's ("own"). Short
-    # search trials rarely choose augmentation, which pays only in long trainings.
+    # Retrain every finalist with this augmentation instead of its own recipe's ("own"): a short
+    # search trial says little of what augmentation does over a long training, and the shipped
+    # nets' recipes have none.
     augment: str = OWN
 
     def check(self) -> None:
