@@ -18,6 +18,12 @@ BN = ArchSpec((ConvLayer(6, 3, 1, True), ConvLayer(12, 3, 1, True)), batchnorm=T
 SEPARABLE = modern.build_spec(2, "same", [1, 2], [6, 10], separable=True, head="flatten")
 RESIDUAL = modern.build_spec(2, "same", [2, 2], [6, 8], residual=True, transition=True)
 SHARED = modern.build_spec(2, "same", [1, 4], [6, 8], separable=True, share=True, hidden=12)
+# Factorized 3×1/1×3 blocks (shared, so each use has BatchNorms of its own) and a 1×1 squeeze.
+# At these widths one epoch on 640 images barely learns, and training so near chance amplifies
+# rounding: it is checked step by step below, not by the accuracy after training.
+FACTORIZED = modern.build_spec(
+    2, "same", [1, 3], [6, 8], factorize=True, share=True, head="flatten", squeeze=4
+)
 
 
 @pytest.fixture(scope="module")
@@ -350,3 +356,32 @@ def test_optimize_parallel_trains_queued_nets_alone_then_groups(tmp_path, monkey
     free = set(get_space("modern").free)
     shared = {k: v for k, v in trials[1].params.items() if k not in free}
     assert all({k: t.params[k] for k in shared} == shared for t in trials[2:4])
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [BN, SEPARABLE, RESIDUAL, SHARED, FACTORIZED],
+    ids=["bn", "separable", "residual", "shared", "factorized"],
+)
+def test_a_wide_net_computes_what_its_candidates_compute(spec):
+    """One training step's outputs and gradients, candidate by candidate, to rounding: in double
+    precision, because in float32 a max-pool's near-tie can fall the other way in the wide net."""
+    import torch.nn.functional as F
+
+    from mnist_search.net.model import build_model
+    from mnist_search.training.wide import WideNet
+
+    torch.manual_seed(0)
+    nets = [build_model(spec).double().train() for _ in range(3)]
+    wide = WideNet(nets).train()
+    x, y = torch.randn(16, 1, 28, 28, dtype=torch.float64), torch.randint(0, 10, (16,))
+    out = wide(x.repeat(1, 3, 1, 1))
+    sum(F.nll_loss(out[:, k], y) for k in range(3)).backward()
+    grads = dict(wide.named_parameters())
+    for k, net in enumerate(nets):
+        alone = net(x)
+        assert torch.allclose(out[:, k], alone, atol=1e-9)
+        F.nll_loss(alone, y).backward()
+        for name, p in net.named_parameters():
+            wide_grad = grads[name].grad.view(3, *p.shape)[k]
+            assert torch.allclose(wide_grad, p.grad, atol=1e-9), name

@@ -93,6 +93,7 @@ def test_modern_proposals_fit_the_budget_and_build(budget):
         kinds.update("1x1" for l in spec.convs if l.kernel == 1)
         kinds.update("5x5" for l in spec.convs if l.kernel == 5)
         kinds.update("shared" for l in spec.convs if l.repeat > 1)
+        kinds.update("squeeze" for l in spec.convs[-1:] if l.kernel == 1)
         kinds.update("hidden" for _ in spec.hidden)
         kinds.add(spec.head)
         # A sampled net reads back as the parameters that make it (warm starts rely on it).
@@ -104,7 +105,8 @@ def test_modern_proposals_fit_the_budget_and_build(budget):
     study.optimize(objective, n_trials=80)
     assert max(counts) <= budget and max(counts) >= 0.97 * budget
     if budget >= 5000:  # every kind of block is offered where the budget leaves room
-        assert {"conv", "sep", "res", "1x1", "5x5", "gap", "shared", "hidden"} <= kinds
+        want = {"conv", "sep", "fact", "res", "1x1", "5x5", "gap", "shared", "hidden", "squeeze"}
+        assert want <= kinds
 
 
 def test_modern_build_spec_is_the_documented_shape():
@@ -250,6 +252,58 @@ def test_the_published_shared_block_nets_are_points_of_the_space():
     # Without sharing, the same depth at these widths does not fit 2,000.
     unshared = modern.build_spec(2, "same", [1, 4], [8, 25], separable=True, hidden=16)
     assert count_params(unshared) > 2000
+
+
+class Asked:
+    """A stand-in trial that answers the sampling code's questions from ``params`` and checks
+    each answer is within the range the code offers at that budget."""
+
+    def __init__(self, params):
+        self.params, self.wanted = {}, params
+
+    def suggest_categorical(self, name, choices):
+        assert self.wanted[name] in choices, name
+        self.params[name] = self.wanted[name]
+        return self.params[name]
+
+    def suggest_int(self, name, low, high, *, log=False, step=1):
+        value = self.wanted[name]
+        assert low <= value <= high and (value - low) % step == 0, name
+        self.params[name] = value
+        return value
+
+
+@pytest.mark.parametrize(
+    "factorize, published, ours",
+    [(True, 4142, 4082), (False, 4862, 4818)],
+)
+def test_the_published_squeeze_nets_are_points_of_the_space(factorize, published, ours):
+    """The 4,142/4,862-parameter nets of ruslangrimov/mnist-minimal-model: conv 8, pool, conv 16,
+    pool, a 3×3 conv 16→16 (in the 4,142 net a 3×1 then a 1×3), a 1×1 squeeze to 4 channels,
+    flatten, dense 24, dense 10, all 'valid', a BatchNorm after every conv. Their counts here
+    differ only by the conv biases they keep under BatchNorm: 8 + 16 + 16 (+ 16) + 4."""
+    from mnist_search.net.spec import describe
+    from mnist_search.spaces import modern
+
+    net = modern.build_spec(
+        3,
+        "valid",
+        [1, 1, 1],
+        [8, 16, 16],
+        factorize=factorize,
+        head="flatten",
+        squeeze=4,
+        hidden=24,
+        dropout=0.1,
+    )
+    fact = "fact@3 " if factorize else ""
+    assert describe(net) == f"1→8→16→16→4 k1/3 {fact}pool@1,2 bn drop0.1 | fc 36→24→10"
+    assert count_params(net) == ours
+    assert published - ours == (60 if factorize else 44)
+    params = modern.spec_params(net)
+    assert params["squeeze"] == 4 and params["factorize"] is factorize
+    # The sampling code itself proposes it at budget 5,000 when asked for these choices.
+    assert modern.suggest_spec(Asked(params), 5000) == net
 
 
 def test_provenance_says_how_a_shipped_net_was_fitted():

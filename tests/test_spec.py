@@ -139,10 +139,44 @@ def test_a_repeated_block_counts_its_weights_once_and_a_batchnorm_per_use():
             ArchSpec.from_dict({"convs": [{"out_channels": 4}, {"out_channels": 4, "repeat": bad}]})
 
 
+def test_a_factorized_block_is_a_kx1_and_a_1xk_conv_each_with_its_batchnorm():
+    # The published 4,142-parameter net's third layer: 3×1 16→16 (768) and 1×3 16→16 (768),
+    # a BatchNorm (32) after each: 1,600, two thirds of a 3×3 conv's 2,304 weights plus BN.
+    spec = ArchSpec(
+        (
+            ConvLayer(8, 3, 0, pool=True),
+            ConvLayer(16, 3, 0, pool=True),
+            ConvLayer(16, 3, 0, kind="fact"),
+            ConvLayer(4, 1, 0),
+        ),
+        batchnorm=True,
+        dropout=0.1,
+        hidden=(24,),
+    )
+    assert layer_summary(spec)[2] == ("FactConv2d-3", 1600)
+    assert count_params(spec) == module_params(build_model(spec)) == 4082
+    assert describe(spec) == "1→8→16→16→4 k1/3 fact@3 pool@1,2 bn drop0.1 | fc 36→24→10"
+    # 3×1 over the 5×5 map gives 3×5, then 1×3 gives 3×3.
+    assert dict(multiply_adds(spec))["FactConv2d-3"] == 16 * 16 * 3 * (3 * 5 + 3 * 3)
+    assert ArchSpec.from_dict(json.loads(spec.to_json())) == spec
+    # Without BatchNorm each of its two convs has a bias; repeated, each use its own BatchNorms.
+    plain = replace(spec, batchnorm=False)
+    assert layer_summary(plain)[2] == ("FactConv2d-3", 1536 + 32)
+    shared = ArchSpec(
+        (ConvLayer(8, 3, 1, pool=True), ConvLayer(8, 3, 1, kind="fact", residual=True, repeat=3)),
+        batchnorm=True,
+        head="gap",
+    )
+    assert layer_summary(shared)[1] == ("FactConv2d-2", 8 * 8 * 3 * 2 + 3 * 2 * 16)
+    model = build_model(shared)
+    assert count_params(shared) == module_params(model)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
 def test_residual_needs_the_same_shape():
     with pytest.raises(SpecError, match=r"conv layer 2: residual needs the same shape.*8×26×26"):
         count_params(ArchSpec((ConvLayer(8), ConvLayer(8, 3, 0, residual=True))))
-    with pytest.raises(SpecError, match="kind='dense'; valid: conv, sep"):
+    with pytest.raises(SpecError, match="kind='dense'; valid: conv, sep, fact"):
         count_params(ArchSpec((ConvLayer(8, kind="dense"),)))
 
 

@@ -10,15 +10,25 @@ from mnist_search.net.spec import ArchSpec, ConvLayer, LayerShape, conv_shapes, 
 
 
 class Block(nn.Module):
-    """conv (or depthwise + pointwise) → BN → (+ input) → ReLU, ``repeat`` times with the same
-    conv and a BatchNorm of its own each time (the activations differ from one use to the next,
-    so one set of statistics would fit none of them) → pool."""
+    """conv (or depthwise + pointwise, or k×1 → BN → ReLU → 1×k) → BN → (+ input) → ReLU,
+    ``repeat`` times with the same convs and BatchNorms of their own each time (the activations
+    differ from one use to the next, so one set of statistics would fit none of them) → pool."""
 
     def __init__(self, shape: LayerShape, layer: ConvLayer, batchnorm: bool):
         super().__init__()
         c_in, c_out, bias = shape.in_channels, layer.out_channels, not batchnorm
+        k, p = layer.kernel, layer.padding
         self.conv: nn.Module
-        if layer.kind == "sep":
+        # The k×1 half of a factorized block, and its BatchNorm per use.
+        self.first: nn.Module | None = None
+        self.mid = nn.ModuleList()
+        if layer.kind == "fact":
+            self.first = nn.Conv2d(c_in, c_out, (k, 1), padding=(p, 0), bias=bias)
+            self.mid.extend(
+                nn.BatchNorm2d(c_out) if batchnorm else nn.Identity() for _ in range(layer.repeat)
+            )
+            self.conv = nn.Conv2d(c_out, c_out, (1, k), padding=(0, p), bias=bias)
+        elif layer.kind == "sep":
             self.conv = nn.Sequential(
                 nn.Conv2d(c_in, c_in, layer.kernel, padding=layer.padding, groups=c_in, bias=False),
                 nn.Conv2d(c_in, c_out, 1, bias=bias),
@@ -32,8 +42,9 @@ class Block(nn.Module):
         self.residual, self.pool = layer.residual, layer.pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for bn in (self.bn, *self.again):
-            y = bn(self.conv(x))
+        for use, bn in enumerate((self.bn, *self.again)):
+            h = x if self.first is None else F.relu(self.mid[use](self.first(x)))
+            y = bn(self.conv(h))
             if self.residual:
                 y = y + x
             x = F.relu(y)

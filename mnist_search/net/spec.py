@@ -15,7 +15,10 @@ from typing import Any
 from mnist_search.errors import UsageError
 
 HEADS = ("flatten", "gap")
-KINDS = ("conv", "sep")  # a full convolution, or depthwise-separable (depthwise k×k, pointwise 1×1)
+# A full convolution; depthwise-separable (depthwise k×k, pointwise 1×1); or factorized (k×1,
+# BatchNorm, ReLU, then 1×k: two thirds of a k×k conv's weights at k = 3, the same output size).
+KINDS = ("conv", "sep", "fact")
+CONV_NAMES = {"conv": "Conv2d", "sep": "SepConv2d", "fact": "FactConv2d"}
 
 
 class SpecError(UsageError):
@@ -173,10 +176,13 @@ def _check_fields(d: dict[str, Any], cls: type, where: str) -> None:
 
 def activations(spec: ArchSpec) -> int:
     """Feature-map values per image, summed over the conv layers (the memory a batch needs)."""
-    return sum(
-        l.repeat * s.out_channels * (s.size_in + 2 * l.padding - l.kernel + 1) ** 2
-        for s, l in zip(conv_shapes(spec), spec.convs)
-    )
+    total = 0
+    for s, l in zip(conv_shapes(spec), spec.convs):
+        side = s.size_in + 2 * l.padding - l.kernel + 1
+        # A factorized block also keeps the k×1 conv's side × size_in map.
+        maps = side * side + (side * s.size_in if l.kind == "fact" else 0)
+        total += l.repeat * s.out_channels * maps
+    return total
 
 
 def check_batch(spec: ArchSpec, batch_size: int) -> None:
@@ -195,15 +201,15 @@ def multiply_adds(spec: ArchSpec) -> list[tuple[str, int]]:
     """Multiply-adds per image of each layer, named as in ``layer_summary``."""
     rows = []
     for s, l in zip(conv_shapes(spec), spec.convs):
-        out = (s.size_in + 2 * l.padding - l.kernel + 1) ** 2
-        per = (
-            s.in_channels * l.kernel**2 + s.in_channels * s.out_channels
-            if l.kind == "sep"
-            else s.in_channels * s.out_channels * l.kernel**2
-        )
-        rows.append(
-            (f"{'SepConv2d' if l.kind == 'sep' else 'Conv2d'}-{s.index}", per * out * l.repeat)
-        )
+        side = s.size_in + 2 * l.padding - l.kernel + 1
+        if l.kind == "sep":
+            work = (s.in_channels * l.kernel**2 + s.in_channels * s.out_channels) * side**2
+        elif l.kind == "fact":  # k×1 over a side × size_in map, then 1×k over side × side
+            k, c_out = l.kernel, s.out_channels
+            work = s.in_channels * c_out * k * side * s.size_in + c_out * c_out * k * side**2
+        else:
+            work = s.in_channels * s.out_channels * l.kernel**2 * side**2
+        rows.append((f"{CONV_NAMES[l.kind]}-{s.index}", work * l.repeat))
     widths = [feature_count(spec), *spec.hidden, spec.num_classes]
     rows += [
         (f"Linear-{len(rows) + j}", a * b)
@@ -231,11 +237,15 @@ def conv_params(
     # With BatchNorm the conv bias is redundant (BN's shift replaces it), so it is left out.
     # A separable block's depthwise part has no bias: the pointwise bias (or BN) follows it.
     # A repeated block shares its weights and bias; only its BatchNorms are one per use.
+    # A factorized block is two convs, each with its BatchNorm (or its bias).
+    convs = 2 if kind == "fact" else 1
     if kind == "sep":
         weight = c_in * kernel * kernel + c_in * c_out
+    elif kind == "fact":
+        weight = c_in * c_out * kernel + c_out * c_out * kernel
     else:
         weight = c_in * c_out * kernel * kernel
-    return weight + (2 * c_out * repeat if batchnorm else c_out)
+    return weight + convs * (2 * c_out * repeat if batchnorm else c_out)
 
 
 def linear_params(n_in: int, n_out: int) -> int:
@@ -338,6 +348,7 @@ def describe(spec: ArchSpec) -> str:
         parts.append("pad")
     for tag, flag in (
         ("sep", lambda l: l.kind == "sep"),
+        ("fact", lambda l: l.kind == "fact"),
         ("res", lambda l: l.residual),
         ("pool", lambda l: l.pool),
     ):
@@ -359,8 +370,7 @@ def describe(spec: ArchSpec) -> str:
 def layer_summary(spec: ArchSpec) -> list[tuple[str, int]]:
     """Per-layer parameter counts in the write-up's style (``Conv2d-1: 640``)."""
     rows = [
-        (f"{'SepConv2d' if l.kind == 'sep' else 'Conv2d'}-{s.index}", s.params)
-        for s, l in zip(conv_shapes(spec), spec.convs)
+        (f"{CONV_NAMES[l.kind]}-{s.index}", s.params) for s, l in zip(conv_shapes(spec), spec.convs)
     ]
     widths = [feature_count(spec), *spec.hidden, spec.num_classes]
     n = len(rows)

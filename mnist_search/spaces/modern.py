@@ -16,8 +16,13 @@ its input's shape; with ``residual`` each block that keeps its input's shape add
 before its activation. With ``separable`` every block but the net's first (a depthwise conv on
 one input channel would be a waste) is depthwise-separable. With ``share`` (same padding, a
 stage of 3 or 4 blocks) the third and fourth blocks of a stage reuse the second's weights, each
-with a BatchNorm of its own, as the smallest published nets do. The head may put one hidden
-fully connected layer (``hidden``: 16 or 32 wide) before the output.
+with a BatchNorm of its own, as the smallest published nets do. With ``factorize`` the last
+stage's blocks (the net's first excepted) are factorized, a 3×1 conv then a 1×3, each with its
+BatchNorm: two thirds of a 3×3 conv's weights for the same receptive field, as the published
+4,142-parameter net does. A flatten head may follow a 1×1 conv that squeezes the last map to
+``squeeze`` (4 or 8) channels, as the published 4,142- and 4,862-parameter nets do before their
+flatten. The head may put one hidden fully connected layer (``hidden``: 8 to 32 wide) before
+the output.
 
 The recipe may keep an exponential moving average of the weights (``ema``) and judge that.
 """
@@ -33,13 +38,14 @@ from mnist_search.net.spec import ArchSpec, ConvLayer, SpecError, count_params
 from mnist_search.spaces.base import Space, largest, pick
 from mnist_search.spaces.design import COLUMNS, DesignTrial, latin_hypercube, log_between
 
-SPACE_VERSION = "modern-4"
+SPACE_VERSION = "modern-5"
 STAGES = (2, 3)
 MAX_BLOCKS = 4
 WIDTH = (4, 96)  # per stage, log scale
 PADDINGS = ("same", "valid")
 FIRST_KERNELS = (3, 5)
-HIDDEN = (0, 16, 32)  # a hidden fully connected layer's width (0: none); evenly spaced
+HIDDEN = (0, 8, 16, 24, 32)  # a hidden fully connected layer's width (0: none); evenly spaced
+SQUEEZE = (0, 4, 8)  # a 1×1 conv's width before a flatten head (0: none); evenly spaced
 EMAS = (0.0, 0.99, 0.999)
 DROPOUTS = (0.0, 0.1, 0.2)
 # One epoch at batch 32 is four times the steps of one at 128: a one-epoch training wants them.
@@ -64,7 +70,9 @@ def build_spec(
     residual: bool = False,
     transition: bool = False,
     share: bool = False,
+    factorize: bool = False,
     head: str = "gap",
+    squeeze: int = 0,
     hidden: int = 0,
     dropout: float = 0.0,
     first_kernel: int = 3,
@@ -85,7 +93,12 @@ def build_spec(
                 convs[-1] = dataclasses.replace(convs[-1], repeat=convs[-1].repeat + 1)
                 continue
             k = 3 if convs else first_kernel
-            kind = "sep" if separable and convs else "conv"
+            if not convs:
+                kind = "conv"  # a depthwise or k×1 conv on one input channel would be a waste
+            elif factorize and s == stages - 1:
+                kind = "fact"
+            else:
+                kind = "sep" if separable else "conv"
             convs.append(
                 ConvLayer(
                     w, k, k // 2 if same else 0, False, kind, residual and same and c_prev == w
@@ -94,6 +107,8 @@ def build_spec(
             c_prev = w
         if s < stages - 1:
             convs[-1] = dataclasses.replace(convs[-1], pool=True)
+    if squeeze:
+        convs.append(ConvLayer(squeeze, 1, 0))
     return ArchSpec(
         tuple(convs),
         batchnorm=True,
@@ -138,7 +153,7 @@ def suggest_spec(trial: optuna.Trial, budget: int) -> ArchSpec:
             )
 
         blocks[s] = trial.suggest_int(f"blocks{s + 1}", 1, largest(1, MAX_BLOCKS, with_blocks))
-    names = ("separable", "transition") + (("residual",) if padding == "same" else ())
+    names = ("separable", "factorize", "transition") + (("residual",) if padding == "same" else ())
     if can_share and max(blocks) >= 3:  # fewer blocks leave nothing to share
         names += ("share",)
     for name in names:
@@ -152,8 +167,12 @@ def suggest_spec(trial: optuna.Trial, budget: int) -> ArchSpec:
     kw["head"] = pick(
         trial, "head", ("gap", "flatten"), lambda h: minimal(stages, padding, blocks, **kw, head=h)
     )
-    # An int with a step, not a categorical: its feasible range shrinks with the budget, and
+    # Ints with a step, not categoricals: their feasible ranges shrink with the budget, and
     # Optuna keeps one list of choices per parameter for a whole study.
+    if kw["head"] == "flatten":  # before global pooling a squeeze would only lose channels
+        fit = [q for q in SQUEEZE if minimal(stages, padding, blocks, **kw, squeeze=q)]
+        if len(fit) > 1:
+            kw["squeeze"] = trial.suggest_int("squeeze", 0, fit[-1], step=SQUEEZE[1])
     fit = [h for h in HIDDEN if minimal(stages, padding, blocks, **kw, hidden=h)]
     if len(fit) > 1:
         kw["hidden"] = trial.suggest_int("hidden", 0, fit[-1], step=HIDDEN[1])
@@ -234,7 +253,9 @@ def build(p: dict[str, Any]) -> ArchSpec:
         transition=p["transition"],
         # Nets from before these choices existed have neither.
         share=p.get("share", False),
+        factorize=p.get("factorize", False),
         head=p["head"],
+        squeeze=p.get("squeeze", 0),
         hidden=p.get("hidden", 0),
         dropout=p["dropout"],
         first_kernel=p["first_kernel"],
@@ -248,14 +269,20 @@ def spec_params(spec: ArchSpec) -> dict[str, Any]:
     convs = spec.convs
     if not convs or not spec.batchnorm or len(spec.hidden) > 1:
         raise SpecError("the modern space has BatchNorm nets with at most one hidden layer")
+    # A 1×1 conv last is a squeeze: a transition always has a stage's blocks after it.
+    squeeze = convs[-1].out_channels if len(convs) > 1 and convs[-1].kernel == 1 else 0
+    if squeeze:
+        convs = convs[:-1]
     first = convs[0]
     p: dict[str, Any] = {
         "padding": "same" if first.padding else "valid",
         "first_kernel": first.kernel,
         "head": spec.head,
+        "squeeze": squeeze,
         "hidden": spec.hidden[0] if spec.hidden else 0,
         "dropout": spec.dropout,
         "separable": any(c.kind == "sep" for c in convs),
+        "factorize": any(c.kind == "fact" for c in convs),
         "transition": any(c.kernel == 1 for c in convs),
         "residual": any(c.residual for c in convs),
         "share": any(c.repeat > 1 for c in convs),
