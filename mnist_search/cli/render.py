@@ -291,7 +291,7 @@ def frontier_summary(result: FrontierOutcome) -> list[str]:
     from mnist_search.frontier.outputs import target_line
 
     lines = [
-        f"{r.budget:>7,}: {r.n_params:,} parameters, {r.epochs} epochs, test "
+        f"{r.budget:>7,}: {r.n_params:,} parameters, {epochs_word(r.epochs)}, test "
         f"{r.test_mean:.2f} ± {r.test_std:.2f}% (val {r.val_mean:.2f}); {r.origin}"
         for r in result.rows
     ]

@@ -111,7 +111,8 @@ def target_line(t: TargetOutcome, markdown: bool = True) -> str:
     arch = c.architecture.replace("|", chr(92) + "|") if markdown else c.architecture
     line = (
         f"**Target {t.target:g}% validation**: the smallest of the {t.pool} retrained finalists "
-        f"that reaches it is `{arch}`, {c.n_params:,} parameters, {c.epochs} epochs, from the "
+        f"that reaches it is `{arch}`, {c.n_params:,} parameters, "
+        f"{c.epochs} epoch{'s' * (c.epochs != 1)}, from the "
         f"{t.budget:,} budget's final stage ({c.origin}): val {v.mean:.2f} ± {v.std:.2f}, test "
         f"**{s.mean:.2f} ± {s.std:.2f}**, spec file `{name}`."
     )
