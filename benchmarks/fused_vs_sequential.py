@@ -27,7 +27,7 @@ from mnist_search.net.spec import count_params, describe
 from mnist_search.search.warmstart import build, fit_widths, known_nets
 from mnist_search.spaces import modern
 from mnist_search.training.fused import train_fused
-from mnist_search.training.loop import TrainConfig, train
+from mnist_search.training.loop import Speed, TrainConfig, train
 
 
 def main() -> None:
@@ -40,6 +40,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny sizes, to check the script")
     ap.add_argument("--data-dir", default=os.environ.get("MNIST_SEARCH_DATA"))
     args = ap.parse_args()
+    # The dry run takes CUDA's defaults (channels_last, bf16 autocast) on the CPU, so it goes the
+    # GPU's way: a layout bug once surfaced only on the GPU.
+    speed = Speed(amp=True, channels_last=True) if args.quick else Speed()
     if args.quick:
         args.k, args.images, args.runs = "1,2", 512, 1
     device = torch.device(args.device)
@@ -79,7 +82,7 @@ def main() -> None:
     )
     one = cfgs(1)[0]
     seq = [
-        args.images / timed(lambda: train(spec, one, splits, evaluate_test=False))
+        args.images / timed(lambda: train(spec, one, splits, evaluate_test=False, speed=speed))
         for _ in range(args.runs + 1)
     ][1:]
     a = statistics.median(seq)
@@ -88,7 +91,9 @@ def main() -> None:
     for k in map(int, args.k.split(",")):
         c = cfgs(k)
         fus = [
-            k * args.images / timed(lambda: train_fused(spec, c, splits, evaluate_test=False))
+            k
+            * args.images
+            / timed(lambda: train_fused(spec, c, splits, evaluate_test=False, speed=speed))
             for _ in range(args.runs + 1)
         ][1:]
         b = statistics.median(fus)

@@ -55,6 +55,17 @@ class CandidateFlatten(nn.Module):
 _CHANNELWISE = (nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Identity)
 
 
+def by_candidate(t: torch.Tensor, k: int) -> torch.Tensor:
+    """``t`` ([K·n, ...]) as [K, n, ...], a view in any memory format: only the first dimension is
+    split. (A flat [K, -1] view fails on channels_last weights, CUDA's default here.)"""
+    return t.view(k, t.shape[0] // k, *t.shape[1:])
+
+
+def per_row(column: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-candidate column ([K] or [K, 1]) shaped to broadcast over ``like`` ([K, ...])."""
+    return column.reshape(-1, *[1] * (like.dim() - 1))
+
+
 def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.detach() for t in tensors]).clone()
 
@@ -168,7 +179,7 @@ class WideNet(nn.Module):
 
     def candidate_rows(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(parameter, the same parameter as [K, rest]) pairs for a per-candidate optimizer."""
-        return [(p, p.view(self.k, -1)) for p in self.parameters()]
+        return [(p, by_candidate(p, self.k)) for p in self.parameters()]
 
 
 class StackedOptimizer:
@@ -204,27 +215,27 @@ class StackedOptimizer:
     def step(self, lr: torch.Tensor) -> None:
         """One step with learning rates ``lr`` [K]."""
         self.t += 1
-        lr = lr.view(-1, 1)
         for (p, rows), st in zip(self.rows, self.state):
             g = _tensor(p.grad).view_as(rows)  # every parameter has one after backward
+            lr_, wd, mom = (per_row(c, rows) for c in (lr, self.wd, self.mom))
             if self.kind == "sgd":
-                g = g + self.wd * rows
+                g = g + wd * rows
                 buf = st.get("buf")
                 # torch.optim.SGD: the first step's buffer is the gradient itself.
-                buf = g.clone() if buf is None else buf.mul_(self.mom).add_(g)
+                buf = g.clone() if buf is None else buf.mul_(mom).add_(g)
                 st["buf"] = buf
                 # Nesterov: g + momentum·buf; plain momentum: buf.
-                d = buf + self.nesterov * (g + self.mom * buf - buf)
-                rows.sub_(lr * d)
+                d = buf + per_row(self.nesterov, rows) * (g + mom * buf - buf)
+                rows.sub_(lr_ * d)
                 continue
             if self.kind == "adam":
-                g = g + self.wd * rows
+                g = g + wd * rows
             else:  # adamw: decoupled weight decay
-                rows.mul_(1 - lr * self.wd)
+                rows.mul_(1 - lr_ * wd)
             m = st.setdefault("m", torch.zeros_like(rows)).lerp_(g, 0.1)
             v = st.setdefault("v", torch.zeros_like(rows)).mul_(0.999).addcmul_(g, g, value=0.001)
             c1, c2 = 1 - 0.9**self.t, 1 - 0.999**self.t
-            rows.sub_(lr / c1 * m / (v.sqrt() / math.sqrt(c2) + 1e-8))
+            rows.sub_(lr_ / c1 * m / (v.sqrt() / math.sqrt(c2) + 1e-8))
 
 
 class WideAverage:
@@ -260,7 +271,8 @@ class WideAverage:
         k = self.net.k
         for avg, live in self._pairs:
             if avg.is_floating_point() and avg.dim():
-                avg.view(k, -1).lerp_(live.view(k, -1), w)
+                rows = by_candidate(avg, k)
+                rows.lerp_(by_candidate(live, k), per_row(w, rows))
             else:
                 avg.copy_(live)
 
