@@ -34,6 +34,18 @@ def tiny(mnist):
     return make_splits(mnist, "cpu", val_size=500, train_subset=640)
 
 
+@pytest.fixture(scope="module")
+def sub(tiny):
+    """The first 256 of ``tiny``'s training images: four steps at batch 64, for comparing
+    weights step by step."""
+    return type(tiny)(
+        type(tiny.train)(tiny.train.images[:256], tiny.train.labels[:256]),
+        tiny.val,
+        tiny.test,
+        tiny.source,
+    )
+
+
 @pytest.mark.parametrize(
     "opt, lrs, augment",
     [
@@ -68,14 +80,8 @@ def test_fused_matches_separate(tiny, opt, lrs, augment):
             assert torch.allclose(a, b, atol=2e-3, rtol=1e-2), name
 
 
-def test_first_steps_agree_closely(tiny):
+def test_first_steps_agree_closely(sub):
     """After a handful of steps the weights are the same to float32 rounding."""
-    sub = type(tiny)(
-        type(tiny.train)(tiny.train.images[:256], tiny.train.labels[:256]),
-        tiny.val,
-        tiny.test,
-        tiny.source,
-    )
     cfgs = [TrainConfig(batch_size=64, lr=0.05, momentum=0.9, seed=s) for s in (3, 4)]
     fused = train_fused(SPEC, cfgs, sub, keep_models=True, evaluate_test=False)
     for cfg, f in zip(cfgs, fused):
@@ -156,13 +162,7 @@ def test_default_space_nets_fuse_and_match_separate(tiny, spec):
             assert relative_error(a[name], b[name]) < 0.05, name
 
 
-def test_adamw_bn_net_first_steps_agree_closely(tiny):
-    sub = type(tiny)(
-        type(tiny.train)(tiny.train.images[:256], tiny.train.labels[:256]),
-        tiny.val,
-        tiny.test,
-        tiny.source,
-    )
+def test_adamw_bn_net_first_steps_agree_closely(sub):
     cfgs = [
         TrainConfig(batch_size=64, optimizer="adamw", lr=lr, weight_decay=wd, seed=s)
         for s, lr, wd in ((3, 3e-3, 0.05), (4, 1e-2, 1e-3))
@@ -388,17 +388,11 @@ def test_a_wide_net_computes_what_its_candidates_compute(spec):
 
 
 @pytest.mark.parametrize("opt", ["sgd", "adamw"])
-def test_channels_last_fuses_and_matches_separate(tiny, opt):
+def test_channels_last_fuses_and_matches_separate(sub, opt):
     """CUDA trains in channels_last by default; its conv weights cannot be flattened per
     candidate as one [K, -1] view, so the optimizer and the weight average split the first
     dimension only. Forced here on the CPU: each candidate's weights after a few steps are its
     own separate run's in the same layout, to rounding."""
-    sub = type(tiny)(
-        type(tiny.train)(tiny.train.images[:256], tiny.train.labels[:256]),
-        tiny.val,
-        tiny.test,
-        tiny.source,
-    )
     lrs = (0.05, 0.02) if opt == "sgd" else (3e-3, 1e-3)
     cfgs = [
         TrainConfig(batch_size=64, optimizer=opt, lr=lr, momentum=0.9, ema=0.9, seed=s)
