@@ -403,6 +403,8 @@ def test_channels_last_fuses_and_matches_separate(sub, opt):
     for cfg, f in zip(cfgs, fused):
         alone = train(BN, cfg, sub, keep_model=True, evaluate_test=False, speed=last)
         for name, a in f.model.state_dict().items():
-            # As above: grouped kernels round otherwise, and BatchNorm amplifies it (measured
-            # here: at most 2.5e-4 of a tensor's norm after 4 steps).
-            assert relative_error(a, alone.model.state_dict()[name]) < 2e-3, name
+            # As above: grouped kernels round otherwise, and BatchNorm amplifies it; measured
+            # after 4 steps: at most 2.5e-4 of a tensor's norm on 2 threads, 6.5e-3 on one (a
+            # BatchNorm bias of about 1e-4). A candidate stepped with the other's learning rate
+            # is off by over 200% in them.
+            assert relative_error(a, alone.model.state_dict()[name]) < 0.02, name
