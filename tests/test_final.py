@@ -96,6 +96,35 @@ def test_time_set_lengths_weigh_validation_against_the_length_each_net_can_affor
     assert final_lengths(study, top=1, seeds=1, search_epochs=1, seconds_left=1e9) == {0: 40}
 
 
+def test_a_final_epoch_is_its_trials_training_and_one_validation():
+    from mnist_search.search.final_time import epoch_seconds, final_lengths
+    from mnist_search.search.records import TrialRecord
+
+    # Measured on the CPU: a one-epoch trial of 36.4 s wall, 31.3 s of it training and the rest
+    # sixteen validations and start-up; its final runs took 31.3 s an epoch, validation included.
+    timing = {"seconds": 36.4, "train_seconds": 31.3, "training": {"reports_per_epoch": 16}}
+    trial = TrialRecord(0, TrialState.COMPLETE, 99.1, **timing)
+    assert epoch_seconds(trial, 1) == pytest.approx(31.3 + 5.1 / 16)
+    # A final run validates once an epoch: its own wall time per epoch.
+    run = TrialRecord(0, TrialState.COMPLETE, 99.46, seconds=594.0, train_seconds=577.7, epochs=19)
+    assert epoch_seconds(run, 19) == pytest.approx(594.0 / 19)
+    # No training time recorded: the wall time.
+    assert epoch_seconds(TrialRecord(0, TrialState.COMPLETE, 99.1, seconds=36.4), 1) == 36.4
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(
+        create_trial(
+            value=99.1,
+            params={"x": 0.5},
+            distributions={"x": FloatDistribution(0, 1)},
+            user_attrs={**timing, "n_params": 100},
+        )
+    )
+    # 2,520 s for 3 runs with a 20% margin: 700 s a run, 22 epochs at 31.6 s (by the wall time,
+    # 36.4 s an epoch, 19: that run's stage used 71% of its time).
+    assert final_lengths(study, top=1, seeds=3, search_epochs=1, seconds_left=2520) == {0: 22}
+
+
 def test_spec_file_is_written_whole(tmp_path):
     spec = build_spec(2, "same", [1, 1], [4, 8])
     cand = Candidate(

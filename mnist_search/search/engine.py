@@ -25,7 +25,7 @@ from mnist_search.progress import TrialLog, step_line
 from mnist_search.search import records, storage
 from mnist_search.search.config import SEARCH_SHARE, Resolved, SearchConfig
 from mnist_search.search.final import FinalOutcome, final_study_name, run_final
-from mnist_search.search.final_time import LeaveTimeForFinal, final_lengths
+from mnist_search.search.final_time import LeaveTimeForFinal, epoch_seconds, final_lengths
 from mnist_search.search.objective import Objective
 from mnist_search.search.records import Tally, TrialRecord, tally, top_trials
 from mnist_search.search.runner import run_trials
@@ -333,14 +333,13 @@ class FinalStage:
     def _replan(self, deadline: Deadline) -> Callable[[TrialRecord, int], int]:
         """Each candidate's length, set as it starts: the time left shared by the runs left, at
         its per-epoch time from its search trial, scaled by how the runs this stage already
-        finished compared with their own search trials (a final run validates once an epoch,
-        a search trial sixteen times), so the stage ends close to the deadline instead of a
-        blanket margin early."""
+        finished compared with their own search trials, so the stage ends close to the deadline
+        instead of a blanket margin early."""
         cfg = self.cfg
         trials = {t.number: TrialRecord.of(t) for t in self.search.get_trials(deepcopy=False)}
 
         def per_epoch(r: TrialRecord) -> float:
-            return (r.seconds or 0.0) / max(1, r.epochs or cfg.protocol.epochs)
+            return epoch_seconds(r, r.epochs or cfg.protocol.epochs)
 
         def replan(src: TrialRecord, runs_left: int) -> int:
             ratios = [
