@@ -121,7 +121,7 @@ def test_a_final_epoch_is_its_trials_training_and_one_validation():
         )
     )
     # 2,520 s for 3 runs with a 20% margin: 700 s a run, 22 epochs at 31.6 s (by the wall time,
-    # 36.4 s an epoch, 19: that run's stage used 71% of its time).
+    # 36.4 s an epoch, 19: that run's stage used 67% of its time).
     assert final_lengths(study, top=1, seeds=3, search_epochs=1, seconds_left=2520) == {0: 22}
 
 
