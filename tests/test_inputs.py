@@ -49,8 +49,10 @@ def folder_with(tmp_path: Path, data_dir: Path, name: str, content: bytes, gz: b
     d.mkdir()
     for other in MD5:
         if other != name:
+            # under the real file's own name: a raw IDX file linked as .gz reads as damaged gzip
             src = data_dir / f"{other}.gz"
-            (d / src.name).symlink_to(src if src.exists() else data_dir / other)
+            src = src if src.exists() else data_dir / other
+            (d / src.name).symlink_to(src)
     (d / (name + (".gz" if gz else ""))).write_bytes(content)
     return d
 
