@@ -199,6 +199,12 @@ class StackedOptimizer:
         self.nesterov = column([float(c.nesterov) for c in cfgs])
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.rows]
         self.t = 0
+        # Each row's settings shaped once to broadcast over it: the step runs every batch.
+        self.settings = [
+            tuple(per_row(c, rows) for c in (self.wd, self.mom, self.nesterov))
+            for _, rows in self.rows
+        ]
+        self.ranks = sorted({rows.dim() for _, rows in self.rows})
 
     def select(self, keep: list[int], net: WideNet, cfgs: list[TrainConfig]) -> StackedOptimizer:
         """This optimizer for ``net``, the wide net of the candidates at positions ``keep``: their
@@ -215,9 +221,10 @@ class StackedOptimizer:
     def step(self, lr: torch.Tensor) -> None:
         """One step with learning rates ``lr`` [K]."""
         self.t += 1
-        for (p, rows), st in zip(self.rows, self.state):
+        lr_by_rank = {d: lr.reshape(-1, *[1] * (d - 1)) for d in self.ranks}
+        for (p, rows), st, (wd, mom, nesterov) in zip(self.rows, self.state, self.settings):
             g = _tensor(p.grad).view_as(rows)  # every parameter has one after backward
-            lr_, wd, mom = (per_row(c, rows) for c in (lr, self.wd, self.mom))
+            lr_ = lr_by_rank[rows.dim()]
             if self.kind == "sgd":
                 g = g + wd * rows
                 buf = st.get("buf")
@@ -225,7 +232,7 @@ class StackedOptimizer:
                 buf = g.clone() if buf is None else buf.mul_(mom).add_(g)
                 st["buf"] = buf
                 # Nesterov: g + momentum·buf; plain momentum: buf.
-                d = buf + per_row(self.nesterov, rows) * (g + mom * buf - buf)
+                d = buf + nesterov * (g + mom * buf - buf)
                 rows.sub_(lr_ * d)
                 continue
             if self.kind == "adam":
