@@ -1,3 +1,3 @@
-from mnist_search.cli.app import main
+from mnist_search.cli import main
 
 main()

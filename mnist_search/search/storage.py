@@ -18,6 +18,7 @@ from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
 
 from mnist_search.errors import UsageError
+from mnist_search.redact import masked
 
 STUDIES = Path("studies")
 
@@ -48,16 +49,6 @@ def default_storage() -> str:
     """One SQLite file for every study (searches, their final stages, replays), so one dashboard
     shows them side by side."""
     return DEFAULT_STORAGE
-
-
-def masked(text: str, url: str | None = None) -> str:
-    """``text`` with the password of any URL in it (and of ``url``, wherever it appears in
-    ``text``, e.g. in a driver's message) replaced by ***."""
-    if url:
-        m = re.search(r"://[^:/@\s]*:([^@\s]+)@", url)
-        if m:
-            text = text.replace(m.group(1), "***")
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1***@", text)
 
 
 def check_url(url: str) -> None:

@@ -1,0 +1,50 @@
+"""Storage passwords out of everything the program shows: its messages and files (``masked``)
+and its own line in the process list (``hide_from_process_list``).
+
+Light on purpose (no torch, no Optuna): the command line is rewritten before the slow imports.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+# scheme://user:password@host: the password is everything between the user's colon and the @.
+_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
+
+
+def masked(text: str, url: str | None = None) -> str:
+    """``text`` with the password of any URL in it (and of ``url``, wherever it appears in
+    ``text``, e.g. in a driver's message) replaced by ***."""
+    if url:
+        m = re.search(r"://[^:/@\s]*:([^@\s]+)@", url)
+        if m:
+            text = text.replace(m.group(1), "***")
+    return _PASSWORD.sub(r"\1***@", text)
+
+
+def own_command_line() -> list[str]:
+    """This process's arguments as the process list shows them (``python -m mnist_search ...``),
+    or, where there is no /proc, as Python saw them."""
+    try:
+        raw = Path("/proc/self/cmdline").read_bytes()
+    except OSError:
+        return [sys.executable, *sys.argv]
+    return [a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0")]
+
+
+def hide_from_process_list() -> bool:
+    """Rewrite this process's command line (what ``ps`` and /proc/<pid>/cmdline show, and what a
+    child shows between its fork and its exec) with every password masked; True if there was one.
+
+    A password typed on the command line is visible from the start until this call (a tenth of a
+    second: it runs before torch is imported); $MNIST_SEARCH_STORAGE keeps it off altogether."""
+    args = own_command_line()
+    shown = [masked(a) for a in args]
+    if shown == args:
+        return False
+    import setproctitle
+
+    setproctitle.setproctitle(" ".join(shown))
+    return True
