@@ -10,18 +10,23 @@ import re
 import sys
 from pathlib import Path
 
-# scheme://user:password@host: the password is everything between the user's colon and the @.
-_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
+# scheme://user:password@host: the password is everything between the user's colon and the @
+# (in free text, up to a blank; in a URL itself, as SQLAlchemy reads it, anything but an @).
+_IN_TEXT = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
+_IN_URL = re.compile(r"://[^:/@]*:([^@]+)@")
+# ...?password=secret&...: libpq and psycopg also take it as a query parameter.
+_IN_QUERY = re.compile(r"([?&]password=)[^&#\s]*", re.IGNORECASE)
 
 
 def masked(text: str, url: str | None = None) -> str:
     """``text`` with the password of any URL in it (and of ``url``, wherever it appears in
     ``text``, e.g. in a driver's message) replaced by ***."""
     if url:
-        m = re.search(r"://[^:/@\s]*:([^@\s]+)@", url)
-        if m:
-            text = text.replace(m.group(1), "***")
-    return _PASSWORD.sub(r"\1***@", text)
+        for pattern in (_IN_URL, re.compile(r"[?&]password=([^&#]+)", re.IGNORECASE)):
+            m = pattern.search(url)
+            if m:
+                text = text.replace(m.group(1), "***")
+    return _IN_QUERY.sub(r"\1***", _IN_TEXT.sub(r"\1***@", text))
 
 
 def own_command_line() -> list[str]:
@@ -41,7 +46,7 @@ def hide_from_process_list() -> bool:
     A password typed on the command line is visible from the start until this call (a tenth of a
     second: it runs before torch is imported); $MNIST_SEARCH_STORAGE keeps it off altogether."""
     args = own_command_line()
-    shown = [masked(a) for a in args]
+    shown = [masked(a, a) for a in args]
     if shown == args:
         return False
     import setproctitle

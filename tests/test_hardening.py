@@ -126,6 +126,24 @@ def test_own_process_line_is_masked(monkeypatch):
     assert not redact.hide_from_process_list() and len(titles) == 1
 
 
+@pytest.mark.parametrize(
+    "url,secret",
+    [
+        ("postgresql://u:secretpw@h:5432/db", "secretpw"),
+        ("postgresql+psycopg://u:se/cr:et@h/db", "se/cr:et"),
+        ("postgresql://u:se cret@h/db", "se cret"),
+        ("postgresql://u@h/db?sslmode=require&password=s3cr%20t", "s3cr%20t"),
+        ("postgresql://u@h/db?PASSWORD=topsecret#x", "topsecret"),
+    ],
+)
+def test_every_form_of_url_password_is_masked(url, secret):
+    for shown in (masked(url, url), masked(f"--storage={url}", url), masked(f"error: {url}", url)):
+        assert secret not in shown and "***" in shown, shown
+    # in free text without the URL to go by, the usual forms still are
+    if " " not in secret:
+        assert secret not in masked(f"could not open {url} now")
+
+
 def test_masked():
     assert masked("postgresql://u:secretpw@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert (
