@@ -373,6 +373,20 @@ def test_the_figure_data_holds_every_point():
     not (__import__("shutil").which("chromium")),
     reason="chromium not installed (.ci/run installs it)",
 )
+@pytest.mark.parametrize(
+    "url", ["postgresql://u:secretpw@h/db", "postgresql://u@h/db?password=secretpw"]
+)
+def test_the_command_line_written_in_the_outputs_has_no_password(tmp_path, url):
+    from mnist_search.frontier.outputs import write_outputs
+    from mnist_search.frontier.run import FrontierOutcome
+
+    cfg = FrontierConfig(out=tmp_path, storage=url)
+    outcome = FrontierOutcome(cfg, rows=_rows(), wall_seconds=1200)
+    for path in write_outputs(outcome, f"mnist-search frontier --storage {url} --budgets 1000"):
+        text = path.read_text()
+        assert "secretpw" not in text and "***" in text and "--budgets 1000" in text
+
+
 def test_the_frontier_figure_draws_in_a_browser(tmp_path):
     import re
     import shutil

@@ -16,6 +16,7 @@ from mnist_search.files import write_atomic
 from mnist_search.frontier.published import PUBLISHED, epoch_cap
 from mnist_search.frontier.run import FrontierOutcome, FrontierRow
 from mnist_search.frontier.target import TargetOutcome
+from mnist_search.redact import masked
 from mnist_search.search.config import OWN
 
 
@@ -216,6 +217,9 @@ def render_html(outcome: FrontierOutcome, command: str) -> str:
 
 
 def write_outputs(outcome: FrontierOutcome, command: str) -> list[Path]:
+    """frontier.md and frontier.html; ``command`` (the command line that made the run) is
+    written with any storage password in it masked."""
+    command = masked(command, outcome.config.storage)
     out = Path(outcome.config.out)
     paths = [out / "frontier.md", out / "frontier.html"]
     write_atomic(paths[0], markdown(outcome, command))
