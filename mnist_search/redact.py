@@ -15,7 +15,7 @@ from pathlib import Path
 _IN_TEXT = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
 _IN_URL = re.compile(r"://[^:/@]*:([^@]+)@")
 # ...?password=secret&...: libpq and psycopg also take it as a query parameter.
-_IN_QUERY = re.compile(r"([?&]password=)[^&#\s]*", re.IGNORECASE)
+_IN_QUERY = re.compile(r"([?&]password=)[^&#\s'\"]*", re.IGNORECASE)
 
 
 def masked(text: str, url: str | None = None) -> str:

@@ -139,6 +139,9 @@ def test_own_process_line_is_masked(monkeypatch):
 def test_every_form_of_url_password_is_masked(url, secret):
     for shown in (masked(url, url), masked(f"--storage={url}", url), masked(f"error: {url}", url)):
         assert secret not in shown and "***" in shown, shown
+    # a message quotes the URL: the mask keeps the quotes, whichever pass makes it
+    quoted = masked(f"storage {masked(url)!r} is unusable", url)
+    assert secret not in quoted and quoted.endswith("' is unusable"), quoted
     # in free text without the URL to go by, the usual forms still are
     if " " not in secret:
         assert secret not in masked(f"could not open {url} now")
