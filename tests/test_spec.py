@@ -201,3 +201,16 @@ def test_from_dict_rejects_unknown_fields():
         ArchSpec.from_dict({"convs": [{"out_channels": 4}], "colour": 3})
     with pytest.raises(SpecError, match="head='mlp'"):
         ArchSpec.from_dict({"convs": [{"out_channels": 4}], "head": "mlp"})
+
+
+@pytest.mark.parametrize(
+    "d,message",
+    [
+        ({"convs": [{}]}, r"conv layer 1 needs field\(s\) \['out_channels'\]"),
+        ({"convs": [{"out_channels": 4}, {"kernel": 3}]}, "conv layer 2 needs"),
+        ({"hidden": [4]}, "spec needs 'convs'"),
+    ],
+)
+def test_from_dict_names_a_missing_required_field(d, message):
+    with pytest.raises(SpecError, match=message):
+        ArchSpec.from_dict(d)

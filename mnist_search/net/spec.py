@@ -75,9 +75,9 @@ class ArchSpec:
         checked, and the net's size bounded, before anything is built or allocated."""
         if not isinstance(d, dict):
             raise SpecError(f"a spec is a JSON object, not {type(d).__name__}")
-        _check_fields(d, cls, "spec")
         if "convs" not in d:
             raise SpecError("spec needs 'convs': a list of {out_channels, kernel, padding, pool}")
+        _check_fields(d, cls, "spec")
         convs, hidden = d["convs"], d.get("hidden", [])
         if not isinstance(convs, list) or not 1 <= len(convs) <= LIMITS["convs"]:
             raise SpecError(f"convs: a list of 1 to {LIMITS['convs']} layers")
@@ -166,6 +166,15 @@ def _check_fields(d: dict[str, Any], cls: type, where: str) -> None:
     unknown = set(d) - set(fields_)
     if unknown:
         raise SpecError(f"unknown {where} field(s) {sorted(unknown)}; valid: {sorted(fields_)}")
+    missing = [
+        n
+        for n, f in fields_.items()
+        if n not in d
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise SpecError(f"{where} needs field(s) {missing}; given: {sorted(d)}")
     for name, value in d.items():
         kind = TYPES.get(str(fields_[name].type))
         if kind is not None:
