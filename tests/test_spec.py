@@ -214,3 +214,17 @@ def test_from_dict_rejects_unknown_fields():
 def test_from_dict_names_a_missing_required_field(d, message):
     with pytest.raises(SpecError, match=message):
         ArchSpec.from_dict(d)
+
+
+@pytest.mark.parametrize("part", ["training", "protocol"])
+@pytest.mark.parametrize("value", [[], 0, "", False, [1]])
+def test_a_spec_file_part_that_is_not_an_object_is_named(tmp_path, part, value):
+    from mnist_search.errors import ConfigError
+    from mnist_search.training.retrain import SpecFile
+
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"spec": {"convs": [{"out_channels": 4}]}, part: value}))
+    with pytest.raises(ConfigError, match=f"'{part}' must be an object"):
+        SpecFile.read(path)
+    path.write_text(json.dumps({"spec": {"convs": [{"out_channels": 4}]}, part: None}))
+    assert SpecFile.read(path).spec.convs[0].out_channels == 4  # null: absent

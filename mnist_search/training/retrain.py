@@ -24,6 +24,10 @@ from mnist_search.training.settings import RunSettings
 log = logging.getLogger("mnist_search")
 
 
+def _or_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
 @dataclass(frozen=True)
 class SpecFile:
     """A net and how to train it: a spec, its training settings, and (optionally) its epochs."""
@@ -46,11 +50,14 @@ class SpecFile:
         protocol: dict[str, Any] = {}
         epochs, seed = None, None
         if isinstance(raw, dict) and "spec" in raw:
-            training, epochs = raw.get("training") or {}, raw.get("epochs")
-            seed, protocol = raw.get("seed"), raw.get("protocol") or {}
+            # null stands for absent; any other non-object ([] or 0 included) is refused below.
+            training, epochs = _or_empty(raw.get("training")), raw.get("epochs")
+            seed, protocol = raw.get("seed"), _or_empty(raw.get("protocol"))
             raw = raw["spec"]
             if not isinstance(protocol, dict):
-                raise ConfigError("spec", f"{path}: 'protocol' must be an object")
+                raise ConfigError(
+                    "spec", f"{path}: 'protocol' must be an object, not {protocol!r:.40}"
+                )
             try:
                 check_seed("seed", seed)
                 Protocol.from_dict(protocol)
@@ -58,7 +65,9 @@ class SpecFile:
                 raise ConfigError("spec", f"{path}: {e}") from None
             if not isinstance(training, dict):
                 raise ConfigError(
-                    "spec", f"{path}: 'training' must be an object of training settings"
+                    "spec",
+                    f"{path}: 'training' must be an object of training settings, not "
+                    f"{training!r:.40}",
                 )
             if epochs is not None and (type(epochs) is not int or epochs < 1):
                 raise ConfigError(
