@@ -16,13 +16,14 @@ _IN_TEXT = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
 _IN_URL = re.compile(r"://[^:/@]*:([^@]+)@")
 # ...?password=secret&...: libpq and psycopg also take it as a query parameter.
 _IN_QUERY = re.compile(r"([?&]password=)[^&#\s'\"]*", re.IGNORECASE)
+_QUERY_VALUE = re.compile(r"[?&]password=([^&#]+)", re.IGNORECASE)
 
 
 def masked(text: str, url: str | None = None) -> str:
     """``text`` with the password of any URL in it (and of ``url``, wherever it appears in
     ``text``, e.g. in a driver's message) replaced by ***."""
     if url:
-        for pattern in (_IN_URL, re.compile(r"[?&]password=([^&#]+)", re.IGNORECASE)):
+        for pattern in (_IN_URL, _QUERY_VALUE):
             m = pattern.search(url)
             if m:
                 text = text.replace(m.group(1), "***")
