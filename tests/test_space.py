@@ -254,6 +254,66 @@ def test_the_published_shared_block_nets_are_points_of_the_space():
     assert count_params(unshared) > 2000
 
 
+def test_the_published_shared_block_nets_are_points_of_the_space_with_their_padding():
+    """Since ``modern-6``, their layout too: the first two blocks unpadded (28 → 26, pool 13,
+    → 11; "valid2"), the shared block padded, dropout 0.1 after every block. What differs is
+    only where a normalisation sits (after the ReLU there, and on the dense layer) and, with
+    ``dropout``, one more dropout before the dense 16."""
+    import torch
+
+    from mnist_search.net.model import build_model, module_params
+    from mnist_search.net.spec import conv_shapes, describe
+    from mnist_search.spaces import modern
+
+    def net(width):
+        return modern.build_spec(
+            2,
+            "valid2",
+            [1, 4],
+            [8, width],
+            separable=True,
+            share=True,
+            hidden=16,
+            dropout=0.1,
+            conv_dropout=0.1,
+        )
+
+    published = net(26)
+    assert [(c.padding, c.repeat) for c in published.convs] == [(0, 1), (0, 1), (1, 3)]
+    assert [s.size_out for s in conv_shapes(published)] == [13, 11, 11]
+    assert describe(published) == (
+        "1→8→26→26 k3 pad sep@2,3 pool@1 shared@3×3 bn convdrop0.1 drop0.1 | gap fc 26→16→10"
+    )
+    # 2,180 there: 2,088 here (no conv biases under BatchNorm, BatchNorm's shift not counted
+    # twice) + 92 of their BatchNorm on the dense layer and conv biases.
+    assert count_params(published) == module_params(build_model(published)) == 2088
+    at_2000 = net(25)
+    assert count_params(at_2000) == 1996
+    params = modern.spec_params(at_2000)
+    assert params["padding"] == "valid2" and params["conv_dropout"] == 0.1
+    assert modern.suggest_spec(Asked(params), 2000) == at_2000
+    out = build_model(at_2000).eval()(torch.zeros(2, 1, 28, 28))
+    assert out.shape == (2, 10)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid", "valid2"])
+@pytest.mark.parametrize("stages,blocks", [(2, [3, 4]), (3, [3, 1, 1]), (3, [1, 3, 1])])
+def test_every_padding_round_trips_and_shares_only_shape_keeping_blocks(padding, stages, blocks):
+    from mnist_search.net.spec import conv_shapes
+    from mnist_search.spaces import modern
+
+    widths = [8, 12, 16][:stages]
+    spec = modern.build_spec(stages, padding, blocks, widths, share=True, residual=True)
+    for shape, c in zip(conv_shapes(spec), spec.convs):
+        if c.repeat > 1 or c.residual:  # only a block that keeps its input's shape
+            assert c.padding == c.kernel // 2 and shape.in_channels == c.out_channels
+    pads = [c.padding for c in spec.convs]
+    if padding == "valid2":
+        assert pads[:2] == [0, 0] and all(pads[2:])
+    assert modern.spec_params(spec)["padding"] == padding
+    assert modern.build(modern.spec_params(spec)) == spec
+
+
 class Asked:
     """A stand-in trial that answers the sampling code's questions from ``params`` and checks
     each answer is within the range the code offers at that budget."""
@@ -295,9 +355,12 @@ def test_the_published_squeeze_nets_are_points_of_the_space(factorize, published
         squeeze=4,
         hidden=24,
         dropout=0.1,
+        conv_dropout=0.1,  # theirs: 0.1 after every layer (modern-6)
     )
     fact = "fact@3 " if factorize else ""
-    assert describe(net) == f"1→8→16→16→4 k1/3 {fact}pool@1,2 bn drop0.1 | fc 36→24→10"
+    assert describe(net) == (
+        f"1→8→16→16→4 k1/3 {fact}pool@1,2 bn convdrop0.1 drop0.1 | fc 36→24→10"
+    )
     assert count_params(net) == ours
     assert published - ours == (60 if factorize else 44)
     params = modern.spec_params(net)

@@ -228,3 +228,40 @@ def test_a_spec_file_part_that_is_not_an_object_is_named(tmp_path, part, value):
         SpecFile.read(path)
     path.write_text(json.dumps({"spec": {"convs": [{"out_channels": 4}]}, part: None}))
     assert SpecFile.read(path).spec.convs[0].out_channels == 4  # null: absent
+
+
+@pytest.mark.parametrize("plain", [True, False])
+def test_conv_dropout_acts_after_every_block_and_costs_no_weights(plain):
+    """Dropout after every conv block (the published tiny nets' habit): no weights, one Dropout
+    per block, active in training only, and written to a spec file only where it is used."""
+    import torch
+
+    from mnist_search.net.model import build_model, module_params
+
+    convs = [
+        {"out_channels": 6, "kernel": 3, "padding": 1, "pool": True},
+        {"out_channels": 8, "kernel": 3, "padding": 1, "pool": True},
+        {"out_channels": 8, "kernel": 3, "padding": 1, **({} if plain else {"kind": "sep"})},
+    ]
+    base = ArchSpec.from_dict({"convs": convs, "batchnorm": True, "head": "gap"})
+    spec = ArchSpec.from_dict({**base.to_dict(), "conv_dropout": 0.5})
+    assert "conv_dropout" not in base.to_dict()  # nets stored before it serialise as before
+    assert spec.to_dict()["conv_dropout"] == 0.5 and ArchSpec.from_dict(spec.to_dict()) == spec
+    assert count_params(spec) == count_params(base) == module_params(build_model(spec))
+    assert "convdrop0.5" in describe(spec) and "convdrop" not in describe(base)
+    model = build_model(spec)
+    drops = [m for m in model.features.modules() if isinstance(m, torch.nn.Dropout)]
+    assert len(drops) == len(convs) and all(d.p == 0.5 for d in drops)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in build_model(base).modules())
+    x = torch.randn(4, 1, 28, 28)
+    torch.manual_seed(0)
+    model.train()
+    assert not torch.equal(model(x), model(x))
+    model.eval()
+    assert torch.equal(model(x), model(x))
+
+
+@pytest.mark.parametrize("value", [1.0, 1, -0.1, 2, "0.1", True, None, [0.1], float("nan")])
+def test_a_bad_conv_dropout_is_named(value):
+    with pytest.raises(SpecError, match="conv_dropout"):
+        ArchSpec.from_dict({"convs": [{"out_channels": 4}], "conv_dropout": value})

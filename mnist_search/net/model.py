@@ -12,9 +12,10 @@ from mnist_search.net.spec import ArchSpec, ConvLayer, LayerShape, conv_shapes, 
 class Block(nn.Module):
     """conv (or depthwise + pointwise, or k×1 → BN → ReLU → 1×k) → BN → (+ input) → ReLU,
     ``repeat`` times with the same convs and BatchNorms of their own each time (the activations
-    differ from one use to the next, so one set of statistics would fit none of them) → pool."""
+    differ from one use to the next, so one set of statistics would fit none of them) → pool →
+    dropout (``drop``, the spec's ``conv_dropout``)."""
 
-    def __init__(self, shape: LayerShape, layer: ConvLayer, batchnorm: bool):
+    def __init__(self, shape: LayerShape, layer: ConvLayer, batchnorm: bool, drop: float = 0.0):
         super().__init__()
         c_in, c_out, bias = shape.in_channels, layer.out_channels, not batchnorm
         k, p = layer.kernel, layer.padding
@@ -40,6 +41,7 @@ class Block(nn.Module):
             nn.BatchNorm2d(c_out) if batchnorm else nn.Identity() for _ in range(layer.repeat - 1)
         )
         self.residual, self.pool = layer.residual, layer.pool
+        self.drop = nn.Dropout(drop) if drop else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for use, bn in enumerate((self.bn, *self.again)):
@@ -48,7 +50,7 @@ class Block(nn.Module):
             if self.residual:
                 y = y + x
             x = F.relu(y)
-        return F.max_pool2d(x, 2) if self.pool else x
+        return self.drop(F.max_pool2d(x, 2) if self.pool else x)
 
 
 class Net(nn.Module):
@@ -59,7 +61,7 @@ class Net(nn.Module):
         blocks: list[nn.Module] = []
         for shape, layer in zip(conv_shapes(spec), spec.convs):
             if not plain:
-                blocks.append(Block(shape, layer, spec.batchnorm))
+                blocks.append(Block(shape, layer, spec.batchnorm, spec.conv_dropout))
                 continue
             # Plain stacks keep the flat Conv/BN/ReLU/Pool layout their stored weights use.
             blocks.append(
@@ -76,6 +78,8 @@ class Net(nn.Module):
             blocks.append(nn.ReLU(inplace=True))
             if layer.pool:
                 blocks.append(nn.MaxPool2d(2))
+            if spec.conv_dropout:  # only then, so stored plain nets keep their layer indices
+                blocks.append(nn.Dropout(spec.conv_dropout))
         if spec.head == "gap":
             blocks.append(nn.AdaptiveAvgPool2d(1))
         blocks.append(nn.Flatten())

@@ -48,6 +48,9 @@ class ArchSpec:
     in_channels: int = 1
     input_size: int = 28
     num_classes: int = 10
+    # Dropout after every conv block (after its pool), as the published tiny nets do; ``dropout``
+    # above acts in the head only. Last, so positional construction keeps its meaning.
+    conv_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         # Accept lists (from JSON) but store tuples so specs stay hashable.
@@ -67,6 +70,8 @@ class ArchSpec:
             {k: v for k, v in asdict(c).items() if k != "repeat" or v != 1} for c in self.convs
         ]
         d["hidden"] = list(self.hidden)
+        if not self.conv_dropout:  # likewise: written only where it is used
+            del d["conv_dropout"]
         return d
 
     @classmethod
@@ -136,6 +141,7 @@ RANGES = {
     "padding": (0, LIMITS["padding"]),
     "repeat": (1, LIMITS["repeat"]),
     "dropout": (0.0, 0.999),
+    "conv_dropout": (0.0, 0.999),
 }
 KIND_NAMES = {
     int: "a whole number",
@@ -327,6 +333,8 @@ def validate(spec: ArchSpec) -> None:
         raise SpecError(f"head={spec.head!r}; valid: {', '.join(HEADS)}")
     if not 0.0 <= spec.dropout < 1.0:
         raise SpecError(f"dropout={spec.dropout}; must be in [0, 1)")
+    if not 0.0 <= spec.conv_dropout < 1.0:
+        raise SpecError(f"conv_dropout={spec.conv_dropout}; must be in [0, 1)")
     for j, h in enumerate(spec.hidden, start=1):
         if h < 1:
             raise SpecError(f"hidden layer {j}: width={h}; must be >= 1")
@@ -369,6 +377,8 @@ def describe(spec: ArchSpec) -> str:
         parts.append("shared@" + ",".join(shared))
     if spec.batchnorm:
         parts.append("bn")
+    if spec.conv_dropout:
+        parts.append(f"convdrop{spec.conv_dropout:g}")
     if spec.dropout:
         parts.append(f"drop{spec.dropout:g}")
     head = "gap " if spec.head == "gap" else ""

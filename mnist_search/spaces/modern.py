@@ -8,21 +8,24 @@ their smallest completion fits the budget, then each stage's width gets the larg
 that leaves room for the remaining stages at their minimum width.
 
 A net is ``stages`` stages (2 or 3) separated by 2×2 max-pools (28 → 14 → 7 with "same"
-padding). Stage s has ``blocks<s>`` 3×3 blocks of width ``width<s>``; the net's first block may
+padding; "valid" pads no block, "valid2" only the first two, as the published 1,936- and
+2,180-parameter nets do). Stage s has ``blocks<s>`` 3×3 blocks of width ``width<s>``; the net's first block may
 use a 5×5 kernel instead (``first_kernel``: the best published nets under 2,000 parameters spend
 their first layer on a larger receptive field). With ``transition``, a 1×1
 conv maps one stage's width to the next after the pool, so every block of the next stage keeps
 its input's shape; with ``residual`` each block that keeps its input's shape adds that input
 before its activation. With ``separable`` every block but the net's first (a depthwise conv on
-one input channel would be a waste) is depthwise-separable. With ``share`` (same padding, a
-stage of 3 or 4 blocks) the third and fourth blocks of a stage reuse the second's weights, each
-with a BatchNorm of its own, as the smallest published nets do. With ``factorize`` the last
+one input channel would be a waste) is depthwise-separable. With ``share`` (not "valid", a
+stage of 3 or 4 blocks) the third and fourth blocks of a stage reuse the weights of the block
+before when that one keeps its shape (padded), each use with a BatchNorm of its own, as the
+smallest published nets do. With ``factorize`` the last
 stage's blocks (the net's first excepted) are factorized, a 3×1 conv then a 1×3, each with its
 BatchNorm: two thirds of a 3×3 conv's weights for the same receptive field, as the published
 4,142-parameter net does. A flatten head may follow a 1×1 conv that squeezes the last map to
 ``squeeze`` (4 or 8) channels, as the published 4,142- and 4,862-parameter nets do before their
 flatten. The head may put one hidden fully connected layer (``hidden``: 8 to 32 wide) before
-the output.
+the output. Dropout may act in the head (``dropout``) and after every conv block
+(``conv_dropout``, as the published 4,142- and 4,862-parameter nets do).
 
 The recipe may keep an exponential moving average of the weights (``ema``) and judge that.
 """
@@ -38,16 +41,19 @@ from mnist_search.net.spec import ArchSpec, ConvLayer, SpecError, count_params
 from mnist_search.spaces.base import Space, largest, pick
 from mnist_search.spaces.design import COLUMNS, DesignTrial, latin_hypercube, log_between
 
-SPACE_VERSION = "modern-5"
+SPACE_VERSION = "modern-6"
 STAGES = (2, 3)
 MAX_BLOCKS = 4
 WIDTH = (4, 96)  # per stage, log scale
-PADDINGS = ("same", "valid")
+# "valid2": the net's first two blocks unpadded, the rest "same" (the published 1,936- and
+# 2,180-parameter nets: 28 → 26 → pool 13 → 11, then shape-keeping shared blocks).
+PADDINGS = ("same", "valid", "valid2")
 FIRST_KERNELS = (3, 5)
 HIDDEN = (0, 8, 16, 24, 32)  # a hidden fully connected layer's width (0: none); evenly spaced
 SQUEEZE = (0, 4, 8)  # a 1×1 conv's width before a flatten head (0: none); evenly spaced
 EMAS = (0.0, 0.99, 0.999)
 DROPOUTS = (0.0, 0.1, 0.2)
+CONV_DROPOUTS = (0.0, 0.05, 0.1)  # after every conv block
 # One epoch at batch 32 is four times the steps of one at 128: a one-epoch training wants them.
 BATCH_SIZES = (32, 64, 128, 256)
 OPTIMIZERS = ("sgd", "adamw")
@@ -76,22 +82,25 @@ def build_spec(
     hidden: int = 0,
     dropout: float = 0.0,
     first_kernel: int = 3,
+    conv_dropout: float = 0.0,
 ) -> ArchSpec:
     """The spec these choices describe; no Optuna, so it can be rebuilt from stored params."""
-    same = padding == "same"
     convs: list[ConvLayer] = []
     c_prev = 1
+    n_blocks = 0  # blocks made so far (transitions not counted)
     for s in range(stages):
         w = widths[s]
         if s > 0 and transition:
             convs.append(ConvLayer(w, 1, 0))
             c_prev = w
         for b in range(blocks[s]):
-            if share and same and b >= 2:
-                # From the third block on, a stage's blocks reuse the second's weights (both
-                # keep the stage's shape): depth for the price of a BatchNorm.
+            if share and b >= 2 and convs[-1].padding == convs[-1].kernel // 2:
+                # From the third block on, a stage's blocks reuse the weights of the block
+                # before when it keeps the stage's shape: depth for the price of a BatchNorm.
                 convs[-1] = dataclasses.replace(convs[-1], repeat=convs[-1].repeat + 1)
                 continue
+            same = padding == "same" or (padding == "valid2" and n_blocks >= 2)
+            n_blocks += 1
             k = 3 if convs else first_kernel
             if not convs:
                 kind = "conv"  # a depthwise or k×1 conv on one input channel would be a waste
@@ -115,6 +124,7 @@ def build_spec(
         dropout=dropout,
         head=head,
         hidden=(hidden,) if hidden else (),
+        conv_dropout=conv_dropout,
     )
 
 
@@ -143,7 +153,7 @@ def suggest_spec(trial: optuna.Trial, budget: int) -> ArchSpec:
         trial, "first_kernel", FIRST_KERNELS, lambda k: minimal(stages, padding, first_kernel=k)
     )
     # Shared blocks cost only their BatchNorms, so more blocks fit where sharing is offered.
-    can_share = padding == "same"
+    can_share = padding != "valid"
     blocks = [1] * stages
     for s in range(stages):
 
@@ -153,7 +163,7 @@ def suggest_spec(trial: optuna.Trial, budget: int) -> ArchSpec:
             )
 
         blocks[s] = trial.suggest_int(f"blocks{s + 1}", 1, largest(1, MAX_BLOCKS, with_blocks))
-    names = ("separable", "factorize", "transition") + (("residual",) if padding == "same" else ())
+    names = ("separable", "factorize", "transition") + (("residual",) if can_share else ())
     if can_share and max(blocks) >= 3:  # fewer blocks leave nothing to share
         names += ("share",)
     for name in names:
@@ -177,6 +187,7 @@ def suggest_spec(trial: optuna.Trial, budget: int) -> ArchSpec:
     if len(fit) > 1:
         kw["hidden"] = trial.suggest_int("hidden", 0, fit[-1], step=HIDDEN[1])
     kw["dropout"] = trial.suggest_categorical("dropout", DROPOUTS)
+    kw["conv_dropout"] = trial.suggest_categorical("conv_dropout", CONV_DROPOUTS)
     widths = [lo] * stages
     for s in range(stages):
 
@@ -259,6 +270,7 @@ def build(p: dict[str, Any]) -> ArchSpec:
         hidden=p.get("hidden", 0),
         dropout=p["dropout"],
         first_kernel=p["first_kernel"],
+        conv_dropout=p.get("conv_dropout", 0.0),
     )
 
 
@@ -269,18 +281,24 @@ def spec_params(spec: ArchSpec) -> dict[str, Any]:
     convs = spec.convs
     if not convs or not spec.batchnorm or len(spec.hidden) > 1:
         raise SpecError("the modern space has BatchNorm nets with at most one hidden layer")
+    if spec.conv_dropout not in CONV_DROPOUTS:
+        raise SpecError(f"conv_dropout {spec.conv_dropout}: the space has {CONV_DROPOUTS}")
     # A 1×1 conv last is a squeeze: a transition always has a stage's blocks after it.
     squeeze = convs[-1].out_channels if len(convs) > 1 and convs[-1].kernel == 1 else 0
     if squeeze:
         convs = convs[:-1]
     first = convs[0]
+    padded = [c.padding > 0 for c in convs if c.kernel != 1]
+    if not padded:
+        raise SpecError("the modern space's nets have a 3×3 or 5×5 block")
     p: dict[str, Any] = {
-        "padding": "same" if first.padding else "valid",
+        "padding": "same" if padded[0] else "valid" if not any(padded) else "valid2",
         "first_kernel": first.kernel,
         "head": spec.head,
         "squeeze": squeeze,
         "hidden": spec.hidden[0] if spec.hidden else 0,
         "dropout": spec.dropout,
+        "conv_dropout": spec.conv_dropout,
         "separable": any(c.kind == "sep" for c in convs),
         "factorize": any(c.kind == "fact" for c in convs),
         "transition": any(c.kernel == 1 for c in convs),
@@ -362,7 +380,7 @@ def startup_design(budget: int, n: int, seed: int) -> list[dict[str, Any]]:
     for row in rows:
         sampled = spec_params(suggest_spec(DesignTrial(row[:COLUMNS]), budget))  # type: ignore[arg-type]
         # Dropout only slows a short training down; the sampler may add it later.
-        params = sampled | {"dropout": 0.0}
+        params = sampled | {"dropout": 0.0, "conv_dropout": 0.0}
         taper = log_between(row[COLUMNS + 1], *TAPER)
         for s in range(1, params["stages"] + 1):
             params[f"width{s}"] = max(WIDTH[0], round(16 * taper ** (s - 1)))

@@ -165,6 +165,8 @@ def spec_params(spec: ArchSpec) -> dict[str, Any]:
         )
     if spec.dropout not in DROPOUTS:
         raise SpecError(f"dropout {spec.dropout}: the space has {DROPOUTS}")
+    if spec.conv_dropout:
+        raise SpecError(f"conv_dropout {spec.conv_dropout}: the space has none")
     p: dict[str, Any] = {
         "n_conv": len(spec.convs),
         "kernel": kernel,
