@@ -282,7 +282,7 @@ def test_the_published_shared_block_nets_are_points_of_the_space_with_their_padd
     assert [(c.padding, c.repeat) for c in published.convs] == [(0, 1), (0, 1), (1, 3)]
     assert [s.size_out for s in conv_shapes(published)] == [13, 11, 11]
     assert describe(published) == (
-        "1→8→26→26 k3 pad sep@2,3 pool@1 shared@3×3 bn convdrop0.1 drop0.1 | gap fc 26→16→10"
+        "1→8→26→26 k3 pad@3 sep@2,3 pool@1 shared@3×3 bn convdrop0.1 drop0.1 | gap fc 26→16→10"
     )
     # 2,180 there: 2,088 here (no conv biases under BatchNorm, BatchNorm's shift not counted
     # twice) + 92 of their BatchNorm on the dense layer and conv biases.

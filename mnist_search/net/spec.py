@@ -361,8 +361,11 @@ def describe(spec: ArchSpec) -> str:
     chans = "→".join(str(c) for c in [spec.in_channels, *(l.out_channels for l in spec.convs)])
     kernels = sorted({l.kernel for l in spec.convs})
     parts = [chans, "k" + "/".join(map(str, kernels))]
-    if any(l.padding for l in spec.convs):
-        parts.append("pad")
+    padded = [str(i) for i, l in enumerate(spec.convs, start=1) if l.padding]
+    if padded:
+        # Where only some k×k blocks are padded (e.g. the first two not), say which are.
+        mixed = any(l.kernel > 1 and not l.padding for l in spec.convs)
+        parts.append("pad@" + ",".join(padded) if mixed else "pad")
     for tag, flag in (
         ("sep", lambda l: l.kind == "sep"),
         ("fact", lambda l: l.kind == "fact"),
