@@ -520,3 +520,28 @@ def test_time_set_final_stage_gives_later_candidates_the_time_earlier_ones_left(
     for line in lines:  # what was announced is what was trained
         n, e = re.match(r"final stage: trial (\d+) gets (\d+) epoch", line).groups()
         assert epochs[int(n)] == int(e)
+
+
+def test_final_incumbent_retrains_the_best_warm_start_beside_the_finalists(in_tmp, data_dir):
+    """--final-incumbent: the best trial the warm start queued is retrained with the finalists
+    whether or not it is one; the final stage still chooses on validation."""
+    from mnist_search.search.final_time import finalists
+    from mnist_search.search.records import Origin, TrialRecord, complete
+
+    # At 600 parameters the shipped nets, narrowed, lose to a net this search samples.
+    args = ["optimize", "--budget", 600, "--n-trials", 8, "--seed", 1, "--data-dir", data_dir]
+    args += ["--epochs", 1, "--train-subset", 1000, "--val-size", 1000, "--device", "cpu"]
+    final = ["--final-seeds", 1, "--final-top", 1, "--final-epochs", 1, "--final-incumbent"]
+    r = run(*args, *final)
+    assert r.exit_code == 0, r.output
+    search = load("budget-600")
+    starts = [t for t in complete(search) if t.origin is Origin.WARM_START]
+    assert starts, [TrialRecord.of(t).origin for t in search.trials]
+    best_start = min(starts, key=lambda t: (-(t.val_accuracy or 0.0), t.n_params or 0))
+    top = finalists(search, 1)[0]
+    assert top.number != best_start.number  # so the incumbent is one more candidate
+    runs = load("budget-600-final").trials
+    assert {t.user_attrs["source_trial"] for t in runs} == {top.number, best_start.number}
+    chosen = json.loads((in_tmp / "studies" / "budget-600-best.json").read_text())
+    best_run = max(runs, key=lambda t: t.value)
+    assert chosen["source_trial"] == best_run.user_attrs["source_trial"]

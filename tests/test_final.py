@@ -209,3 +209,37 @@ def test_successive_halving_keeps_the_best_third_at_each_rung():
             study.tell(trial, value)
     assert 98 not in stopped and 97 not in stopped  # the best always go on
     assert stopped and min(stopped.values()) >= 1  # the first rung is one epoch's report
+
+
+def test_the_incumbent_is_a_finalist_beside_the_best_ones():
+    """With ``with_start`` the best warm-start trial is retrained too, sharing the time, even
+    when its one-epoch validation ranks it below every finalist."""
+    from mnist_search.search.final_time import final_lengths, incumbent
+
+    study = _study_with({98.5: 10.0, 98.3: 10.0})
+    for value, seconds, where in ((97.0, 10.0, "found/a.json"), (96.0, 5.0, "found/b.json")):
+        study.add_trial(
+            create_trial(
+                value=value,
+                params={"x": 0.5},
+                distributions={"x": FloatDistribution(0, 1)},
+                user_attrs={"seconds": seconds, "n_params": 100, "warm_start": where},
+            )
+        )
+    assert incumbent(study).number == 2  # the better of the two warm starts
+    # 1,200 s, one finalist: 1,000 s with the margin, 100 epochs, capped at 40.
+    assert final_lengths(study, top=1, seeds=1, search_epochs=1, seconds_left=1200) == {0: 40}
+    # With the incumbent: two retrainings share it, 500 s each: still the cap.
+    both = final_lengths(study, 1, 1, 1, seconds_left=1200, with_start=True)
+    assert both == {0: 40, 2: 40}
+    # Tighter time: 120 s for two runs, 50 s each (5 epochs at 10 s), the finalist first.
+    assert list(final_lengths(study, 1, 1, 1, seconds_left=120, with_start=True).items()) == [
+        (0, 5),
+        (2, 5),
+    ]
+    # Already a finalist: not retrained twice.
+    assert final_lengths(study, 3, 1, 1, seconds_left=1e9, with_start=True).keys() == {0, 1, 2}
+    # No warm start in the study: the finalists alone.
+    plain = _study_with({98.5: 10.0})
+    assert incumbent(plain) is None
+    assert final_lengths(plain, 1, 1, 1, seconds_left=1200, with_start=True) == {0: 40}

@@ -20,6 +20,7 @@ from mnist_search.frontier.published import PUBLISHED, epoch_cap
 from mnist_search.frontier.run import FrontierConfig, load_record, run_frontier
 from mnist_search.search import records
 from mnist_search.search.final import final_study_name, summarize_final
+from mnist_search.search.final_time import incumbent
 
 runner = CliRunner()
 BUDGETS = (300, 700)
@@ -69,6 +70,11 @@ def test_each_budget_gets_a_net_within_it_chosen_on_validation(tmp_path, data_di
         assert row.n_params <= row.budget and row.epochs <= epoch_cap(row.budget)
         # The chosen candidate is the best by mean validation accuracy of those retrained.
         sources = {r.source_trial for r in records.complete(final)}
+        # The best net the warm start queued (here, from the second budget on, the smaller
+        # budget's choice widened) is retrained beside the finalists (the default).
+        start = incumbent(search)
+        if row.budget != min(BUDGETS):
+            assert start is not None and start.number in sources
         cands = summarize_final(
             final,
             [records.TrialRecord.of(search.trials[n]) for n in sorted(sources)],
@@ -84,9 +90,10 @@ def test_each_budget_gets_a_net_within_it_chosen_on_validation(tmp_path, data_di
     md, page = write_outputs(out, "mnist-search frontier (test)")
     text = md.read_text()
     assert "| 300 |" in text and "| 700 |" in text and "mnist-search frontier (test)" in text
-    assert "then its 2 finalists were retrained" in text
-    one = markdown(replace(out, config=replace(cfg, final_top=1)), "mnist-search frontier (test)")
-    assert "then its finalist was retrained" in one
+    assert "then its 2 finalists, and the best net it started from" in text
+    for top, words in ((1, "then its finalist was retrained"), (2, "2 finalists were retrained")):
+        plain = replace(cfg, final_top=top, final_incumbent=False)
+        assert words in markdown(replace(out, config=plain), "mnist-search frontier (test)")
     assert all(p.source in text for p in PUBLISHED)
     html = page.read_text()
     assert "plot-frontier" in html and "ruslangrimov" in html and "Exp5" in html

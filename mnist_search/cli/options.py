@@ -74,3 +74,10 @@ FinalAugment = Annotated[
         help="Retrain every finalist with this augmentation, or 'own': each with its trial's.",
     ),
 ]
+FinalIncumbent = Annotated[
+    bool,
+    typer.Option(
+        help="Also retrain the best net the search started from (shipped, or from a smaller "
+        "budget), finalist or not.",
+    ),
+]

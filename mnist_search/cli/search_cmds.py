@@ -20,6 +20,7 @@ from mnist_search.cli.options import (
     Device,
     Epochs,
     FinalAugment,
+    FinalIncumbent,
     Parallel,
     Quiet,
     Storage,
@@ -148,6 +149,7 @@ def optimize(
         ),
     ] = 2,
     final_augment: FinalAugment = "own",
+    final_incumbent: FinalIncumbent = False,
     best_spec: Annotated[
         Optional[Path],
         typer.Option(
@@ -187,7 +189,11 @@ def optimize(
         run=RunSettings(device, data_dir, amp, channels_last, compile_model, parallel),
         artifacts=artifacts,
         final=FinalSettings(
-            final_seeds, _epochs_or_auto(final_epochs), final_top, augment=final_augment
+            final_seeds,
+            _epochs_or_auto(final_epochs),
+            final_top,
+            augment=final_augment,
+            incumbent=final_incumbent,
         ),
         best_spec=best_spec,
     )
@@ -250,6 +256,7 @@ def frontier(
     final_seeds: Annotated[int, typer.Option(help="Seeds each finalist is retrained with.")] = 3,
     final_top: Annotated[int, typer.Option(help="Finalists per budget.")] = 2,
     final_augment: FinalAugment = "own",
+    final_incumbent: FinalIncumbent = True,
     study_prefix: Annotated[
         str, typer.Option(help="Each budget's study is <prefix>-<budget>.")
     ] = "frontier",
@@ -293,6 +300,7 @@ def frontier(
         final_seeds=final_seeds,
         final_top=final_top,
         final_augment=final_augment,
+        final_incumbent=final_incumbent,
         target_accuracy=target_accuracy,
         artifacts=artifacts,
     )

@@ -48,7 +48,13 @@ def markdown(outcome: FrontierOutcome, command: str) -> str:
         "",
         "Each budget was searched by `mnist-search optimize`'s search in its own study "
         f"(`{cfg.study_prefix}-<budget>`), then its "
-        + ("finalist was" if cfg.final_top == 1 else f"{cfg.final_top} finalists were")
+        + ("finalist" if cfg.final_top == 1 else f"{cfg.final_top} finalists")
+        + (
+            ", and the best net it started from (a shipped one or the smaller budget's choice, "
+            "fitted) if not among them, were"
+            if cfg.final_incumbent
+            else (" was" if cfg.final_top == 1 else " were")
+        )
         + " retrained from scratch"
         + ("" if cfg.final_augment == OWN else f", augmentation {cfg.final_augment},")
         + f" with {cfg.final_seeds} seeds for as many epochs as the time allowed, up "

@@ -63,6 +63,10 @@ class FrontierConfig:
     final_top: int = 2
     # Every budget's finalists retrained with this augmentation (OWN: each recipe's own).
     final_augment: str = OWN
+    # Each budget's best warm-start net (shipped, or the smaller budget's choice widened) is
+    # retrained beside the finalists: what is learnt at one budget is weighed at full length at
+    # the next, not only by its one-epoch trial.
+    final_incumbent: bool = True
     artifacts: str | Path | None = None
     # The smallest retrained net reaching this validation accuracy (%), reported beside the rows.
     target_accuracy: float | None = None
@@ -115,6 +119,7 @@ class FrontierConfig:
                 top=self.final_top,
                 max_epochs=epoch_cap(budget),
                 augment=self.final_augment,
+                incumbent=self.final_incumbent,
             ),
             best_spec=str(out / f"budget-{budget}.json"),
             artifacts=self.artifacts,
@@ -216,6 +221,7 @@ def save_record(out: Path, rows: list[FrontierRow], cfg: FrontierConfig) -> None
         "budgets": list(cfg.budgets),
         "study_prefix": cfg.study_prefix,
         "final_augment": cfg.final_augment,
+        "final_incumbent": cfg.final_incumbent,
         "rows": [asdict(r) for r in sorted(rows, key=lambda r: r.budget)],
     }
     write_atomic(out / RECORD, json.dumps(body, indent=2) + "\n")

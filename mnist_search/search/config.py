@@ -52,6 +52,10 @@ class FinalSettings:
     # search trial says little of what augmentation does over a long training, and the shipped
     # nets' recipes have none.
     augment: str = OWN
+    # Also retrain the search's best warm-start net (a shipped net or the net chosen at a smaller
+    # budget, fitted to this one) whether or not it is among the finalists: one epoch is a weak
+    # ranking (a 24,849-parameter shipped net ranked fifth there, and first at full length).
+    incumbent: bool = False
 
     def check(self) -> None:
         if self.epochs not in (None, AUTO) and (

@@ -238,6 +238,7 @@ def _search(
                 cfg.protocol.epochs,
                 cfg.final.epochs if isinstance(cfg.final.epochs, int) else cfg.protocol.epochs,
                 stop=stop,
+                with_start=cfg.final.incumbent,
             )
         )
     interrupted = False
@@ -299,6 +300,7 @@ class FinalStage:
             self.cfg.protocol.epochs,
             left,
             max_epochs=self.cfg.final.max_epochs,
+            with_start=self.cfg.final.incumbent,
         )
 
     def run(self, splits: Splits, deadline: Deadline) -> FinalOutcome:
@@ -328,6 +330,7 @@ class FinalStage:
             callbacks=[TrialLog()],
             replan=self._replan(deadline) if self.auto else None,
             augment=cfg.final.augment_override,
+            incumbent=cfg.final.incumbent,
         )
 
     def _replan(self, deadline: Deadline) -> Callable[[TrialRecord, int], int]:

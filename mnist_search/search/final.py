@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from mnist_search.files import write_atomic
 from mnist_search.net.spec import ArchSpec
 from mnist_search.search import records
-from mnist_search.search.final_time import POOL, finalists
+from mnist_search.search.final_time import finalists, with_incumbent
 from mnist_search.search.records import TrialRecord
 from mnist_search.stats import Stat, stat_of
 
@@ -222,13 +222,15 @@ def run_final(
     callbacks: list,
     replan: Callable[[TrialRecord, int], int] | None = None,
     augment: str | None = None,
+    incumbent: bool = False,
 ) -> FinalOutcome:
     """Retrain the search's top candidates with several seeds; choose on validation; write the
     chosen net to ``best_spec``. ``epochs``: one length for all, or one per source trial.
     ``make_objective(wanted)`` gives the objective that trains the wanted (trial, seed) runs.
     With ``replan(source, runs_left)``, each candidate's length is set again just before it
     trains, from the time then left (the time the earlier ones did not use goes to the later).
-    ``augment``: every candidate retrained with this augmentation instead of its own."""
+    ``augment``: every candidate retrained with this augmentation instead of its own.
+    ``incumbent``: the search's best warm-start net is a candidate too (``with_incumbent``)."""
     per_source = epochs if isinstance(epochs, dict) else None
     fixed = epochs if isinstance(epochs, int) else None
     out = FinalOutcome(
@@ -236,10 +238,12 @@ def run_final(
     )
     out.best_sampled = best_sampled(study)
     if per_source:  # chosen by final_lengths
-        by_number = {r.number: r for r in finalists(study, POOL * top)}
+        by_number = {r.number: r for r in records.complete(study)}
         sources = [by_number[n] for n in per_source]
     else:
         sources = finalists(study, top)
+        if incumbent:
+            sources = with_incumbent(study, sources)
     if not sources:
         out.skipped = "the search has no complete searched trial"
         return out

@@ -18,6 +18,23 @@ def finalists(study: optuna.Study, top: int) -> list[TrialRecord]:
     return [r for r in top_trials(study, top) if not r.is_fixed]
 
 
+def incumbent(study: optuna.Study) -> TrialRecord | None:
+    """The search's best complete warm-start trial: the net it started from (a shipped net, or
+    the one chosen at a smaller budget, fitted to this one), by its search validation."""
+    from mnist_search.search.records import Origin, complete
+
+    starts = [r for r in complete(study) if r.origin is Origin.WARM_START]
+    return min(starts, key=lambda r: (-(r.val_accuracy or 0.0), r.n_params or 0), default=None)
+
+
+def with_incumbent(study: optuna.Study, chosen: list[TrialRecord]) -> list[TrialRecord]:
+    """``chosen`` and, after them, the incumbent when it is not among them already."""
+    inc = incumbent(study)
+    if inc is None or any(r.number == inc.number for r in chosen):
+        return chosen
+    return [*chosen, inc]
+
+
 def epoch_seconds(r: TrialRecord, epochs: int) -> float:
     """Seconds an epoch of ``r``'s net takes in a final run, from ``r`` (a search trial, or a
     final run, of ``epochs`` epochs): its optimisation time per epoch and one validation (a final
@@ -55,6 +72,7 @@ def final_lengths(
     seconds_left: float,
     margin: float = 1.2,
     max_epochs: int = MAX_AUTO_EPOCHS,
+    with_start: bool = False,
 ) -> dict[int, int]:
     """Finalists and their epochs (by trial number) when each of the ``top × seeds``
     retrainings gets an equal share of ``seconds_left``.
@@ -63,9 +81,11 @@ def final_lengths(
     trainable in the time, not the best after one short trial: among the ``POOL × top`` best
     candidates by validation accuracy, the ``top`` with the lowest validation error expected
     after their affordable length (``LEARNING_CURVE_EXPONENT``) are the finalists. Per-epoch
-    times come from the candidates' own trials (``epoch_seconds``), with a margin."""
+    times come from the candidates' own trials (``epoch_seconds``), with a margin. With
+    ``with_start``, the incumbent (``incumbent``) is one more finalist, sharing the time."""
     pool = finalists(study, POOL * top)
-    share = seconds_left / max(1, min(top, len(pool)) * seeds) / margin
+    extra = 1 if with_start and incumbent(study) is not None else 0
+    share = seconds_left / max(1, (min(top, len(pool)) + extra) * seeds) / margin
 
     def epochs(r: TrialRecord) -> int:
         per_epoch = epoch_seconds(r, search_epochs)
@@ -77,6 +97,8 @@ def final_lengths(
         ) ** -LEARNING_CURVE_EXPONENT
 
     chosen = sorted(pool, key=lambda r: (expected_error(r), r.n_params or 0))[:top]
+    if with_start:
+        chosen = with_incumbent(study, chosen)
     return {r.number: epochs(r) for r in chosen}
 
 
@@ -101,19 +123,25 @@ class LeaveTimeForFinal:
         margin: float = 1.25,
         min_trials: int = 5,
         stop: StopToken | None = None,
+        with_start: bool = False,
     ):
         self.deadline, self.top, self.seeds, self.margin = deadline, top, seeds, margin
         self.search_epochs, self.final_epochs = search_epochs, final_epochs
         self.min_trials, self.seen = min_trials, 0
         self.stop = stop or StopToken()  # what the runner checks between trials
+        self.with_start = with_start  # the incumbent is retrained too
 
     def estimate(self, study: optuna.Study) -> float:
         return (
             self.margin
             * self.seeds
             * self.final_epochs
-            * sum(epoch_seconds(r, self.search_epochs) for r in finalists(study, self.top))
+            * sum(epoch_seconds(r, self.search_epochs) for r in self._finalists(study))
         )
+
+    def _finalists(self, study: optuna.Study) -> list[TrialRecord]:
+        chosen = finalists(study, self.top)
+        return with_incumbent(study, chosen) if self.with_start else chosen
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.seen += 1
