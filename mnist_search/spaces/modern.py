@@ -237,19 +237,35 @@ def fit_widths(params: dict[str, Any], budget: int) -> dict[str, Any] | None:
             p[f"width{s}"] = min(hi_w, max(lo_w, round(a * w)))
         return p
 
-    def fits(p: dict[str, Any]) -> bool:
-        try:
-            return count_params(build(p)) <= budget
-        except SpecError:
-            return False
-
     lo, hi = 0.0, float(hi_w)  # widths are clipped, so no factor beyond hi_w changes anything
-    if not fits(scaled(lo)):
+    if not _fits_params(scaled(lo), budget):
         return None
     for _ in range(40):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if fits(scaled(mid)) else (lo, mid)
+        lo, hi = (mid, hi) if _fits_params(scaled(mid), budget) else (lo, mid)
     return scaled(lo)
+
+
+def _fits_params(p: dict[str, Any], budget: int) -> bool:
+    try:
+        return count_params(build(p)) <= budget
+    except SpecError:
+        return False
+
+
+def top_up(params: dict[str, Any], budget: int) -> dict[str, Any]:
+    """``params`` with stages widened one channel at a time, first stage first, while the net
+    still fits ``budget``. One factor for every width moves in coarse steps where widths are
+    small (4 → 5 is a quarter more of everything), which left design nets at half the budget."""
+    grown = True
+    while grown:
+        grown = False
+        for s in range(1, params["stages"] + 1):
+            key = f"width{s}"
+            wider = params | {key: params[key] + 1}
+            if params[key] < WIDTH[1] and _fits_params(wider, budget):
+                params, grown = wider, True
+    return params
 
 
 def build(p: dict[str, Any]) -> ArchSpec:
@@ -386,7 +402,9 @@ def startup_design(budget: int, n: int, seed: int) -> list[dict[str, Any]]:
             params[f"width{s}"] = max(WIDTH[0], round(16 * taper ** (s - 1)))
         used = BUDGET_USED[0] + row[COLUMNS] * (BUDGET_USED[1] - BUDGET_USED[0])
         # None when even the narrowest widths of this taper do not fit: keep the sampled ones.
-        params = fit_widths(params, int(used * budget)) or sampled
+        params = top_up(fit_widths(params, int(used * budget)) or sampled, int(used * budget))
+        if count_params(build(params)) < BUDGET_USED[0] * budget:  # one channel overshot the share
+            params = top_up(params, budget)
         out.append(params | training_params(prior_recipe(row[COLUMNS + 2 :])))
     return out
 
