@@ -35,6 +35,7 @@ RANGES: dict[str, tuple[int, int, str]] = {
     "final_top": (1, 100, ""),
     "final_seeds": (0, 100, ""),
     "startup": (0, 1000, ""),
+    "top": (0, 1000, ""),  # rows of a table
 }
 
 

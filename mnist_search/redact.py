@@ -26,7 +26,10 @@ def masked(text: str, url: str | None = None) -> str:
         for pattern in (_IN_URL, _QUERY_VALUE):
             m = pattern.search(url)
             if m:
-                text = text.replace(m.group(1), "***")
+                # Wherever it stands alone: a one-letter password is not masked inside words
+                # ('psycopg'), which would make the message unreadable and hide nothing.
+                alone = rf"(?<![A-Za-z0-9]){re.escape(m.group(1))}(?![A-Za-z0-9])"
+                text = re.sub(alone, "***", text)
     return _IN_QUERY.sub(r"\1***", _IN_TEXT.sub(r"\1***@", text))
 
 

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from mnist_search.errors import check_range
+
 DataDir = Annotated[
     Optional[Path],
     typer.Option(
@@ -81,3 +83,12 @@ FinalIncumbent = Annotated[
         "budget), finalist or not.",
     ),
 ]
+
+
+def _rows(value: int) -> int:
+    """Checked as the option is parsed, before anything is written."""
+    check_range("top", value)
+    return value
+
+
+Top = Annotated[int, typer.Option(help="Rows in the final table (0: none).", callback=_rows)]

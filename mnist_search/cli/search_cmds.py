@@ -24,6 +24,7 @@ from mnist_search.cli.options import (
     Parallel,
     Quiet,
     Storage,
+    Top,
     TrainSubset,
     ValSize,
 )
@@ -102,7 +103,7 @@ def optimize(
             "trained with a recipe prior); 0: the sampler's random start."
         ),
     ] = STARTUP,
-    top: Annotated[int, typer.Option(help="Rows in the final table.")] = 10,
+    top: Top = 10,
     workers: Annotated[
         int,
         typer.Option(
