@@ -1,17 +1,34 @@
 """Shared fixtures. Real MNIST comes from $MNIST_SEARCH_DATA, else a local verified copy beside the
-checkout, else the product's own loader (cache, torchvision download, PyPI wheel)."""
+checkout, else the product's own loader (cache, torchvision download, PyPI wheel).
+
+Markers: a test is ``slow`` when it is marked so or uses a fixture in ``SLOW_FIXTURES`` (it starts
+the tool's processes, a server, or a shared search); ``postgres`` when it needs the tests' own
+server. Every test that needs Chromium, PostgreSQL or a GPU skips, naming what is missing, where
+that is not installed.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from mnist_search.data.mnist import FILES, encode_idx, load_mnist, make_splits
+from mnist_search.testing import (
+    PgServerMissing,
+    chromium,
+    hear_stops,
+    throwaway_postgres,
+    tool_command,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_COPY = REPO.parent / "shared" / "data" / "mnist"
+
+# Fixtures whose tests are slow whatever they assert: each starts processes or a server.
+SLOW_FIXTURES = {"spawn", "postgres_url", "study_dir"}
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +61,47 @@ def small_splits(mnist):
     return make_splits(mnist, "cpu", val_size=1000, train_subset=2000)
 
 
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """The test's own folder as the working directory (where ``studies/`` is written)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def spawn():
+    """Start ``python -m mnist_search ARGS...`` as a terminal's foreground job would (it hears
+    Ctrl-C and a closed terminal), output and errors on one text pipe. A process still running
+    when the test ends is killed."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args, cwd=None, **kw) -> subprocess.Popen:
+        kw = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True} | kw
+        proc = subprocess.Popen(
+            tool_command(*map(str, args)),
+            cwd=cwd,
+            preexec_fn=kw.pop("preexec_fn", hear_stops),
+            **kw,
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def browser() -> str:
+    """Headless Chromium's path; the test skips where it is not installed."""
+    path = chromium()
+    if path is None:
+        pytest.skip("chromium not installed (.ci/run installs it)")
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def storage_url(request, tmp_path):
     """The same test on a SQLite file and on the tests' own PostgreSQL server."""
@@ -52,13 +110,9 @@ def storage_url(request, tmp_path):
     return request.getfixturevalue("postgres_url")
 
 
-# --- a PostgreSQL server of the tests' own, on 127.0.0.1 -----------------------------------------
-
-
 @pytest.fixture(scope="session")
 def postgres_url():
-    from pgserver import PgServerMissing, throwaway_postgres
-
+    """A PostgreSQL server of the tests' own, on 127.0.0.1; the test skips without its binaries."""
     try:
         with throwaway_postgres() as url:
             yield url
@@ -66,16 +120,11 @@ def postgres_url():
         pytest.skip(str(e))
 
 
-# --- markers: `-m "not slow"` for a quick run, `-m "not postgres"` where no server can start ----
-
-# Modules whose every test starts processes of the tool or trains for seconds to minutes.
-SLOW_MODULES = {"test_workers", "test_load", "test_results", "test_storage", "test_hardening"}
-
-
 def pytest_collection_modifyitems(config, items):
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "postgres_url" in item.fixturenames or params.get("storage_url") == "postgresql":
             item.add_marker(pytest.mark.postgres)
-        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+        if SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
