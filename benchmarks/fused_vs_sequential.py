@@ -106,7 +106,7 @@ def main() -> None:
         else f"CPU ({os.cpu_count()} cores)"
     )
     print(
-        f"\nRESULTS.md line: | {date.today()} | fused_vs_sequential.py | {where} | torch "
+        f"\nrecord: | {date.today()} | fused_vs_sequential.py | {where} | torch "
         f"{torch.__version__} | {args.runs} runs, median, {args.images} images | "
         + "; ".join(lines)
         + " |"

@@ -6,7 +6,7 @@ retrained (``final stage: trial N gets E epoch(s)``) is paired with its own one-
 trial; the exponent ``a`` in ``error(E) = error(1) × E^-a`` is ``ln(err1 / errE) / ln(E)``, with
 ``errE`` the mean over the finalist's seeds. Printed: one line per finalist and the medians.
 
-    python benchmarks/learning_curves.py benchmarks/frontier-cpu/frontier.log ...
+    python benchmarks/learning_curves.py benchmarks/runs/2026-12-02-frontier-five-budgets/frontier.log ...
 """
 
 from __future__ import annotations

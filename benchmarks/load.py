@@ -12,11 +12,8 @@ import os
 import sys
 import tempfile
 from datetime import date
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from loadtest import check, run_load  # noqa: E402
-from pgserver import throwaway_postgres  # noqa: E402
+from mnist_search.testing import check, run_load, throwaway_postgres
 
 
 def main() -> None:

@@ -1,101 +1,119 @@
-"""Peak resident memory and training speed of the default CPU search.
+"""Peak memory and speed of the default run, search and final stage apart.
 
-Runs ``mnist-search optimize --budget 25000`` (the default space and protocol, full MNIST) for
---seconds with a fixed seed, then prints the process's peak resident set size (the kernel's
-maximum RSS of the finished child) and images per second (median over its complete trials, and
-all training images over all training seconds; the searches' nets differ between code versions,
-so speed is also measured on one fixed net: the shipped 25,000 spec, trained one epoch alone).
---code DIR runs another checkout of the package (for a before/after comparison in one session).
+Runs ``mnist-search optimize --budget 25000`` as a user would (both stages, the default 900 s,
+the default space and warm start, full MNIST; ``--final-seeds 0`` for the search alone) with a
+fixed seed on the CPU, and samples the process's peak resident set size (VmHWM, /proc, every
+0.1 s). The peak when the final stage starts is the search's; the peak at the end, when higher,
+is the final stage's. Images per second: the median over each stage's completed trainings.
+--code DIR runs another checkout of the package (a before/after comparison in one session).
 
-    python benchmarks/memory.py [--seconds 300] [--code DIR] [--data-dir DIR]
+    python benchmarks/memory.py [--seconds 900] [--final-seeds 1] [--code DIR] [--data-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from datetime import date
 
 import optuna
 import torch
 
+from mnist_search.testing import tool_command
+
+
+def hwm_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+    except (OSError, StopIteration):
+        return None
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=int, default=300)
+    ap.add_argument("--seconds", type=int, default=900)
+    ap.add_argument("--final-seeds", type=int, default=1, help="0: the search alone")
     ap.add_argument("--code", help="a checkout whose mnist_search to run instead of this one")
     ap.add_argument("--data-dir", default=os.environ.get("MNIST_SEARCH_DATA"))
     args = ap.parse_args()
     env = dict(os.environ)
     if args.code:
         env["PYTHONPATH"] = args.code
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/m.db"
-        cmd = [
-            sys.executable,
-            "-m",
-            "mnist_search",
+        cmd = tool_command(
             "optimize",
-            "--budget",
-            "25000",
-            "--timeout",
-            str(args.seconds),
-            "--seed",
-            "0",
-            "--device",
-            "cpu",
-            "--storage",
-            url,
-            "--study-name",
-            "m",
-            "--artifacts",
-            f"{tmp}/a",
-        ]
-        if args.data_dir:
-            cmd += ["--data-dir", args.data_dir]
-        subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=tmp)
-        peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-        done = optuna.load_study(study_name="m", storage=url).get_trials(
-            states=(optuna.trial.TrialState.COMPLETE,)
+            budget=25000,
+            timeout=args.seconds,
+            seed=0,
+            device="cpu",
+            storage=url,
+            study_name="m",
+            artifacts=f"{tmp}/a",
+            best_spec=f"{tmp}/best.json",
+            final_seeds=args.final_seeds,
+            data_dir=args.data_dir,
         )
-        spec = os.path.join(
-            args.code or os.path.dirname(os.path.dirname(__file__)) or ".",
-            "mnist_search",
-            "found",
-            "budget-25000.json",
+        start = time.time()
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        train = [
-            sys.executable,
-            "-m",
-            "mnist_search",
-            "train",
-            "--spec",
-            os.path.abspath(spec),
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-            "--json",
-        ] + (["--data-dir", args.data_dir] if args.data_dir else [])
-        out = subprocess.run(
-            train, check=True, capture_output=True, env=env, cwd=tmp, text=True
-        ).stdout
-        fixed = json.loads(out)["images_per_second"]
-    ips = [t.user_attrs["images_per_second"] for t in done]
-    images = sum(t.user_attrs["epochs"] * 55000 for t in done)
-    seconds = sum(t.user_attrs["train_seconds"] for t in done)
+        peaks = {"last": 0, "search": None}
+
+        def sample() -> None:
+            while proc.poll() is None:
+                peaks["last"] = hwm_kb(proc.pid) or peaks["last"]
+                time.sleep(0.1)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("final stage:") and peaks["search"] is None:
+                peaks["search"] = hwm_kb(proc.pid) or peaks["last"]
+        proc.wait()
+        sampler.join()
+        wall = time.time() - start
+        if proc.returncode:
+            sys.exit("".join(lines[-20:]))
+        stages = {"search": "m"}
+        finals = [s.study_name for s in optuna.get_all_study_summaries(url) if s.study_name != "m"]
+        if finals:
+            stages["final"] = finals[0]
+        speed = {}
+        for stage, name in stages.items():
+            done = optuna.load_study(study_name=name, storage=url).get_trials(
+                states=(optuna.trial.TrialState.COMPLETE,)
+            )
+            ips = [t.user_attrs["images_per_second"] for t in done]
+            speed[stage] = (len(done), statistics.median(ips) if ips else float("nan"))
+    search_gib = (peaks["search"] or peaks["last"]) / 2**20
+    total_gib = peaks["last"] / 2**20
+    chosen = [ln.strip() for ln in lines if ln.startswith("chosen:")]
     print(
-        f"{date.today()} torch {torch.__version__}, {os.cpu_count()} cores, "
-        f"code {args.code or 'this checkout'}: {args.seconds} s search, {len(done)} complete "
-        f"trials; peak RSS {peak_gib:.2f} GiB; images/s median {statistics.median(ips):,.0f}, "
-        f"overall {images / seconds:,.0f}; fixed 21.8K net alone {fixed:,.0f} images/s"
+        f"{date.today()} torch {torch.__version__}, {os.cpu_count()} cores, code "
+        f"{args.code or 'this checkout'}: default run, {args.seconds} s limit, {wall:.0f} s wall"
     )
+    print(
+        f"  search: peak RSS {search_gib:.2f} GiB, {speed['search'][0]} complete trials, "
+        f"median {speed['search'][1]:,.0f} images/s"
+    )
+    if "final" in speed:
+        print(
+            f"  final:  peak RSS {max(total_gib, search_gib):.2f} GiB (whole run), "
+            f"{speed['final'][0]} retrainings, median {speed['final'][1]:,.0f} images/s"
+        )
+    print("  " + (chosen[0] if chosen else "no net chosen"))
 
 
 if __name__ == "__main__":

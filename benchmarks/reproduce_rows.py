@@ -9,7 +9,7 @@ paths) and prints the row's validation and test mean ± std next to the retraine
 differences. A spec file reproduces its row when both means agree (on one machine and torch
 build the runs are the same runs, seed for seed).
 
-    python benchmarks/reproduce_rows.py benchmarks/frontier-cpu [--budgets 5000,10000]
+    python benchmarks/reproduce_rows.py FRONTIER_OUT [--budgets 5000,10000]
         [--device cpu] [--out FILE.json]
 """
 
@@ -22,10 +22,11 @@ import sys
 import time
 from pathlib import Path
 
+from mnist_search.testing import tool_command
+
 
 def retrain(spec: Path, seeds: int, device: str) -> tuple[dict, float]:
-    cmd = [sys.executable, "-m", "mnist_search", "train", "--spec", str(spec)]
-    cmd += ["--seeds", str(seeds), "--device", device, "--json", "--quiet"]
+    cmd = tool_command("train", "--json", "--quiet", spec=spec, seeds=seeds, device=device)
     t0 = time.time()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -142,7 +142,7 @@ def main() -> None:
             print(line, flush=True)
             lines.append(line)
     print(
-        f"\nRESULTS.md line: | {date.today()} | trainer_vs_seed.py | {where} | torch "
+        f"\nrecord: | {date.today()} | trainer_vs_seed.py | {where} | torch "
         f"{torch.__version__} | {args.runs} runs, median | " + "; ".join(lines) + " |"
     )
 

@@ -21,6 +21,8 @@ from datetime import date
 import optuna
 import torch
 
+from mnist_search.testing import tool_command
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -34,40 +36,23 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/t.db"
-        cmd = [
-            sys.executable,
-            "-m",
-            "mnist_search",
+        cmd = tool_command(
             "optimize",
-            "--budget",
-            str(args.budget),
-            "--epochs",
-            "1",
-            "--timeout",
-            str(args.seconds),
-            "--seed",
-            "0",
-            "--storage",
-            url,
-            "--study-name",
-            "t",
-            "--device",
-            args.device,
-            "--parallel",
-            str(args.parallel),
-            "--workers",
-            str(args.workers),
-            "--artifacts",
-            f"{tmp}/a",
-            "--final-seeds",
-            "0",
-            "--warm-start",
-            "none",
-        ]
-        if args.train_subset:
-            cmd += ["--train-subset", str(args.train_subset)]
-        if args.data_dir:
-            cmd += ["--data-dir", args.data_dir]
+            budget=args.budget,
+            epochs=1,
+            timeout=args.seconds,
+            seed=0,
+            storage=url,
+            study_name="t",
+            device=args.device,
+            parallel=args.parallel,
+            workers=args.workers,
+            artifacts=f"{tmp}/a",
+            final_seeds=0,
+            warm_start="none",
+            train_subset=args.train_subset,
+            data_dir=args.data_dir,
+        )
         subprocess.run(cmd, check=True, capture_output=True)
         trials = [
             t
@@ -96,7 +81,7 @@ def main() -> None:
         )
         print(line)
         print(
-            f"\nRESULTS.md line: | {date.today()} | trials_per_hour.py | {device} | torch "
+            f"\nrecord: | {date.today()} | trials_per_hour.py | {device} | torch "
             f"{torch.__version__} | 1 run of {args.seconds} s | {line} |"
         )
 

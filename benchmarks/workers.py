@@ -4,7 +4,7 @@ A storage-overhead figure, not a training figure: the protocol is tiny (100 trai
 200 validation images, one epoch, nets under 2,000 parameters), so most of a trial's time is the
 sampler and the storage. Throughput is counted from the first trial's start to the last trial's
 end (process start-up and data loading excluded). PostgreSQL is a throwaway server on 127.0.0.1
-(tests/pgserver.py).
+(mnist_search/testing/postgres.py).
 
 The same total number of trials for every worker count (the sampler's cost per trial grows with
 the trials already in the study). On a CPU each of N workers gets cores/N threads.
@@ -18,47 +18,30 @@ import argparse
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 from datetime import date
-from pathlib import Path
 
 import optuna
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from pgserver import throwaway_postgres  # noqa: E402
+from mnist_search.testing import throwaway_postgres, tool_command
 
 
 def run(url: str, name: str, workers: int, trials: int, data_dir: str | None, cwd: str) -> float:
-    cmd = [
-        sys.executable,
-        "-m",
-        "mnist_search",
+    cmd = tool_command(
         "optimize",
-        "--budget",
-        "2000",
-        "--study-name",
-        name,
-        "--storage",
-        url,
-        "--workers",
-        str(workers),
-        "--n-trials",
-        str(trials),
-        "--train-subset",
-        "100",
-        "--val-size",
-        "200",
-        "--device",
-        "cpu",
-        "--seed",
-        "0",
-        "--artifacts",
-        os.path.join(cwd, "artifacts"),
-    ]
-    if data_dir:
-        cmd += ["--data-dir", data_dir]
+        budget=2000,
+        study_name=name,
+        storage=url,
+        workers=workers,
+        n_trials=trials,
+        train_subset=100,
+        val_size=200,
+        device="cpu",
+        seed=0,
+        artifacts=os.path.join(cwd, "artifacts"),
+        data_dir=data_dir,
+    )
     subprocess.run(cmd, check=True, cwd=cwd, capture_output=True)
     trials_done = optuna.load_study(study_name=name, storage=url).get_trials()
     start = min(t.datetime_start for t in trials_done)
@@ -86,7 +69,7 @@ def main() -> None:
         f"{optuna.__version__}: {line}"
     )
     print(
-        f"RESULTS.md line: | {date.today()} | workers.py | CPU {os.cpu_count()} cores | "
+        f"record: | {date.today()} | workers.py | CPU {os.cpu_count()} cores | "
         f"{args.trials} trials per run | {line} |"
     )
 
