@@ -5,6 +5,7 @@ Nothing here is imported by the product itself.
 """
 
 from .browser import chromium, dump_dom, screenshot
+from .cli import one_line_error
 from .commands import tool_command
 from .load import check, run_load
 from .postgres import PgServerMissing, throwaway_postgres
@@ -18,6 +19,7 @@ __all__ = [
     "dump_dom",
     "hear_stops",
     "log_spawns",
+    "one_line_error",
     "run_load",
     "screenshot",
     "start_worker",

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from mnist_search.cli.app import app
 from mnist_search.data.mnist import MD5, SIZES, DataError, read_folder
 from mnist_search.files import InputError, read_gzip
+from mnist_search.testing import one_line_error
 
 runner = CliRunner()
 
@@ -27,16 +28,6 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-
-
-def one_line(r) -> str:
-    """Exit 2, one line on stderr that starts with 'error: ', no traceback; the line."""
-    assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
-    assert "Traceback" not in r.output
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) >= 1 and lines[-1].startswith("error: "), r.stderr
-    assert not any(x.startswith("error: ") for x in lines[:-1]), r.stderr
-    return lines[-1]
 
 
 def folder_with(tmp_path: Path, data_dir: Path, name: str, content: bytes, gz: bool) -> Path:
@@ -74,7 +65,7 @@ def test_a_bad_gzip_file_is_one_line_naming_it(kind, tmp_path, data_dir):
     d = folder_with(tmp_path, data_dir, IMAGES, BAD_GZ[kind](data_dir), gz=True)
     with pytest.raises(DataError, match=IMAGES):
         read_folder(d)
-    line = one_line(runner.invoke(app, ["train", "--experiment", "3", "--data-dir", str(d)]))
+    line = one_line_error(runner.invoke(app, ["train", "--experiment", "3", "--data-dir", str(d)]))
     assert IMAGES in line
 
 
@@ -88,7 +79,7 @@ BAD_RAW = {
 @pytest.mark.parametrize("kind", sorted(BAD_RAW))
 def test_a_bad_raw_file_is_one_line_naming_it(kind, tmp_path, data_dir):
     d = folder_with(tmp_path, data_dir, IMAGES, BAD_RAW[kind], gz=False)
-    line = one_line(runner.invoke(app, ["train", "--experiment", "3", "--data-dir", str(d)]))
+    line = one_line_error(runner.invoke(app, ["train", "--experiment", "3", "--data-dir", str(d)]))
     assert IMAGES in line
 
 
@@ -101,7 +92,7 @@ def test_a_data_file_that_is_not_a_regular_file(what, tmp_path, data_dir):
         target.mkdir()
     else:
         target.symlink_to("/dev/zero")  # endless: must not be read at all
-    line = one_line(runner.invoke(app, ["train", "--experiment", "3", "--data-dir", str(d)]))
+    line = one_line_error(runner.invoke(app, ["train", "--experiment", "3", "--data-dir", str(d)]))
     assert "t10k-labels-idx1-ubyte" in line
 
 

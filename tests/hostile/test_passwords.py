@@ -10,19 +10,11 @@ from typer.testing import CliRunner
 
 from mnist_search.cli.app import app
 from mnist_search.search.storage import masked
+from mnist_search.testing import one_line_error
 
 runner = CliRunner()
 
 TINY = ["--train-subset", "300", "--val-size", "300", "--device", "cpu"]
-
-
-def _one_line_error(r):
-    """Exit 2 and one error line, the last (progress lines such as the data source may come
-    before it)."""
-    assert r.exit_code == 2, r.output
-    lines = r.stderr.strip().splitlines()
-    assert [x for x in lines if x.startswith("error: ")] == lines[-1:], r.stderr
-    assert "Traceback" not in r.output
 
 
 def test_own_process_line_is_masked(monkeypatch):
@@ -78,7 +70,7 @@ def test_unreachable_server_error_hides_the_password(tmp_path, monkeypatch):
     r = runner.invoke(
         app, ["optimize", "--storage", "postgresql://u:secretpw@127.0.0.1:1/db", "--n-trials", "1"]
     )
-    _one_line_error(r)
+    one_line_error(r)
     assert "secretpw" not in r.output and "u:***@127.0.0.1" in r.stderr
 
 

@@ -4,17 +4,9 @@ import pytest
 from typer.testing import CliRunner
 
 from mnist_search.cli.app import app
+from mnist_search.testing import one_line_error
 
 runner = CliRunner()
-
-
-def _one_line_error(r):
-    """Exit 2 and one error line, the last (progress lines such as the data source may come
-    before it)."""
-    assert r.exit_code == 2, r.output
-    lines = r.stderr.strip().splitlines()
-    assert [x for x in lines if x.startswith("error: ")] == lines[-1:], r.stderr
-    assert "Traceback" not in r.output
 
 
 @pytest.mark.parametrize(
@@ -30,7 +22,7 @@ def test_unwritable_outputs_are_refused_before_any_work(tmp_path, monkeypatch, a
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("")
     r = runner.invoke(app, args)
-    _one_line_error(r)
+    one_line_error(r)
     assert "afile" in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
@@ -38,5 +30,5 @@ def test_unwritable_outputs_are_refused_before_any_work(tmp_path, monkeypatch, a
 def test_study_names_stay_inside_the_studies_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = runner.invoke(app, ["optimize", "--study-name", "../escape"])
-    _one_line_error(r)
+    one_line_error(r)
     assert "--study-name '../escape'" in r.stderr and list(tmp_path.iterdir()) == []

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from mnist_search.cli.app import app
 from mnist_search.errors import UsageError
+from mnist_search.testing import one_line_error
 from mnist_search.training.retrain import SpecFile
 
 runner = CliRunner()
@@ -23,16 +24,6 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-
-
-def one_line(r) -> str:
-    """Exit 2, one line on stderr that starts with 'error: ', no traceback; the line."""
-    assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
-    assert "Traceback" not in r.output
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) >= 1 and lines[-1].startswith("error: "), r.stderr
-    assert not any(x.startswith("error: ") for x in lines[:-1]), r.stderr
-    return lines[-1]
 
 
 VALID = {
@@ -71,7 +62,7 @@ BAD_SPECS = {
 def test_a_bad_spec_file_is_one_line(kind, tmp_path):
     path = tmp_path / "net.json"
     path.write_bytes(BAD_SPECS[kind])
-    line = one_line(runner.invoke(app, ["train", "--spec", str(path)]))
+    line = one_line_error(runner.invoke(app, ["train", "--spec", str(path)]))
     assert line.startswith("error: --spec ") and str(path) in line
 
 
@@ -82,7 +73,7 @@ def test_a_spec_that_is_no_regular_file_is_one_line(target, tmp_path):
         path.mkdir()
     elif target.startswith("/dev/"):
         path.symlink_to(target)
-    line = one_line(runner.invoke(app, ["train", "--spec", str(path)]))
+    line = one_line_error(runner.invoke(app, ["train", "--spec", str(path)]))
     assert str(path) in line
 
 
@@ -91,7 +82,7 @@ def test_a_fifo_spec_is_refused_without_blocking(tmp_path):
     os.mkfifo(path)
     writer = subprocess.Popen(["sh", "-c", f"exec 3>{path}; sleep 30"])  # opened, never written
     try:
-        one_line(runner.invoke(app, ["train", "--spec", str(path)]))
+        one_line_error(runner.invoke(app, ["train", "--spec", str(path)]))
     finally:
         writer.kill()
 

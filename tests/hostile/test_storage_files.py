@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from mnist_search.cli.app import app
 from mnist_search.errors import UsageError
 from mnist_search.search.storage import StorageError, check_url
+from mnist_search.testing import one_line_error
 
 runner = CliRunner()
 
@@ -26,16 +27,6 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-
-
-def one_line(r) -> str:
-    """Exit 2, one line on stderr that starts with 'error: ', no traceback; the line."""
-    assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
-    assert "Traceback" not in r.output
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) >= 1 and lines[-1].startswith("error: "), r.stderr
-    assert not any(x.startswith("error: ") for x in lines[:-1]), r.stderr
-    return lines[-1]
 
 
 @FUZZ
@@ -67,7 +58,7 @@ def test_another_programs_sqlite_database_is_left_alone(command, tmp_path, monke
         "optimize": ["--n-trials", "1", "--data-dir", str(data_dir)],
         "replay": ["--experiments", "3", "--data-dir", str(data_dir)],
     }.get(command, [])
-    line = one_line(runner.invoke(app, [command, "--storage", f"sqlite:///{db}", *args]))
+    line = one_line_error(runner.invoke(app, [command, "--storage", f"sqlite:///{db}", *args]))
     assert "another program's tables (customers)" in line
     assert db.read_bytes() == before and not (tmp_path / "studies").exists()
 
@@ -77,7 +68,7 @@ def test_a_file_that_is_no_database_is_refused_as_storage(content, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     db = tmp_path / "notes.db"
     db.write_bytes(content)
-    line = one_line(runner.invoke(app, ["report", "--storage", f"sqlite:///{db}"]))
+    line = one_line_error(runner.invoke(app, ["report", "--storage", f"sqlite:///{db}"]))
     assert "not a SQLite database" in line and db.read_bytes() == content
 
 
@@ -103,7 +94,7 @@ def test_dashboard_on_a_taken_port_is_one_line(tmp_path, monkeypatch):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        line = one_line(
+        line = one_line_error(
             runner.invoke(
                 app, ["dashboard", "--storage", f"sqlite:///{tmp_path}/s.db", "--port", str(port)]
             )
@@ -112,7 +103,7 @@ def test_dashboard_on_a_taken_port_is_one_line(tmp_path, monkeypatch):
 
 
 def test_dashboard_on_a_host_that_is_not_here_is_one_line(tmp_path):
-    line = one_line(runner.invoke(app, ["dashboard", "--host", "no-such-host.invalid"]))
+    line = one_line_error(runner.invoke(app, ["dashboard", "--host", "no-such-host.invalid"]))
     assert "no-such-host.invalid" in line
 
 

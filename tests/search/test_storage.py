@@ -17,20 +17,12 @@ from typer.testing import CliRunner
 
 from mnist_search.cli.app import app
 from mnist_search.search.storage import open_storage
+from mnist_search.testing import one_line_error
 
 runner = CliRunner()
 
 
 TINY = ["--train-subset", "300", "--val-size", "300", "--device", "cpu"]
-
-
-def _one_line_error(r):
-    """Exit 2 and one error line, the last (progress lines such as the data source may come
-    before it)."""
-    assert r.exit_code == 2, r.output
-    lines = r.stderr.strip().splitlines()
-    assert [x for x in lines if x.startswith("error: ")] == lines[-1:], r.stderr
-    assert "Traceback" not in r.output
 
 
 def test_processes_started_at_once_on_a_new_sqlite_file(spawn, tmp_path, data_dir):
@@ -81,7 +73,7 @@ def test_a_study_made_by_another_tool_is_not_adopted(tmp_path, monkeypatch):
     r = runner.invoke(
         app, ["optimize", "--storage", url, "--study-name", "theirs", "--n-trials", "1"]
     )
-    _one_line_error(r)
+    one_line_error(r)
     assert "was not made by mnist-search" in r.stderr
     assert optuna.load_study(study_name="theirs", storage=url).user_attrs == {}
 
