@@ -84,22 +84,35 @@ def final_lengths(
     times come from the candidates' own trials (``epoch_seconds``), with a margin. With
     ``with_start``, the incumbent (``incumbent``) is one more finalist, sharing the time."""
     pool = finalists(study, POOL * top)
-    extra = 1 if with_start and incumbent(study) is not None else 0
-    share = seconds_left / max(1, (min(top, len(pool)) + extra) * seeds) / margin
+    inc = incumbent(study) if with_start else None
 
-    def epochs(r: TrialRecord) -> int:
-        per_epoch = epoch_seconds(r, search_epochs)
-        return max(1, min(max_epochs, int(share / per_epoch))) if per_epoch > 0 else search_epochs
+    def plan(extra: int) -> tuple[list[TrialRecord], dict[int, int]]:
+        share = seconds_left / max(1, (min(top, len(pool)) + extra) * seeds) / margin
 
-    def expected_error(r: TrialRecord) -> float:
-        return (100.0 - (r.val_accuracy or 0.0)) * (
-            epochs(r) / search_epochs
-        ) ** -LEARNING_CURVE_EXPONENT
+        def epochs(r: TrialRecord) -> int:
+            per_epoch = epoch_seconds(r, search_epochs)
+            if per_epoch <= 0:
+                return search_epochs
+            return max(1, min(max_epochs, int(share / per_epoch)))
 
-    chosen = sorted(pool, key=lambda r: (expected_error(r), r.n_params or 0))[:top]
-    if with_start:
-        chosen = with_incumbent(study, chosen)
-    return {r.number: epochs(r) for r in chosen}
+        def expected_error(r: TrialRecord) -> float:
+            return (100.0 - (r.val_accuracy or 0.0)) * (
+                epochs(r) / search_epochs
+            ) ** -LEARNING_CURVE_EXPONENT
+
+        chosen = sorted(pool, key=lambda r: (expected_error(r), r.n_params or 0))[:top]
+        if inc is not None:
+            chosen = with_incumbent(study, chosen)
+        return chosen, {r.number: epochs(r) for r in chosen}
+
+    # The incumbent is one more run only when it is not a finalist already: planned as one
+    # more, and planned again without it when it is among the finalists (kept if it still is).
+    chosen, lengths = plan(1 if inc is not None else 0)
+    if inc is not None and len(chosen) <= min(top, len(pool)):
+        again, fewer = plan(0)
+        if len(again) <= min(top, len(pool)):
+            lengths = fewer
+    return lengths
 
 
 class LeaveTimeForFinal:

@@ -177,3 +177,23 @@ def test_the_incumbent_is_a_finalist_beside_the_best_ones():
     plain = _study_with({98.5: 10.0})
     assert incumbent(plain) is None
     assert final_lengths(plain, 1, 1, 1, seconds_left=1200, with_start=True) == {0: 40}
+
+
+def test_an_incumbent_that_is_a_finalist_takes_no_second_share_of_the_time():
+    """The best warm start is also the best candidate: one finalist, retrained once, so it gets
+    the whole time (120 s / 1.2 margin / 10 s an epoch = 10 epochs), not half of it."""
+    from mnist_search.search.final_time import final_lengths, incumbent
+
+    study = _study_with({98.3: 10.0})
+    study.add_trial(
+        create_trial(
+            value=98.5,
+            params={"x": 0.5},
+            distributions={"x": FloatDistribution(0, 1)},
+            user_attrs={"seconds": 10.0, "n_params": 100, "warm_start": "found/a.json"},
+        )
+    )
+    assert incumbent(study).number == 1
+    assert final_lengths(study, 1, 1, 1, seconds_left=120, with_start=True) == {1: 10}
+    # Two finalists, the incumbent one of them: two runs share the time, 5 epochs each.
+    assert final_lengths(study, 2, 1, 1, seconds_left=120, with_start=True) == {1: 5, 0: 5}
