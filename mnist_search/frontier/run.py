@@ -202,9 +202,12 @@ def _row(d: Any, path: Path) -> FrontierRow:
     return FrontierRow(**values)
 
 
-def load_record(out: Path, final_augment: str = OWN) -> dict[int, FrontierRow]:
+def load_record(
+    out: Path, final_augment: str = OWN, final_incumbent: bool = True
+) -> dict[int, FrontierRow]:
     """The budgets an earlier run of this frontier finished (``frontier.json``) with the same
-    final-stage augmentation (a run with another retrains them)."""
+    final stage: the same augmentation, and the incumbent retrained or not alike (a record from
+    before the incumbent existed was made without it). A run with another retrains them."""
     path = out / RECORD
     if not path.exists():
         return {}
@@ -213,7 +216,8 @@ def load_record(out: Path, final_augment: str = OWN) -> dict[int, FrontierRow]:
     if not isinstance(rows, list):
         raise ConfigError("out", f"{path}: not a frontier record (no rows); use another --out")
     found = {r.budget: r for r in (_row(d, path) for d in rows)}
-    return found if body.get("final_augment", OWN) == final_augment else {}
+    same = (body.get("final_augment", OWN), body.get("final_incumbent", False))
+    return found if same == (final_augment, final_incumbent) else {}
 
 
 def save_record(out: Path, rows: list[FrontierRow], cfg: FrontierConfig) -> None:
@@ -239,7 +243,7 @@ def run_frontier(cfg: FrontierConfig) -> FrontierOutcome:
     url = cfg.storage or storage.default_storage()
     storage.check(url, default=cfg.storage is None)
     load_mnist(cfg.data_dir)
-    done = load_record(out, cfg.final_augment)
+    done = load_record(out, cfg.final_augment, cfg.final_incumbent)
     out.mkdir(parents=True, exist_ok=True)
     done = {b: r for b, r in done.items() if r.study == f"{cfg.study_prefix}-{b}"}
     result = FrontierOutcome(cfg)
@@ -298,8 +302,3 @@ def run_frontier(cfg: FrontierConfig) -> FrontierOutcome:
         result.target = smallest_reaching(cfg.target_accuracy, searches, out)
     result.wall_seconds = time.time() - start
     return result
-
-
-def spec_body(row: FrontierRow) -> dict[str, Any]:
-    """The spec file a row names (written by its final stage)."""
-    return read_json(row.spec_file)

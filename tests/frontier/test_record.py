@@ -80,12 +80,26 @@ def _good_record() -> dict:
         spec_file="fr/budget-300.json",
         best_sampled_val=95.0,
     )
-    return {"budgets": [300], "study_prefix": "frontier", "rows": [row]}
+    return {"budgets": [300], "study_prefix": "frontier", "final_incumbent": True, "rows": [row]}
 
 
 def test_a_good_record_reads_back(tmp_path):
     (tmp_path / "frontier.json").write_text(json.dumps(_good_record()))
     assert load_record(tmp_path)[300].n_params == 290
+
+
+def test_budgets_finished_without_the_incumbent_are_not_kept_by_a_run_with_it(tmp_path):
+    """frontier.md says each row retrained the incumbent: a budget finished without it (or by
+    a run from before the option, whose record does not say) is retrained, and the reverse."""
+    body = {**_good_record(), "final_incumbent": False}
+    (tmp_path / "frontier.json").write_text(json.dumps(body))
+    assert load_record(tmp_path) == {}
+    assert load_record(tmp_path, final_incumbent=False)[300].n_params == 290
+    del body["final_incumbent"]
+    (tmp_path / "frontier.json").write_text(json.dumps(body))
+    assert load_record(tmp_path) == {}
+    (tmp_path / "frontier.json").write_text(json.dumps(_good_record()))
+    assert load_record(tmp_path, final_incumbent=False) == {}
 
 
 def test_budgets_finished_with_another_final_augmentation_are_not_kept(tmp_path):
