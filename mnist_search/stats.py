@@ -34,3 +34,8 @@ def stat_of(values: Sequence[float]) -> Stat:
     return Stat(
         statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
     )
+
+
+def pct(v: float | None) -> str:
+    """An accuracy as a table cell: two decimals and a percent sign, '-' when there is none."""
+    return "-" if v is None else f"{v:.2f}%"

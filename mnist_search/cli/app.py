@@ -263,14 +263,6 @@ def export(
 
 @app.command()
 def dashboard(
-    study_name: Annotated[
-        Optional[str],
-        typer.Option(
-            help="Accepted for older scripts: the dashboard shows every study in --storage.",
-            show_default=False,
-            hidden=True,
-        ),
-    ] = None,
     storage: Storage = None,
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     host: Annotated[

@@ -13,6 +13,7 @@ import optuna
 from mnist_search.progress import StderrHandler, setup_logging
 from mnist_search.search.records import TrialRecord, tally, top_trials
 from mnist_search.search.storage import masked
+from mnist_search.stats import pct
 
 if TYPE_CHECKING:
     from mnist_search.frontier.run import FrontierOutcome
@@ -25,10 +26,6 @@ log = logging.getLogger("mnist_search")
 
 def epochs_word(n: int | None) -> str:
     return f"{n} epoch" + ("" if n == 1 else "s")
-
-
-def pct(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}%"
 
 
 class LiveFooter(logging.Handler):

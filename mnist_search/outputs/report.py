@@ -16,6 +16,7 @@ from mnist_search.files import check_writable, write_atomic
 from mnist_search.outputs.report_data import final_study_of, report_data
 from mnist_search.replay.summary import ReplayRow
 from mnist_search.search.records import TrialRecord
+from mnist_search.stats import pct
 from mnist_search.training.protocol import Protocol
 
 
@@ -123,9 +124,6 @@ def figure_curves(data: dict[str, Any]):
 
 
 def _table(rows: list[TrialRecord]) -> str:
-    def pct(v):
-        return "-" if v is None else f"{v:.2f}%"
-
     def cell(v) -> str:
         return f"<td>{html.escape(str(v))}</td>"
 

@@ -1,8 +1,9 @@
 """The nets already found, shipped in ``mnist_search/found/``: fit them to a budget and queue them
 as a search's first trials, so a search never starts below the best net already known.
 
-Each is queued as an ordinary trial of the modern space (its parameters, not a fixed spec), so the
-sampler learns from it and it may become the search's chosen net like any other candidate.
+Each is queued as an ordinary trial of the space (its parameters, not a fixed spec), so the
+sampler learns from it and it may become the search's chosen net like any other candidate; a
+space that cannot resize a known net (``Space.fit_widths``) starts from its sampler alone.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from mnist_search.net.spec import ArchSpec, count_params
 from mnist_search.search import records
 from mnist_search.search.records import TrialRecord
 from mnist_search.search.storage import claim_once
-from mnist_search.spaces import get_space, modern
-from mnist_search.spaces.modern import build, fit_widths
+from mnist_search.spaces import get_space
 
 WARM_NETS = 2  # shipped nets queued per search: those found at the budgets nearest this one
 
@@ -89,10 +89,12 @@ def warm_start_known(
     near ones, those found at the final training ``length`` when it is fixed, then the better on
     validation), widths fitted to it.
     Returns one message per net: queued, already in the study, or why not."""
-    if space != "modern":
+    sp = get_space(space)
+    fit, make = sp.fit_widths, sp.build
+    if fit is None or make is None:
         return [
-            f"warm start: the known nets are modern-space nets; the {space} space "
-            "starts from the sampler alone"
+            f"warm start: the {space} space cannot fit a known net to a budget; it starts "
+            "from the sampler alone"
         ]
     present = {TrialRecord.of(t).warm_start for t in study.get_trials(deepcopy=False)}
     # Nearest budget first; among nets found at the same budget, those whose recipe was tuned
@@ -116,11 +118,11 @@ def warm_start_known(
         if label in present:
             messages.append(f"warm start: {label} is already in the study")
             continue
-        params = fit_widths(modern.spec_params(net.spec), budget)
+        params = fit(sp.spec_params(net.spec), budget)
         if params is None:
             messages.append(f"warm start: {label} does not fit {budget:,} parameters at any width")
             continue
-        params.update(modern.training_params(net.training))
+        params.update(sp.training_params(net.training))
         if _family(params) in map(_family, queued):  # found again at another budget
             messages.append(
                 f"warm start: {label} is the same net and recipe, in other widths, "
@@ -132,7 +134,7 @@ def warm_start_known(
             params,
             user_attrs=records.queued(warm_start=label, warm_from_params=count_params(net.spec)),
         )
-        n = count_params(build(params))
+        n = count_params(make(params))
         messages.append(
             f"warm start: {label} queued ({n:,} parameters"
             + (

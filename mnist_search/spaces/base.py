@@ -31,6 +31,11 @@ class Space:
     # None: the sampler's own start-up draws.
     startup: Callable[[int, int, int], list[dict[str, Any]]] | None = None
     free: tuple[str, ...] = ()
+    # (trial parameters, budget) → the same net with its widths scaled to fit the budget, or None
+    # when no width fits; None: the space cannot resize a known net (no warm start from them).
+    fit_widths: Callable[[dict[str, Any], int], dict[str, Any] | None] | None = None
+    # Trial parameters → the net they make (the inverse of ``spec_params``).
+    build: Callable[[dict[str, Any]], ArchSpec] | None = None
 
     def params_of(self, spec: ArchSpec, training: dict[str, Any]) -> dict[str, Any] | None:
         """The trial parameters that make this net with these settings, or None when it is not

@@ -418,6 +418,8 @@ SPACE = Space(
     spec_params,
     training_params,
     startup=startup_design,
+    fit_widths=fit_widths,
+    build=build,
     free=(
         "sgd_lr",
         "sgd_wd",

@@ -19,12 +19,20 @@ from torch import nn
 
 from mnist_search.data.augment import STRENGTHS, augment
 from mnist_search.data.mnist import Split, Splits
+from mnist_search.errors import UsageError
 from mnist_search.net.model import build_model, module_params
 from mnist_search.net.spec import TYPES, ArchSpec, activations, check_value
 from mnist_search.training.memory import one_heap_per_training
 from mnist_search.training.steps import Steps
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+class SettingsError(UsageError):
+    """Training settings that cannot be trained with, named with the valid ones: a one-line
+    error wherever they come from (a spec file, the search, the Python API)."""
+
+
 SCHEDULES = ("constant", "onecycle", "cosine")
 EVAL_BATCH = 2000  # images per evaluation batch, at most
 EVAL_BYTES = 128 << 20  # and at most this much feature-map memory per evaluation batch
@@ -90,7 +98,7 @@ class TrainConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise SettingsError(message)
 
     def to_dict(self) -> dict:
         return asdict(self)

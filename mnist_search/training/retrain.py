@@ -169,7 +169,7 @@ def retrain(
         cfgs = [
             TrainConfig(**{**training, "epochs": epochs, "seed": seed + k}) for k in range(seeds)
         ]
-    except (TypeError, ValueError) as e:
+    except (TypeError, UsageError) as e:  # unknown names; values TrainConfig refuses
         raise ConfigError("spec", f"bad training settings: {e}") from None
     try:
         check_batch(net.spec, cfgs[0].batch_size)

@@ -41,8 +41,6 @@ def test_dashboard_serves_the_study_on_loopback_only(study_dir):
             "-m",
             "mnist_search",
             "dashboard",
-            "--study-name",
-            "budget-20000",
             "--port",
             str(port),
         ],
