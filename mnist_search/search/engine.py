@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import statistics
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import optuna
 import torch
@@ -22,10 +19,10 @@ from mnist_search.device import resolve_device
 from mnist_search.files import check_writable
 from mnist_search.outputs.artifacts import DEFAULT_ARTIFACTS, artifact_store
 from mnist_search.progress import TrialLog, step_line
-from mnist_search.search import records, storage
+from mnist_search.search import storage
 from mnist_search.search.config import SEARCH_SHARE, Resolved, SearchConfig
-from mnist_search.search.final import FinalOutcome, final_study_name, run_final
-from mnist_search.search.final_time import LeaveTimeForFinal, epoch_seconds, final_lengths
+from mnist_search.search.final import FinalOutcome, FinalStage
+from mnist_search.search.final_time import LeaveTimeForFinal
 from mnist_search.search.objective import Objective
 from mnist_search.search.records import Tally, TrialRecord, tally, top_trials
 from mnist_search.search.runner import run_trials
@@ -37,8 +34,6 @@ from mnist_search.stopping import Deadline, StopToken, stop_on_signals
 from mnist_search.training.warmup import warm_up
 
 log = logging.getLogger("mnist_search")
-# Before the final stage has timed a run of its own, what its first run keeps in reserve.
-FIRST_RUN_MARGIN = 1.2
 
 
 @dataclass
@@ -238,7 +233,7 @@ def _search(
                 cfg.protocol.epochs,
                 cfg.final.epochs if isinstance(cfg.final.epochs, int) else cfg.protocol.epochs,
                 stop=stop,
-                with_start=cfg.final.incumbent,
+                incumbent=cfg.final.incumbent,
             )
         )
     interrupted = False
@@ -265,113 +260,3 @@ def _search(
             stop.room_left,
         )
     return interrupted, stop.room_left
-
-
-class FinalStage:
-    """The second stage, opened once before the search (so a study left by a different final
-    stage stops the run before any training); ``run`` plans its lengths from the time left and
-    runs the plan."""
-
-    def __init__(self, cfg: Resolved, study: optuna.Study) -> None:
-        self.cfg, self.search = cfg, study
-        # With lengths set by the time left, each retraining records its own length; the study
-        # then keeps the search's protocol, and a study of its own name keeps the two apart.
-        self.auto = cfg.auto_final
-        self.study = open_study(
-            storage.open_storage(cfg.storage, heartbeat=cfg.heartbeat),
-            final_study_name(cfg.study_name, auto=self.auto, augment=cfg.final.augment_override),
-            cfg.budget,
-            cfg.protocol if self.auto else cfg.final_protocol,
-            seed=cfg.seed,
-            pruner="none",
-            space=cfg.space,
-        )
-
-    def plan(self, deadline: Deadline) -> dict[int, int] | None:
-        """Epochs per finalist when the time left decides them; None: the fixed length."""
-        if not self.auto:
-            return None
-        left = deadline.left() or 0.0
-        log.info("final stage: %.0f s left; finalists chosen for an equal share each", left)
-        return final_lengths(
-            self.search,
-            self.cfg.final.top,
-            self.cfg.final.seeds,
-            self.cfg.protocol.epochs,
-            left,
-            max_epochs=self.cfg.final.max_epochs,
-            with_start=self.cfg.final.incumbent,
-        )
-
-    def run(self, splits: Splits, deadline: Deadline) -> FinalOutcome:
-        cfg, lengths = self.cfg, self.plan(deadline)
-
-        def objective(wanted: set[tuple[int, int]]) -> Objective:
-            return Objective(
-                cfg.budget,
-                cfg.final_protocol,
-                splits,
-                progress=step_line,
-                artifact_store=artifact_store(cfg.artifacts),
-                speed=cfg.speed,
-                space=cfg.space,
-                wanted=wanted,
-            )
-
-        return run_final(
-            self.search,
-            self.study,
-            objective,
-            top=cfg.final.top,
-            seeds=cfg.final.seeds,
-            epochs=lengths or cfg.final_protocol.epochs,
-            best_spec=Path(cfg.best_spec),
-            meta=cfg.spec_meta(),
-            callbacks=[TrialLog()],
-            replan=self._replan(deadline) if self.auto else None,
-            augment=cfg.final.augment_override,
-            incumbent=cfg.final.incumbent,
-        )
-
-    def _replan(self, deadline: Deadline) -> Callable[[TrialRecord, int], int]:
-        """Each candidate's length, set as it starts: the time left shared by the runs left, at
-        its per-epoch time from its search trial, scaled by how the runs this stage already
-        finished compared with their own search trials, so the stage ends close to the deadline
-        instead of a blanket margin early."""
-        cfg = self.cfg
-        trials = {t.number: TrialRecord.of(t) for t in self.search.get_trials(deepcopy=False)}
-
-        def per_epoch(r: TrialRecord) -> float:
-            return epoch_seconds(r, r.epochs or cfg.protocol.epochs)
-
-        def replan(src: TrialRecord, runs_left: int) -> int:
-            ratios = [
-                per_epoch(r) / per_epoch(trials[r.source_trial])
-                for r in records.complete(self.study)
-                if r.source_trial in trials
-                and per_epoch(r) > 0
-                and per_epoch(trials[r.source_trial]) > 0
-            ]
-            seconds = per_epoch(src) * (statistics.median(ratios) if ratios else 1.0)
-            left = deadline.left() or 0.0
-            share = left / max(1, runs_left) / seconds if seconds > 0 else 0.0
-            # Once this stage's own runs have measured the speed, the length nearest the share
-            # (the stage ends within half an epoch of the limit, either side); before, the
-            # first run leaves a margin that the later ones then spend.
-            epochs = round(share) if ratios else int(share / FIRST_RUN_MARGIN)
-            epochs = (
-                max(1, min(cfg.final.max_epochs, epochs)) if seconds > 0 else cfg.protocol.epochs
-            )
-            log.info(
-                "final stage: trial %d gets %d epoch(s): %.0f s left for %d run(s), %.1f s "
-                "per epoch expected%s",
-                src.number,
-                epochs,
-                left,
-                runs_left,
-                seconds,
-                f" (measured on {len(ratios)} finished run(s))" if ratios else "",
-            )
-            return epochs
-
-        return replan

@@ -12,17 +12,24 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
+from mnist_search.data.mnist import Splits
 from mnist_search.files import write_atomic
 from mnist_search.net.spec import ArchSpec
-from mnist_search.search import records
-from mnist_search.search.final_time import finalists, with_incumbent
-from mnist_search.search.records import TrialRecord
+from mnist_search.outputs.artifacts import artifact_store
+from mnist_search.progress import TrialLog, step_line
+from mnist_search.search import records, storage
+from mnist_search.search.config import Resolved
+from mnist_search.search.final_time import FixedLength, Plan, TimeLeft, final_lengths, finalists
+from mnist_search.search.objective import Objective
+from mnist_search.search.records import TrialRecord, rank_key
+from mnist_search.search.study import open_study
 from mnist_search.stats import Stat, stat_of
+from mnist_search.stopping import Deadline
 
 log = logging.getLogger("mnist_search")
 
@@ -62,7 +69,7 @@ def _key(r: TrialRecord) -> tuple[Any, Any]:
 def best_sampled(study: optuna.Study) -> TrialRecord | None:
     """The best complete trial whose net this search sampled (not a warm start or fixed net)."""
     sampled = [r for r in records.complete(study) if r.origin is records.Origin.SAMPLED]
-    return min(sampled, key=lambda r: (-(r.val_accuracy or 0.0), r.n_params or 0), default=None)
+    return min(sampled, key=rank_key, default=None)
 
 
 def wanted(sources: list[TrialRecord], seeds: int) -> set[tuple[int, int]]:
@@ -209,120 +216,126 @@ class FinalOutcome:
         return full[0] if full else None
 
 
-def run_final(
-    study: optuna.Study,
-    final: optuna.Study,
-    make_objective: Callable[[set[tuple[int, int]]], Callable],
-    *,
-    top: int,
-    seeds: int,
-    epochs: int | dict[int, int],
-    best_spec: Path,
-    meta: dict[str, Any],
-    callbacks: list,
-    replan: Callable[[TrialRecord, int], int] | None = None,
-    augment: str | None = None,
-    incumbent: bool = False,
-) -> FinalOutcome:
-    """Retrain the search's top candidates with several seeds; choose on validation; write the
-    chosen net to ``best_spec``. ``epochs``: one length for all, or one per source trial.
-    ``make_objective(wanted)`` gives the objective that trains the wanted (trial, seed) runs.
-    With ``replan(source, runs_left)``, each candidate's length is set again just before it
-    trains, from the time then left (the time the earlier ones did not use goes to the later).
-    ``augment``: every candidate retrained with this augmentation instead of its own.
-    ``incumbent``: the search's best warm-start net is a candidate too (``with_incumbent``)."""
-    per_source = epochs if isinstance(epochs, dict) else None
-    fixed = epochs if isinstance(epochs, int) else None
-    out = FinalOutcome(
-        None if per_source else fixed, seeds, study_name=final.study_name, augment=augment
-    )
-    out.best_sampled = best_sampled(study)
-    if per_source:  # chosen by final_lengths
-        by_number = {r.number: r for r in records.complete(study)}
-        sources = [by_number[n] for n in per_source]
-    else:
-        sources = finalists(study, top)
-        if incumbent:
-            sources = with_incumbent(study, sources)
-    if not sources:
-        out.skipped = "the search has no complete searched trial"
-        return out
-    # A run killed mid-retraining left a RUNNING trial: fail it now (and queue its retry) rather
-    # than after its heartbeats run out.
-    optuna.storages.fail_stale_trials(final)
-    if replan is not None and per_source:
-        return _run_replanned(
-            study,
-            final,
-            make_objective,
-            sources,
-            seeds,
-            replan,
-            out,
-            best_spec,
-            meta,
-            callbacks,
-            augment,
+class FinalStage:
+    """The second stage of a search, made from its resolved config: opened before the search (a
+    study left by a different final stage stops the run before any training), then ``run`` once
+    the search is done. One loop trains the finalists in turn, each for the length its ``Plan``
+    gives as it starts (``FixedLength``, or ``TimeLeft`` when the time limit sets lengths)."""
+
+    def __init__(self, cfg: Resolved, search: optuna.Study) -> None:
+        self.cfg, self.search = cfg, search
+        # With lengths set by the time left, each retraining records its own length; the study
+        # then keeps the search's protocol, and a study of its own name keeps the two apart.
+        self.auto = cfg.auto_final
+        self.study = open_study(
+            storage.open_storage(cfg.storage, heartbeat=cfg.heartbeat),
+            final_study_name(cfg.study_name, auto=self.auto, augment=cfg.final.augment_override),
+            cfg.budget,
+            cfg.protocol if self.auto else cfg.final_protocol,
+            seed=cfg.seed,
+            pruner="none",
+            space=cfg.space,
         )
-    todo = enqueue_final(final, sources, seeds, per_source, augment)
-    length = (
-        ", ".join(f"trial {n}: {e}" for n, e in per_source.items()) if per_source else f"{epochs}"
-    )
-    log.info(
-        "final stage: %d candidate(s) × %d seed(s), epochs %s; %d run(s) to train (study %r)",
-        len(sources),
-        seeds,
-        length,
-        todo,
-        final.study_name,
-    )
-    # Every waiting trial is taken in turn; those queued for an earlier choice of candidates
-    # are pruned at once by the objective (``wanted``), so they cannot use up the runs.
-    waiting = len(final.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-    if todo:
-        objective = make_objective(wanted(sources, seeds))
+
+    def _sources(self, deadline: Deadline) -> tuple[list[TrialRecord], Plan]:
+        """The finalists (with the incumbent when asked) and how long each trains."""
+        cfg, final = self.cfg, self.cfg.final
+        if not self.auto:
+            plan: Plan = FixedLength(cfg.final_protocol.epochs)
+            return finalists(self.search, final.top, final.incumbent), plan
+        left = deadline.left() or 0.0
+        log.info("final stage: %.0f s left; finalists chosen for an equal share each", left)
+        lengths = final_lengths(
+            self.search,
+            final.top,
+            final.seeds,
+            cfg.protocol.epochs,
+            left,
+            max_epochs=final.max_epochs,
+            incumbent=final.incumbent,
+        )
+        by_number = {r.number: r for r in records.complete(self.search)}
+        plan = TimeLeft(deadline, self.search, self.study, cfg.protocol.epochs, final.max_epochs)
+        return [by_number[n] for n in lengths], plan
+
+    def run(self, splits: Splits, deadline: Deadline) -> FinalOutcome:
+        """Retrain the finalists with several seeds, choose on mean validation accuracy, write
+        the chosen net's spec file; a rerun trains only the runs not finished yet."""
+        cfg, seeds, augment = self.cfg, self.cfg.final.seeds, self.cfg.final.augment_override
+        sources, plan = self._sources(deadline)
+        fixed = plan.length if isinstance(plan, FixedLength) else None
+        out = FinalOutcome(fixed, seeds, study_name=self.study.study_name, augment=augment)
+        out.best_sampled = best_sampled(self.search)
+        if not sources:
+            out.skipped = "the search has no complete searched trial"
+            return out
+        # A run killed mid-retraining left a RUNNING trial: fail it now (and queue its retry)
+        # rather than after its heartbeats run out.
+        optuna.storages.fail_stale_trials(self.study)
+        done = {(r.source_trial, r.seed) for r in records.complete(self.study)}
+        left = [(s.number, k) for s in sources for k in range(seeds) if (s.number, k) not in done]
+        log.info(
+            "final stage: %d candidate(s) × %d seed(s), %s; %d run(s) to train (study %r)",
+            len(sources),
+            seeds,
+            plan.describe(),
+            len(left),
+            self.study.study_name,
+        )
+        objective = Objective(
+            cfg.budget,
+            cfg.final_protocol,
+            splits,
+            progress=step_line,
+            artifact_store=artifact_store(cfg.artifacts),
+            speed=cfg.speed,
+            space=cfg.space,
+            wanted=wanted(sources, seeds),
+        )
         try:
-            final.optimize(objective, n_trials=waiting, callbacks=callbacks, catch=())
+            for src in sources:
+                if not any(n == src.number for n, _ in left):
+                    continue
+                epochs = plan.epochs(src, len(left))
+                lengths = None if epochs is None else {src.number: epochs}
+                enqueue_final(self.study, [src], seeds, lengths, augment)
+                # Every waiting trial is taken in turn; those queued for an earlier choice of
+                # candidates are pruned at once by the objective (``wanted``).
+                waiting = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+                self.study.optimize(objective, n_trials=waiting, callbacks=[TrialLog()], catch=())
+                left = [k for k in left if k[0] != src.number]
         except KeyboardInterrupt:
             out.interrupted = True
             log.info(
-                "interrupted: finished retrainings are kept (shown below); run again to "
-                "train the rest"
+                "interrupted: finished retrainings are kept (shown below); run again to train "
+                "the rest"
             )
-    return _choose(final, sources, seeds, out, best_spec, meta, epochs)
+        return self._choose(sources, out, fixed)
 
-
-def _choose(
-    final: optuna.Study,
-    sources: list[TrialRecord],
-    seeds: int,
-    out: FinalOutcome,
-    best_spec: Path,
-    meta: dict[str, Any],
-    epochs: Any,
-) -> FinalOutcome:
-    """Summarize the retrainings, choose on validation, write the chosen net's spec file."""
-    out.candidates = summarize_final(final, sources, seeds)
-    if out.chosen is None:
-        out.skipped = (
-            f"no candidate has all {seeds} seed(s) retrained yet (see above); run the "
-            "same command again to finish them"
-        )
-    if out.chosen is not None:
+    def _choose(self, sources: list[TrialRecord], out: FinalOutcome, epochs: Any) -> FinalOutcome:
+        """Summarize the retrainings, choose on validation, write the chosen net's spec file."""
+        seeds, best_spec = self.cfg.final.seeds, Path(self.cfg.best_spec)
+        out.candidates = summarize_final(self.study, sources, seeds)
+        if out.chosen is None:
+            out.skipped = (
+                f"no candidate has all {seeds} seed(s) retrained yet (see above); run the "
+                "same command again to finish them"
+            )
+            return out
+        sampled = out.best_sampled
+        meta = {
+            **self.cfg.spec_meta(),
+            "best_sampled": None
+            if sampled is None
+            else {
+                "trial": sampled.number,
+                "n_params": sampled.n_params,
+                "architecture": sampled.architecture,
+                "val_accuracy": sampled.val_accuracy,
+                "epochs": sampled.epochs,
+            },
+        }
         try:
-            sampled = out.best_sampled
-            meta = {
-                **meta,
-                "best_sampled": None
-                if sampled is None
-                else {
-                    "trial": sampled.number,
-                    "n_params": sampled.n_params,
-                    "architecture": sampled.architecture,
-                    "val_accuracy": sampled.val_accuracy,
-                    "epochs": sampled.epochs,
-                },
-            }
             write_spec_file(best_spec, out.chosen, out.chosen.epochs or epochs, meta)
             out.best_spec = best_spec
         except OSError as e:  # checked before the search; the results stay in the final study
@@ -330,51 +343,6 @@ def _choose(
                 "could not write %s: %s; the retrainings are kept in study %r",
                 best_spec,
                 e,
-                final.study_name,
+                self.study.study_name,
             )
-    return out
-
-
-def _run_replanned(
-    study: optuna.Study,
-    final: optuna.Study,
-    make_objective: Callable,
-    sources: list[TrialRecord],
-    seeds: int,
-    replan: Callable[[TrialRecord, int], int],
-    out: FinalOutcome,
-    best_spec: Path,
-    meta: dict[str, Any],
-    callbacks: list,
-    augment: str | None = None,
-) -> FinalOutcome:
-    """One candidate at a time: its length set from the time left when it starts."""
-    objective = make_objective(wanted(sources, seeds))
-    done = {(r.source_trial, r.seed) for r in records.complete(final)}
-    left = [
-        (s.number, seed) for s in sources for seed in range(seeds) if (s.number, seed) not in done
-    ]
-    log.info(
-        "final stage: %d candidate(s) × %d seed(s), lengths set from the time left as each "
-        "starts; %d run(s) to train (study %r)",
-        len(sources),
-        seeds,
-        len(left),
-        final.study_name,
-    )
-    try:
-        for src in sources:
-            mine = [k for k in left if k[0] == src.number]
-            if not mine:
-                continue
-            epochs = replan(src, len(left))
-            enqueue_final(final, [src], seeds, {src.number: epochs}, augment)
-            waiting = len(final.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-            final.optimize(objective, n_trials=waiting, callbacks=callbacks, catch=())
-            left = [k for k in left if k[0] != src.number]
-    except KeyboardInterrupt:
-        out.interrupted = True
-        log.info(
-            "interrupted: finished retrainings are kept (shown below); run again to train the rest"
-        )
-    return _choose(final, sources, seeds, out, best_spec, meta, None)
+        return out

@@ -1,35 +1,55 @@
-"""How much time the final stage gets, and what it does with it: the finalists chosen for the
-length each can afford in the time left, and the study callback that stops a search early
-enough for a final stage of fixed length."""
+"""The final stage's time policy: which finalists, how many epochs each, and how much of the
+search's time to leave for it. Every margin is in ``Margins``; every length policy is a ``Plan``
+the final stage's one loop asks as each finalist starts (``FixedLength``, ``TimeLeft``)."""
 
 from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass
+from typing import Protocol
 
 import optuna
 from optuna.trial import FrozenTrial
 
-from mnist_search.search.records import TrialRecord
+from mnist_search.search import records
+from mnist_search.search.records import TrialRecord, rank_key
 from mnist_search.stopping import Deadline, StopToken
 
+log = logging.getLogger("mnist_search")
 
-def finalists(study: optuna.Study, top: int) -> list[TrialRecord]:
-    """The search's best searched candidates (queued fixed nets are not candidates)."""
-    from mnist_search.search.records import top_trials
 
-    return [r for r in top_trials(study, top) if not r.is_fixed]
+@dataclass(frozen=True)
+class Margins:
+    """What each estimate of the final stage's time keeps in reserve."""
+
+    lengths: float = 1.2  # finalists' lengths planned from their search trials' speed
+    first_run: float = 1.2  # a length set as the stage's first run starts, before any is timed
+    reserve: float = 1.25  # the time a search leaves for a final stage of fixed length
+
+
+MARGINS = Margins()
+
+
+def finalists(study: optuna.Study, top: int, incumbent: bool = False) -> list[TrialRecord]:
+    """The search's ``top`` best searched candidates (queued fixed nets are not candidates);
+    with ``incumbent``, then its best warm start when it is not among them already."""
+    chosen = [r for r in records.top_trials(study, top) if not r.is_fixed]
+    return _and_incumbent(study, chosen) if incumbent else chosen
 
 
 def incumbent(study: optuna.Study) -> TrialRecord | None:
     """The search's best complete warm-start trial: the net it started from (a shipped net, or
     the one chosen at a smaller budget, fitted to this one), by its search validation."""
-    from mnist_search.search.records import Origin, complete
-
-    starts = [r for r in complete(study) if r.origin is Origin.WARM_START]
-    return min(starts, key=lambda r: (-(r.val_accuracy or 0.0), r.n_params or 0), default=None)
+    starts = [r for r in records.complete(study) if r.origin is records.Origin.WARM_START]
+    return min(starts, key=rank_key, default=None)
 
 
-def with_incumbent(study: optuna.Study, chosen: list[TrialRecord]) -> list[TrialRecord]:
-    """``chosen`` and, after them, the incumbent when it is not among them already."""
-    inc = incumbent(study)
+_incumbent = incumbent  # for the functions whose flag of that name shadows it
+
+
+def _and_incumbent(study: optuna.Study, chosen: list[TrialRecord]) -> list[TrialRecord]:
+    inc = _incumbent(study)
     if inc is None or any(r.number == inc.number for r in chosen):
         return chosen
     return [*chosen, inc]
@@ -70,9 +90,9 @@ def final_lengths(
     seeds: int,
     search_epochs: int,
     seconds_left: float,
-    margin: float = 1.2,
+    margin: float = MARGINS.lengths,
     max_epochs: int = MAX_AUTO_EPOCHS,
-    with_start: bool = False,
+    incumbent: bool = False,
 ) -> dict[int, int]:
     """Finalists and their epochs (by trial number) when each of the ``top × seeds``
     retrainings gets an equal share of ``seconds_left``.
@@ -82,9 +102,10 @@ def final_lengths(
     candidates by validation accuracy, the ``top`` with the lowest validation error expected
     after their affordable length (``LEARNING_CURVE_EXPONENT``) are the finalists. Per-epoch
     times come from the candidates' own trials (``epoch_seconds``), with a margin. With
-    ``with_start``, the incumbent (``incumbent``) is one more finalist, sharing the time."""
+    ``incumbent``, the best warm start is one more finalist, sharing the time, unless it is one
+    already."""
     pool = finalists(study, POOL * top)
-    inc = incumbent(study) if with_start else None
+    inc = _incumbent(study) if incumbent else None
 
     def plan(extra: int) -> tuple[list[TrialRecord], dict[int, int]]:
         share = seconds_left / max(1, (min(top, len(pool)) + extra) * seeds) / margin
@@ -102,7 +123,7 @@ def final_lengths(
 
         chosen = sorted(pool, key=lambda r: (expected_error(r), r.n_params or 0))[:top]
         if inc is not None:
-            chosen = with_incumbent(study, chosen)
+            chosen = _and_incumbent(study, chosen)
         return chosen, {r.number: epochs(r) for r in chosen}
 
     # The incumbent is one more run only when it is not a finalist already: planned as one
@@ -133,16 +154,16 @@ class LeaveTimeForFinal:
         seeds: int,
         search_epochs: int,
         final_epochs: int,
-        margin: float = 1.25,
+        margin: float = MARGINS.reserve,
         min_trials: int = 5,
         stop: StopToken | None = None,
-        with_start: bool = False,
+        incumbent: bool = False,
     ):
         self.deadline, self.top, self.seeds, self.margin = deadline, top, seeds, margin
         self.search_epochs, self.final_epochs = search_epochs, final_epochs
         self.min_trials, self.seen = min_trials, 0
         self.stop = stop or StopToken()  # what the runner checks between trials
-        self.with_start = with_start  # the incumbent is retrained too
+        self.incumbent = incumbent  # the best warm start is retrained too
 
     def estimate(self, study: optuna.Study) -> float:
         return (
@@ -153,8 +174,7 @@ class LeaveTimeForFinal:
         )
 
     def _finalists(self, study: optuna.Study) -> list[TrialRecord]:
-        chosen = finalists(study, self.top)
-        return with_incumbent(study, chosen) if self.with_start else chosen
+        return finalists(study, self.top, self.incumbent)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.seen += 1
@@ -166,3 +186,79 @@ class LeaveTimeForFinal:
                 study.stop()
             except RuntimeError:  # not inside study.optimize: run_parallel checks the token
                 pass
+
+
+class Plan(Protocol):
+    """A final stage's length policy: the epochs of a finalist's runs, asked as they start;
+    None leaves the length to the final study's protocol."""
+
+    def epochs(self, source: TrialRecord, runs_left: int) -> int | None: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class FixedLength:
+    """Every finalist for the length the final stage was given (``--final-epochs N``)."""
+
+    length: int
+
+    def epochs(self, source: TrialRecord, runs_left: int) -> int | None:
+        return None
+
+    def describe(self) -> str:
+        return f"{self.length} epoch(s) each"
+
+
+class TimeLeft:
+    """Each finalist's length set as it starts: the time left shared by the runs left, at its
+    per-epoch time from its search trial, scaled by how the runs this stage already finished
+    compared with their own search trials, so the stage ends close to the deadline instead of a
+    blanket margin early."""
+
+    def __init__(
+        self,
+        deadline: Deadline,
+        search: optuna.Study,
+        final: optuna.Study,
+        search_epochs: int,
+        max_epochs: int,
+        margins: Margins = MARGINS,
+    ) -> None:
+        self.deadline, self.final, self.margins = deadline, final, margins
+        self.search_epochs, self.max_epochs = search_epochs, max_epochs
+        self.trials = {t.number: TrialRecord.of(t) for t in search.get_trials(deepcopy=False)}
+
+    def _per_epoch(self, r: TrialRecord) -> float:
+        return epoch_seconds(r, r.epochs or self.search_epochs)
+
+    def epochs(self, source: TrialRecord, runs_left: int) -> int | None:
+        ratios = [
+            self._per_epoch(r) / self._per_epoch(self.trials[r.source_trial])
+            for r in records.complete(self.final)
+            if r.source_trial in self.trials
+            and self._per_epoch(r) > 0
+            and self._per_epoch(self.trials[r.source_trial]) > 0
+        ]
+        seconds = self._per_epoch(source) * (statistics.median(ratios) if ratios else 1.0)
+        left = self.deadline.left() or 0.0
+        share = left / max(1, runs_left) / seconds if seconds > 0 else 0.0
+        # Once this stage's own runs have measured the speed, the length nearest the share (the
+        # stage ends within half an epoch of the limit, either side); before, the first run
+        # leaves a margin that the later ones then spend.
+        epochs = round(share) if ratios else int(share / self.margins.first_run)
+        epochs = max(1, min(self.max_epochs, epochs)) if seconds > 0 else self.search_epochs
+        log.info(
+            "final stage: trial %d gets %d epoch(s): %.0f s left for %d run(s), %.1f s per "
+            "epoch expected%s",
+            source.number,
+            epochs,
+            left,
+            runs_left,
+            seconds,
+            f" (measured on {len(ratios)} finished run(s))" if ratios else "",
+        )
+        return epochs
+
+    def describe(self) -> str:
+        return "lengths set from the time left as each starts"

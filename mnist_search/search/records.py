@@ -247,6 +247,12 @@ def complete(study: optuna.Study) -> list[TrialRecord]:
     ]
 
 
+def rank_key(r: TrialRecord) -> tuple[float, int]:
+    """How trials rank wherever one is chosen: validation accuracy, fewer parameters on ties;
+    never the test accuracy a trial also records."""
+    return -(r.val_accuracy or 0.0), r.n_params or 0
+
+
 def top_trials(study: optuna.Study, k: int = 10) -> list[TrialRecord]:
     """The best complete trials by validation accuracy, fewer parameters first on ties."""
-    return sorted(complete(study), key=lambda r: (-(r.val_accuracy or 0.0), r.n_params or 0))[:k]
+    return sorted(complete(study), key=rank_key)[:k]

@@ -146,7 +146,7 @@ def test_spec_file_is_written_whole(tmp_path):
 
 
 def test_the_incumbent_is_a_finalist_beside_the_best_ones():
-    """With ``with_start`` the best warm-start trial is retrained too, sharing the time, even
+    """With ``incumbent`` the best warm-start trial is retrained too, sharing the time, even
     when its one-epoch validation ranks it below every finalist."""
     from mnist_search.search.final_time import final_lengths, incumbent
 
@@ -164,19 +164,19 @@ def test_the_incumbent_is_a_finalist_beside_the_best_ones():
     # 1,200 s, one finalist: 1,000 s with the margin, 100 epochs, capped at 40.
     assert final_lengths(study, top=1, seeds=1, search_epochs=1, seconds_left=1200) == {0: 40}
     # With the incumbent: two retrainings share it, 500 s each: still the cap.
-    both = final_lengths(study, 1, 1, 1, seconds_left=1200, with_start=True)
+    both = final_lengths(study, 1, 1, 1, seconds_left=1200, incumbent=True)
     assert both == {0: 40, 2: 40}
     # Tighter time: 120 s for two runs, 50 s each (5 epochs at 10 s), the finalist first.
-    assert list(final_lengths(study, 1, 1, 1, seconds_left=120, with_start=True).items()) == [
+    assert list(final_lengths(study, 1, 1, 1, seconds_left=120, incumbent=True).items()) == [
         (0, 5),
         (2, 5),
     ]
     # Already a finalist: not retrained twice.
-    assert final_lengths(study, 3, 1, 1, seconds_left=1e9, with_start=True).keys() == {0, 1, 2}
+    assert final_lengths(study, 3, 1, 1, seconds_left=1e9, incumbent=True).keys() == {0, 1, 2}
     # No warm start in the study: the finalists alone.
     plain = _study_with({98.5: 10.0})
     assert incumbent(plain) is None
-    assert final_lengths(plain, 1, 1, 1, seconds_left=1200, with_start=True) == {0: 40}
+    assert final_lengths(plain, 1, 1, 1, seconds_left=1200, incumbent=True) == {0: 40}
 
 
 def test_an_incumbent_that_is_a_finalist_takes_no_second_share_of_the_time():
@@ -194,6 +194,6 @@ def test_an_incumbent_that_is_a_finalist_takes_no_second_share_of_the_time():
         )
     )
     assert incumbent(study).number == 1
-    assert final_lengths(study, 1, 1, 1, seconds_left=120, with_start=True) == {1: 10}
+    assert final_lengths(study, 1, 1, 1, seconds_left=120, incumbent=True) == {1: 10}
     # Two finalists, the incumbent one of them: two runs share the time, 5 epochs each.
-    assert final_lengths(study, 2, 1, 1, seconds_left=120, with_start=True) == {1: 5, 0: 5}
+    assert final_lengths(study, 2, 1, 1, seconds_left=120, incumbent=True) == {1: 5, 0: 5}
