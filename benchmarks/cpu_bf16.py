@@ -1,6 +1,6 @@
 """bf16 autocast on the CPU: training speed and accuracy against float32, on the shipped nets.
 
-For each shipped net (``mnist_search/found/``) named below, one epoch on the 55,000 training
+For each shipped net (``mnist_search/catalog/found/``) named below, one epoch on the 55,000 training
 images with its own recipe, float32 and bf16 autocast (``Speed(amp=True)``, which the trainer
 honours on the CPU only when asked), ``--runs`` seeds each; prints the median training images
 per second, the ratio, and mean validation accuracy of each. Evaluation is float32 in both.
@@ -39,7 +39,7 @@ def main() -> None:
     )
     print("| net | params | fp32 img/s | bf16 img/s | ratio | fp32 val | bf16 val |")
     print("|---|---|---|---|---|---|---|")
-    found = resources.files("mnist_search").joinpath("found")
+    found = resources.files("mnist_search.catalog").joinpath("found")
     for name in args.nets.split(","):
         body = json.loads(found.joinpath(f"{name}.json").read_text())
         spec = ArchSpec.from_dict(body["spec"])

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from mnist_search.catalog.experiments import get_experiment
 from mnist_search.data.mnist import FILES, encode_idx, load_mnist, make_splits
 from mnist_search.net.model import build_model
 from mnist_search.net.spec import ArchSpec, ConvLayer, count_params
-from mnist_search.replay.experiments import get_experiment
 from mnist_search.training.loop import TrainConfig, train
 
 BN25K = ArchSpec(

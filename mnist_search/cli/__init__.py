@@ -10,3 +10,6 @@ def main() -> None:
     from mnist_search.cli.app import main as run
 
     run()
+
+
+__all__ = ["main"]

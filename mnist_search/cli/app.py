@@ -30,7 +30,7 @@ from mnist_search.cli.options import (
 from mnist_search.cli.parsing import OneLineErrors
 from mnist_search.cli.search_cmds import echo, frontier, optimize
 from mnist_search.errors import UsageError
-from mnist_search.progress import setup_logging
+from mnist_search.search.progress import setup_logging
 
 app = typer.Typer(
     cls=OneLineErrors,
@@ -197,8 +197,8 @@ def replay(
 @app.command()
 def experiments(as_json: Json = False) -> None:
     """List the six documented experiments with their documented and true parameter counts."""
+    from mnist_search.catalog.experiments import documented_experiments
     from mnist_search.cli.render import experiments_table
-    from mnist_search.replay.experiments import documented_experiments
 
     rows = [e.to_dict() for e in documented_experiments()]
     if as_json:

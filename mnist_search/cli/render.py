@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from mnist_search.progress import StderrHandler, setup_logging
+from mnist_search.search.progress import StderrHandler, setup_logging
 from mnist_search.search.records import TrialRecord, tally, top_trials
 from mnist_search.search.storage import masked
 from mnist_search.stats import pct

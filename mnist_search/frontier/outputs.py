@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mnist_search.catalog.published import PUBLISHED, epoch_cap
 from mnist_search.files import write_atomic
-from mnist_search.frontier.published import PUBLISHED, epoch_cap
 from mnist_search.frontier.run import FrontierOutcome, FrontierRow
 from mnist_search.frontier.target import TargetOutcome
 from mnist_search.redact import masked
@@ -128,7 +128,7 @@ def target_line(t: TargetOutcome, markdown: bool = True) -> str:
 
 def figure_data(rows: list[FrontierRow]) -> dict[str, Any]:
     """The points the figure draws: the chosen nets, the published ones, the write-up's six."""
-    from mnist_search.replay.experiments import documented_experiments
+    from mnist_search.catalog.experiments import documented_experiments
 
     return {
         "chosen": [

@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mnist_search.catalog.published import epoch_cap
 from mnist_search.data.mnist import load_mnist
 from mnist_search.device import resolve_device
 from mnist_search.errors import ConfigError
 from mnist_search.files import check_writable, read_json, write_atomic
-from mnist_search.frontier.published import epoch_cap
 from mnist_search.frontier.target import TargetOutcome, smallest_reaching
 from mnist_search.search import storage
 from mnist_search.search.config import OWN, FinalSettings, SearchConfig

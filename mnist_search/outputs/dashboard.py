@@ -25,7 +25,7 @@ def serve(
     has no authentication."""
     from optuna_dashboard import run_server
 
-    from mnist_search.outputs.artifacts import artifact_store
+    from mnist_search.search.artifacts import artifact_store
 
     if not 0 < port < 65536:
         raise ConfigError("port", f"{port}: must be between 1 and 65535")

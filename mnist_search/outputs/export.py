@@ -27,7 +27,7 @@ from mnist_search.net.spec import (
     layer_summary,
     multiply_adds,
 )
-from mnist_search.outputs.artifacts import (
+from mnist_search.search.artifacts import (
     DEFAULT_ARTIFACTS,
     ArtifactError,
     artifact_store,

@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from mnist_search.replay.experiments import documented_experiments
+from mnist_search.catalog.experiments import documented_experiments
 from mnist_search.replay.summary import ReplayRow
 from mnist_search.search.records import TrialRecord, complete, tally, top_trials
 from mnist_search.search.study import StudyAttrs

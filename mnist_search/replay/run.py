@@ -13,50 +13,28 @@ from typing import Any, Iterable
 
 import optuna
 
+from mnist_search.catalog.experiments import (
+    DOCUMENTED_PROTOCOL,
+    PROTOCOL_NAME,
+    documented_experiments,
+    get_experiment,
+)
 from mnist_search.data.mnist import load_mnist
 from mnist_search.device import resolve_device
 from mnist_search.errors import ConfigError, check_range
 from mnist_search.files import check_writable
-from mnist_search.progress import TrialLog, step_line
-from mnist_search.replay.experiments import (
-    DOCUMENTED_PROTOCOL,
-    PROTOCOL_NAME,
-    Experiment,
-    documented_experiments,
-    get_experiment,
-)
 from mnist_search.replay.summary import Finding, ReplayRow, findings, summarize, to_json
 from mnist_search.search import records, storage
 from mnist_search.search.objective import Objective
+from mnist_search.search.progress import TrialLog, step_line
 from mnist_search.search.records import TrialRecord
 from mnist_search.search.runner import run_trials
 from mnist_search.search.study import open_study
-from mnist_search.spaces import get_space
-from mnist_search.spaces.plain import spec_params, training_params
+from mnist_search.search.warmstart import documented_attrs, documented_params
 from mnist_search.training.protocol import Protocol
 from mnist_search.training.settings import RunSettings
 
 log = logging.getLogger("mnist_search")
-
-
-def documented_params(exp: Experiment) -> dict[str, Any]:
-    """The fixed trial parameters of one experiment under the documented protocol."""
-    hp = {**DOCUMENTED_PROTOCOL, "batch_size": exp.batch_size}
-    return spec_params(exp.spec) | training_params(hp)
-
-
-def documented_attrs(exp: Experiment, seed: int) -> dict[str, Any]:
-    d = exp.documented
-    return records.queued(
-        experiment=exp.id,
-        experiment_title=exp.title,
-        protocol=PROTOCOL_NAME,
-        seed=seed,
-        documented_params=d.get("params"),
-        documented_params_text=d.get("params_text"),
-        documented_train_accuracy=d.get("train_accuracy"),
-        documented_test_accuracy=d.get("test_accuracy"),
-    )
 
 
 def _key(r: TrialRecord) -> tuple[Any, Any]:
@@ -72,44 +50,6 @@ def enqueue_replay(study: optuna.Study, exp_ids: Iterable[int], seeds: int) -> t
         for seed in range(seeds)
     )
     return records.queue_missing(study, runs, _key)
-
-
-def warm_start(study: optuna.Study, budget: int, space: str = "plain") -> list[str]:
-    """Queue the documented architectures that fit ``budget`` as a search's first trials.
-
-    They are points of the plain space; in another space they are queued as fixed specs.
-
-    Returns one message per experiment: queued, already in the study, or over the budget.
-    """
-    messages = []
-    present = {TrialRecord.of(t).experiment for t in study.get_trials(deepcopy=False)}
-    for exp in documented_experiments():
-        if exp.true_params > budget:
-            messages.append(
-                f"warm start: Exp{exp.id} skipped, {exp.true_params:,} parameters "
-                f"are over the budget of {budget:,}"
-            )
-        elif exp.id in present:
-            messages.append(f"warm start: Exp{exp.id} is already in the study")
-        else:
-            attrs = documented_attrs(exp, 0)
-            hp = {**DOCUMENTED_PROTOCOL, "batch_size": exp.batch_size}
-            params = get_space(space).params_of(exp.spec, hp)
-            if params is not None:  # a point of the space: an ordinary trial the sampler sees
-                study.enqueue_trial(params, user_attrs=attrs)
-            else:
-                study.enqueue_trial(
-                    {},
-                    user_attrs={
-                        **attrs,
-                        **records.queued(fixed_spec=exp.spec.to_dict(), fixed_training=hp),
-                    },
-                )
-            messages.append(
-                f"warm start: Exp{exp.id} queued ({exp.true_params:,} parameters, "
-                f"batch {exp.batch_size})"
-            )
-    return messages
 
 
 # --- running a replay ----------------------------------------------------------------------------
@@ -160,7 +100,7 @@ class ReplayOutcome:
 
 def run_replay(config: ReplayConfig) -> ReplayOutcome:
     """Train what is missing of the (experiment, seed) runs; summarise all that are done."""
-    from mnist_search.outputs.artifacts import DEFAULT_ARTIFACTS, artifact_store
+    from mnist_search.search.artifacts import DEFAULT_ARTIFACTS, artifact_store
 
     config.check()
     protocol, run = config.protocol, config.run

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import optuna
 
-from mnist_search.replay.experiments import PROTOCOL_NAME, get_experiment
+from mnist_search.catalog.experiments import PROTOCOL_NAME, get_experiment
 from mnist_search.search import records
 from mnist_search.search.records import TrialRecord
 from mnist_search.stats import Stat, stat

@@ -105,7 +105,7 @@ class SearchConfig:
     run: RunSettings = RunSettings()  # device, data, speed, fused group size
     artifacts: str | Path | None = None
     final: FinalSettings = FinalSettings()
-    # Folders of spec files (the format of mnist_search/found/) whose nets found at smaller
+    # Folders of spec files (the format of mnist_search/catalog/found/) whose nets found at smaller
     # budgets are also queued, widened, as first trials (the frontier's own results).
     warm_dirs: tuple[str, ...] = ()
     best_spec: str | Path | None = None  # default studies/<study_name>-best.json

@@ -17,13 +17,13 @@ import torch
 from mnist_search.data.mnist import Splits, load_mnist
 from mnist_search.device import resolve_device
 from mnist_search.files import check_writable
-from mnist_search.outputs.artifacts import DEFAULT_ARTIFACTS, artifact_store
-from mnist_search.progress import TrialLog, step_line
 from mnist_search.search import storage
+from mnist_search.search.artifacts import DEFAULT_ARTIFACTS, artifact_store
 from mnist_search.search.config import SEARCH_SHARE, Resolved, SearchConfig
 from mnist_search.search.final import FinalOutcome, FinalStage
 from mnist_search.search.final_time import LeaveTimeForFinal
 from mnist_search.search.objective import Objective
+from mnist_search.search.progress import TrialLog, step_line
 from mnist_search.search.records import Tally, TrialRecord, tally, top_trials
 from mnist_search.search.runner import run_trials
 from mnist_search.search.study import open_study

@@ -20,12 +20,12 @@ from optuna.trial import TrialState
 from mnist_search.data.mnist import Splits
 from mnist_search.files import write_atomic
 from mnist_search.net.spec import ArchSpec
-from mnist_search.outputs.artifacts import artifact_store
-from mnist_search.progress import TrialLog, step_line
 from mnist_search.search import records, storage
+from mnist_search.search.artifacts import artifact_store
 from mnist_search.search.config import Resolved
 from mnist_search.search.final_time import FixedLength, Plan, TimeLeft, final_lengths, finalists
 from mnist_search.search.objective import Objective
+from mnist_search.search.progress import TrialLog, step_line
 from mnist_search.search.records import TrialRecord, rank_key
 from mnist_search.search.study import open_study
 from mnist_search.stats import Stat, stat_of

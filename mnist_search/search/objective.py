@@ -177,7 +177,7 @@ class Objective:
             images_per_second=round(outcome.images_per_second, 1),
         )
         if self.artifact_store is not None and outcome.model is not None:
-            from mnist_search.outputs.artifacts import save_weights
+            from mnist_search.search.artifacts import save_weights
 
             try:
                 records.write(

@@ -1,4 +1,4 @@
-"""The nets already found, shipped in ``mnist_search/found/``: fit them to a budget and queue them
+"""The nets already found, shipped in ``mnist_search/catalog/found/``: fit them to a budget and queue them
 as a search's first trials, so a search never starts below the best net already known.
 
 Each is queued as an ordinary trial of the space (its parameters, not a fixed spec), so the
@@ -17,6 +17,12 @@ from typing import Any
 
 import optuna
 
+from mnist_search.catalog.experiments import (
+    DOCUMENTED_PROTOCOL,
+    PROTOCOL_NAME,
+    Experiment,
+    documented_experiments,
+)
 from mnist_search.errors import UsageError
 from mnist_search.files import read_json
 from mnist_search.net.spec import ArchSpec, count_params
@@ -24,6 +30,7 @@ from mnist_search.search import records
 from mnist_search.search.records import TrialRecord
 from mnist_search.search.storage import claim_once
 from mnist_search.spaces import get_space
+from mnist_search.spaces.plain import spec_params, training_params
 
 WARM_NETS = 2  # shipped nets queued per search: those found at the budgets nearest this one
 
@@ -39,8 +46,8 @@ class KnownNet:
 
 
 def known_nets() -> list[KnownNet]:
-    """The shipped nets of ``mnist_search/found/``."""
-    folder = resources.files("mnist_search").joinpath("found")
+    """The shipped nets of ``mnist_search/catalog/found/``."""
+    folder = resources.files("mnist_search.catalog").joinpath("found")
     return [
         _known(f"found/{f.name}", f.read_text())
         for f in sorted(folder.iterdir(), key=lambda f: f.name)
@@ -146,6 +153,64 @@ def warm_start_known(
     return messages
 
 
+def documented_params(exp: Experiment) -> dict[str, Any]:
+    """The fixed trial parameters of one experiment under the documented protocol."""
+    hp = {**DOCUMENTED_PROTOCOL, "batch_size": exp.batch_size}
+    return spec_params(exp.spec) | training_params(hp)
+
+
+def documented_attrs(exp: Experiment, seed: int) -> dict[str, Any]:
+    d = exp.documented
+    return records.queued(
+        experiment=exp.id,
+        experiment_title=exp.title,
+        protocol=PROTOCOL_NAME,
+        seed=seed,
+        documented_params=d.get("params"),
+        documented_params_text=d.get("params_text"),
+        documented_train_accuracy=d.get("train_accuracy"),
+        documented_test_accuracy=d.get("test_accuracy"),
+    )
+
+
+def warm_start_documented(study: optuna.Study, budget: int, space: str = "plain") -> list[str]:
+    """Queue the documented architectures that fit ``budget`` as a search's first trials.
+
+    They are points of the plain space; in another space they are queued as fixed specs.
+
+    Returns one message per experiment: queued, already in the study, or over the budget.
+    """
+    messages = []
+    present = {TrialRecord.of(t).experiment for t in study.get_trials(deepcopy=False)}
+    for exp in documented_experiments():
+        if exp.true_params > budget:
+            messages.append(
+                f"warm start: Exp{exp.id} skipped, {exp.true_params:,} parameters "
+                f"are over the budget of {budget:,}"
+            )
+        elif exp.id in present:
+            messages.append(f"warm start: Exp{exp.id} is already in the study")
+        else:
+            attrs = documented_attrs(exp, 0)
+            hp = {**DOCUMENTED_PROTOCOL, "batch_size": exp.batch_size}
+            params = get_space(space).params_of(exp.spec, hp)
+            if params is not None:  # a point of the space: an ordinary trial the sampler sees
+                study.enqueue_trial(params, user_attrs=attrs)
+            else:
+                study.enqueue_trial(
+                    {},
+                    user_attrs={
+                        **attrs,
+                        **records.queued(fixed_spec=exp.spec.to_dict(), fixed_training=hp),
+                    },
+                )
+            messages.append(
+                f"warm start: Exp{exp.id} queued ({exp.true_params:,} parameters, "
+                f"batch {exp.batch_size})"
+            )
+    return messages
+
+
 WARM_STARTS = ("found", "documented", "none")
 
 
@@ -167,9 +232,7 @@ def warm_start(
         if not claim_once(study, f"warm_start:{source}"):
             messages.append(f"warm start: another process queued the {source} nets of this study")
         elif source == "documented":
-            from mnist_search.replay.run import warm_start as documented
-
-            messages += documented(study, budget, space)
+            messages += warm_start_documented(study, budget, space)
         else:
             messages += warm_start_known(study, budget, space, known_nets(), length=length)
     smaller = [n for n in nets_in(dirs) if n.budget < budget]

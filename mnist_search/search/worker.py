@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from mnist_search.progress import setup_logging
 from mnist_search.search.config import Resolved
 from mnist_search.search.engine import run_worker
+from mnist_search.search.progress import setup_logging
 from mnist_search.stopping import obey_the_parent
 
 

@@ -357,7 +357,7 @@ def training_params(hp: dict[str, Any]) -> dict[str, Any]:
 
 
 # What the start-up design trains its nets with: the region where the shipped small nets found
-# their recipes (mnist_search/found/: batch 128, one-cycle, Nesterov SGD at 0.12–0.16 or AdamW at
+# their recipes (mnist_search/catalog/found/: batch 128, one-cycle, Nesterov SGD at 0.12–0.16 or AdamW at
 # 0.006–0.015, label smoothing 0.05, no augmentation for short trainings, weight averaging).
 # The architecture is explored under it; the sampler then tunes the recipe over the whole space.
 PRIOR_SGD_LR = (0.08, 0.3)

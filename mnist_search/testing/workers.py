@@ -21,10 +21,10 @@ SLOW = {"budget": 25000, "epochs": 2, "train_subset": 8000, "val_size": 500}
 
 def study_with_a_slow_trial(url: str, name: str) -> optuna.Study:
     """A study of the plain space with the write-up's Exp6 queued as its first trial."""
-    from mnist_search.replay.experiments import get_experiment
-    from mnist_search.replay.run import documented_params
+    from mnist_search.catalog.experiments import get_experiment
     from mnist_search.search.storage import open_storage
     from mnist_search.search.study import open_study
+    from mnist_search.search.warmstart import documented_params
     from mnist_search.training.protocol import Protocol
 
     study = open_study(

@@ -8,14 +8,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from typing import Protocol as Shape
 
+from mnist_search.catalog.experiments import DOCUMENTED_PROTOCOL, get_experiment
 from mnist_search.data.mnist import load_mnist
 from mnist_search.device import resolve_device
 from mnist_search.errors import ConfigError, UsageError, check_range, check_seed
 from mnist_search.files import InputError, read_json
 from mnist_search.net.spec import ArchSpec, SpecError, check_batch, count_params, describe
-from mnist_search.replay.experiments import DOCUMENTED_PROTOCOL, get_experiment
-from mnist_search.search.records import TrialRecord
 from mnist_search.stats import stat_of
 from mnist_search.training.loop import Diverged, TrainConfig, train
 from mnist_search.training.protocol import Protocol
@@ -26,6 +26,17 @@ log = logging.getLogger("mnist_search")
 
 def _or_empty(value: Any) -> Any:
     return {} if value is None else value
+
+
+class TrainedNet(Shape):
+    """What a trained trial offers to retrain it (a search's ``TrialRecord`` is one): training
+    knows the shape, not the search that made it."""
+
+    spec: dict[str, Any] | None
+    epochs: int | None
+    seed: int | None
+
+    def recipe(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -80,8 +91,10 @@ class SpecFile:
         return cls(spec, training, epochs, seed, protocol)
 
     @classmethod
-    def of(cls, record: TrialRecord) -> SpecFile:
+    def of(cls, record: TrainedNet) -> SpecFile:
         """The net and recipe of a trained trial, at the trial's length and seed."""
+        if record.spec is None:
+            raise UsageError("the trial recorded no net to retrain")
         return cls(ArchSpec.from_dict(record.spec), record.recipe(), record.epochs, record.seed)
 
     @classmethod

@@ -81,7 +81,7 @@ def test_optuna_says_nothing_of_a_stopped_trial_and_all_of_a_failed_one():
     failed by an error keeps Optuna's lines, traceback included."""
     import logging
 
-    from mnist_search.progress import setup_logging
+    from mnist_search.search.progress import setup_logging
 
     setup_logging()
     records: list[logging.LogRecord] = []

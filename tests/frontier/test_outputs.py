@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mnist_search.frontier.published import PUBLISHED
+from mnist_search.catalog.published import PUBLISHED
 from mnist_search.frontier.run import FrontierConfig
 from mnist_search.testing import dump_dom
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 import optuna
 import pytest
 
-from mnist_search.frontier.published import PUBLISHED, epoch_cap
+from mnist_search.catalog.published import PUBLISHED, epoch_cap
 from mnist_search.frontier.run import FrontierConfig, load_record, run_frontier
 from mnist_search.search import records
 from mnist_search.search.final import final_study_name, summarize_final
@@ -180,7 +180,7 @@ def test_a_killed_frontier_resumes_and_keeps_its_finished_budgets(tmp_path, data
 
 
 def test_each_budget_searches_with_the_trial_length_asked_for(tmp_path):
-    from mnist_search.frontier.published import epoch_cap
+    from mnist_search.catalog.published import epoch_cap
     from mnist_search.frontier.run import FrontierConfig
 
     cfg = FrontierConfig(budgets=(1000, 5000), out=tmp_path, search_epochs=2, device="cpu")

@@ -112,7 +112,7 @@ def test_dashboard_on_a_host_that_is_not_here_is_one_line(tmp_path):
 def test_random_artifact_ids_are_an_artifact_error(tmp_path_factory, artifact_id):
     from types import SimpleNamespace
 
-    from mnist_search.outputs.artifacts import ArtifactError, artifact_store, load_weights
+    from mnist_search.search.artifacts import ArtifactError, artifact_store, load_weights
 
     store = artifact_store(tmp_path_factory.mktemp("artifacts"))
     with pytest.raises(ArtifactError) as e:
@@ -125,7 +125,7 @@ def test_a_damaged_weights_file_is_an_artifact_error(content, tmp_path):
     import optuna
     from optuna.artifacts import upload_artifact
 
-    from mnist_search.outputs.artifacts import ArtifactError, artifact_store, load_weights
+    from mnist_search.search.artifacts import ArtifactError, artifact_store, load_weights
 
     store = artifact_store(tmp_path / "artifacts")
     study = optuna.create_study()

@@ -8,6 +8,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from mnist_search.catalog.experiments import documented_experiments, get_experiment
 from mnist_search.net.model import build_model, module_params
 from mnist_search.net.spec import (
     KINDS,
@@ -19,7 +20,6 @@ from mnist_search.net.spec import (
     layer_summary,
     multiply_adds,
 )
-from mnist_search.replay.experiments import documented_experiments, get_experiment
 
 TRUE_COUNTS = {1: 480_176, 2: 27_738, 3: 4_418, 4: 12_968, 5: 23_426, 6: 23_426}
 

@@ -1,4 +1,4 @@
-"""The shipped nets in `mnist_search/found/` are data, and each is what its record says: it loads
+"""The shipped nets in `mnist_search/catalog/found/` are data, and each is what its record says: it loads
 as `train --spec` reads it, counts and describes what it records, trains with its recorded
 settings, and its figures are those of the run file it cites under `benchmarks/runs/`."""
 
@@ -17,7 +17,7 @@ from mnist_search.training.retrain import SpecFile
 
 REPO = Path(__file__).resolve().parents[2]
 FOUND = sorted(
-    (Path(str(p)) for p in files("mnist_search").joinpath("found").iterdir()),
+    (Path(str(p)) for p in files("mnist_search.catalog").joinpath("found").iterdir()),
     key=lambda p: p.name,
 )
 FOUND = [p for p in FOUND if p.suffix == ".json"]

@@ -93,6 +93,71 @@ def test_no_module_imports_one_that_imports_it_back():
     assert _cycles(graph) == []
 
 
+# The package's floors, lowest first, as the pipeline runs: a module imports only from its own
+# floor or one below. "base" is the top-level modules (errors, files, stats, ...); the entry
+# point (__main__) stands above everything.
+FLOORS = (
+    "base",
+    "net",
+    "catalog",
+    "spaces",
+    "data",
+    "training",
+    "search",
+    "replay",
+    "outputs",
+    "frontier",
+    "cli",
+    "testing",
+    "__main__",
+)
+
+
+def _floor(module: str) -> str:
+    parts = module.split(".")
+    if parts[-1] == "__main__":
+        return "__main__"
+    return parts[1] if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() else "base"
+
+
+def _climbing(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{a} -> {b}"
+        for a, imported in graph.items()
+        for b in imported
+        if FLOORS.index(_floor(b)) > FLOORS.index(_floor(a))
+    )
+
+
+def test_the_floor_check_sees_an_import_that_climbs():
+    assert _climbing({"mnist_search.net.spec": {"mnist_search.search.records"}}) == [
+        "mnist_search.net.spec -> mnist_search.search.records"
+    ]
+
+
+def test_no_import_climbs_the_floors():
+    graph = _graph()
+    assert {_floor(m) for m in graph} == set(FLOORS), "a folder the order does not name"
+    assert _climbing(graph) == []
+
+
+def test_every_package_says_what_it_offers():
+    """Each package's __init__.py has a docstring and exports its face (__all__)."""
+    import ast
+
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        tree = ast.parse(init.read_text())
+        assert ast.get_docstring(tree), f"{init.parent.name}: no docstring"
+        names = [
+            t.id
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            for t in node.targets
+            if isinstance(t, ast.Name)
+        ]
+        assert "__all__" in names, f"{init.parent.name}: no __all__"
+
+
 def test_commands_are_thin():
     """A command declares its options, calls the library once and renders: its body is short."""
     import inspect

@@ -7,14 +7,15 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from mnist_search.catalog.experiments import PROTOCOL_NAME, get_experiment
 from mnist_search.cli.app import app
 from mnist_search.data.mnist import make_splits
-from mnist_search.replay.experiments import PROTOCOL_NAME, get_experiment
-from mnist_search.replay.run import documented_params, enqueue_replay
+from mnist_search.replay.run import enqueue_replay
 from mnist_search.replay.summary import ReplayRow, findings, summarize
 from mnist_search.search.objective import Objective
 from mnist_search.search.storage import open_storage
 from mnist_search.search.study import open_study
+from mnist_search.search.warmstart import documented_params
 from mnist_search.stats import Stat
 from mnist_search.training.protocol import Protocol
 

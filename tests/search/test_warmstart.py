@@ -8,11 +8,12 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from mnist_search.catalog.experiments import get_experiment
 from mnist_search.cli.app import app
 from mnist_search.net.spec import count_params
-from mnist_search.replay.experiments import get_experiment
-from mnist_search.replay.run import documented_params, warm_start
 from mnist_search.search.storage import open_storage
+from mnist_search.search.warmstart import documented_params
+from mnist_search.search.warmstart import warm_start_documented as warm_start
 
 
 @pytest.mark.parametrize("budget", [700, 2000, 3000, 25000, 60000])
@@ -90,7 +91,7 @@ def test_nets_found_at_smaller_budgets_are_queued_widened(tmp_path):
     from mnist_search.search import records
     from mnist_search.search.warmstart import warm_start
 
-    found = resources.files("mnist_search").joinpath("found")
+    found = resources.files("mnist_search.catalog").joinpath("found")
     for b in (1000, 2000, 10000):
         shutil.copy(str(found.joinpath(f"budget-{b}.json")), tmp_path / f"budget-{b}.json")
     (tmp_path / "budget-3000.json").write_bytes(b"\xff\xfe not json")

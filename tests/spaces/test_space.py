@@ -4,8 +4,8 @@ nets are points of them."""
 import optuna
 import pytest
 
+from mnist_search.catalog.experiments import documented_experiments
 from mnist_search.net.spec import count_params
-from mnist_search.replay.experiments import documented_experiments
 from mnist_search.spaces.plain import (
     smallest_params,
     spec_params,
@@ -75,7 +75,6 @@ def test_channel_progressions_are_reachable(chans):
 @pytest.mark.parametrize("budget", [300, 1000, 5000, 25000])
 def test_modern_proposals_fit_the_budget_and_build(budget):
     from mnist_search.net.model import build_model, module_params
-    from mnist_search.search import warmstart as known
     from mnist_search.spaces import modern
 
     study = optuna.create_study(
@@ -97,7 +96,7 @@ def test_modern_proposals_fit_the_budget_and_build(budget):
         kinds.update("hidden" for _ in spec.hidden)
         kinds.add(spec.head)
         # A sampled net reads back as the parameters that make it (warm starts rely on it).
-        assert known.build(modern.spec_params(spec)) == spec
+        assert modern.SPACE.build(modern.spec_params(spec)) == spec
         assert hp["schedule"] in ("onecycle", "cosine")
         counts.append(n)
         return n / budget

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from mnist_search.catalog.experiments import get_experiment
 from mnist_search.net.spec import ArchSpec, ConvLayer
-from mnist_search.replay.experiments import get_experiment
 from mnist_search.spaces import modern
 from mnist_search.training.fused import FusedError, check_fusable, train_fused
 from mnist_search.training.loop import Diverged, Speed, TrainConfig, train

@@ -11,9 +11,9 @@ import optuna
 import pytest
 import torch
 
+from mnist_search.catalog.experiments import get_experiment
 from mnist_search.data.augment import augment, random_affine
 from mnist_search.data.mnist import background
-from mnist_search.replay.experiments import get_experiment
 from mnist_search.spaces import modern
 from mnist_search.training.loop import Diverged, TrainConfig, train
 from mnist_search.training.protocol import Protocol
@@ -214,8 +214,8 @@ def test_a_dead_trial_is_stopped_at_its_first_judged_report(mnist):
     """A net at chance after 10,000 images is pruned there with its reason, whatever the pruner
     (here none), from the first trial on; a learning one is not."""
 
+    from mnist_search.catalog.experiments import get_experiment
     from mnist_search.data.mnist import make_splits
-    from mnist_search.replay.experiments import get_experiment
     from mnist_search.search.objective import DEAD_AFTER, Objective
     from mnist_search.search.records import TrialRecord, queued
 
