@@ -92,3 +92,36 @@ def _rows(value: int) -> int:
 
 
 Top = Annotated[int, typer.Option(help="Rows in the final table (0: none).", callback=_rows)]
+
+
+# The search options `optimize` and `frontier` both take.
+SpaceName = Annotated[
+    str,
+    typer.Option(
+        "--space",
+        metavar="modern|plain",
+        help="Search space: modern (BN, separable, residual, GAP) or plain (the write-up's).",
+    ),
+]
+Pruner = Annotated[
+    str,
+    typer.Option(
+        metavar="rungs|median|hyperband|sha|none",
+        help="rungs (judged at 1/16 and 1/4 epoch, the best third goes on), median, "
+        "hyperband, sha (successive halving over epochs) or none.",
+    ),
+]
+Startup = Annotated[
+    int,
+    typer.Option(
+        help="Space-filling first sampled trials (nets filling 60-100% of the budget, "
+        "trained with a recipe prior); 0: the sampler's random start."
+    ),
+]
+Heartbeat = Annotated[
+    int,
+    typer.Option(
+        help="Seconds between a running trial's heartbeats; a trial silent for 3 beats is "
+        "failed and retried."
+    ),
+]

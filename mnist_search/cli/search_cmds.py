@@ -21,8 +21,12 @@ from mnist_search.cli.options import (
     Epochs,
     FinalAugment,
     FinalIncumbent,
+    Heartbeat,
     Parallel,
+    Pruner,
     Quiet,
+    SpaceName,
+    Startup,
     Storage,
     Top,
     TrainSubset,
@@ -79,14 +83,7 @@ def optimize(
     data_dir: DataDir = None,
     train_subset: TrainSubset = None,
     val_size: ValSize = 5000,
-    pruner: Annotated[
-        str,
-        typer.Option(
-            metavar="rungs|median|hyperband|sha|none",
-            help="rungs (judged at 1/16 and 1/4 epoch, the best third goes on), median, "
-            "hyperband, sha (successive halving over epochs) or none.",
-        ),
-    ] = "rungs",
+    pruner: Pruner = "rungs",
     artifacts: Artifacts = None,
     warm_start: Annotated[
         str,
@@ -96,13 +93,7 @@ def optimize(
             "this one), 'documented' (the write-up's nets that fit) or 'none'.",
         ),
     ] = "found",
-    startup: Annotated[
-        int,
-        typer.Option(
-            help="Space-filling first sampled trials (nets filling 60-100% of the budget, "
-            "trained with a recipe prior); 0: the sampler's random start."
-        ),
-    ] = STARTUP,
+    startup: Startup = STARTUP,
     top: Top = 10,
     workers: Annotated[
         int,
@@ -110,24 +101,12 @@ def optimize(
             help="Worker processes on this machine, all on the same study (GPUs round-robin)."
         ),
     ] = 1,
-    heartbeat: Annotated[
-        int,
-        typer.Option(
-            help="Seconds between a running trial's heartbeats; a trial silent for 3 beats is "
-            "failed and retried."
-        ),
-    ] = 10,
+    heartbeat: Heartbeat = 10,
     parallel: Parallel = 1,
     amp: Amp = None,
     channels_last: ChannelsLast = None,
     compile_model: Compile = False,
-    space: Annotated[
-        str,
-        typer.Option(
-            metavar="modern|plain",
-            help="Search space: modern (BN, separable, residual, GAP) or plain (the write-up's).",
-        ),
-    ] = "modern",
+    space: SpaceName = "modern",
     final_seeds: Annotated[
         int,
         typer.Option(
@@ -218,6 +197,19 @@ def _budgets(value: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
+def _search_protocol(epochs: int, train_subset: int | None, val_size: int):
+    """Each budget's search protocol: the frontier's --search-epochs is the search's --epochs,
+    and an error names the option the user gave."""
+    from mnist_search.training.protocol import Protocol
+
+    try:
+        return Protocol(epochs=epochs, train_subset=train_subset, val_size=val_size)
+    except ConfigError as e:
+        if e.option != "epochs":
+            raise
+        raise ConfigError("search_epochs", e.rest) from None
+
+
 def frontier(
     budgets: Annotated[
         str, typer.Option(help="Comma-separated parameter budgets, each searched and retrained.")
@@ -270,6 +262,14 @@ def frontier(
         ),
     ] = None,
     artifacts: Artifacts = None,
+    space: SpaceName = "modern",
+    pruner: Pruner = "rungs",
+    startup: Startup = STARTUP,
+    heartbeat: Heartbeat = 10,
+    parallel: Parallel = 1,
+    amp: Amp = None,
+    channels_last: ChannelsLast = None,
+    compile_model: Compile = False,
     quiet: Quiet = False,
 ) -> None:
     """The best net at each of several budgets, from one run.
@@ -283,27 +283,32 @@ def frontier(
     from mnist_search.cli.render import frontier_summary, progress
     from mnist_search.frontier.outputs import write_outputs
     from mnist_search.frontier.run import FrontierConfig, run_frontier
+    from mnist_search.search.config import FinalSettings, SearchConfig
+    from mnist_search.training.settings import RunSettings
 
+    search = SearchConfig(
+        space=space,
+        protocol=_search_protocol(search_epochs, train_subset, val_size),
+        storage=storage,
+        seed=seed,
+        pruner=pruner,
+        warm_start=warm_start,
+        startup=startup,
+        workers=workers,
+        heartbeat=heartbeat,
+        run=RunSettings(device, data_dir, amp, channels_last, compile_model, parallel),
+        artifacts=artifacts,
+        final=FinalSettings(
+            final_seeds, top=final_top, augment=final_augment, incumbent=final_incumbent
+        ),
+    )
     config = FrontierConfig(
+        search=search,
         budgets=_budgets(budgets),
         timeout=timeout,
         out=out,
         study_prefix=study_prefix,
-        seed=seed,
-        storage=storage,
-        device=device,
-        data_dir=data_dir,
-        train_subset=train_subset,
-        val_size=val_size,
-        search_epochs=search_epochs,
-        workers=workers,
-        warm_start=warm_start,
-        final_seeds=final_seeds,
-        final_top=final_top,
-        final_augment=final_augment,
-        final_incumbent=final_incumbent,
         target_accuracy=target_accuracy,
-        artifacts=artifacts,
     )
     with progress(quiet):
         result = run_frontier(config)

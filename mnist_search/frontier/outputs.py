@@ -48,19 +48,19 @@ def markdown(outcome: FrontierOutcome, command: str) -> str:
         "",
         "Each budget was searched by `mnist-search optimize`'s search in its own study "
         f"(`{cfg.study_prefix}-<budget>`), then its "
-        + ("finalist" if cfg.final_top == 1 else f"{cfg.final_top} finalists")
+        + ("finalist" if cfg.final.top == 1 else f"{cfg.final.top} finalists")
         + (
             ", and the best net it started from (a shipped one or the smaller budget's choice, "
             "fitted) if not among them, were"
-            if cfg.final_incumbent
-            else (" was" if cfg.final_top == 1 else " were")
+            if cfg.final.incumbent
+            else (" was" if cfg.final.top == 1 else " were")
         )
         + " retrained from scratch"
-        + ("" if cfg.final_augment == OWN else f", augmentation {cfg.final_augment},")
-        + f" with {cfg.final_seeds} seeds for as many epochs as the time allowed, up "
+        + ("" if cfg.final.augment == OWN else f", augmentation {cfg.final.augment},")
+        + f" with {cfg.final.seeds} seeds for as many epochs as the time allowed, up "
         "to the cap shown; the net with the best mean validation accuracy was chosen. Test "
         "accuracy is reported, never used. `train --spec <spec file> --seeds "
-        f"{cfg.final_seeds}` retrains a row.",
+        f"{cfg.final.seeds}` retrains a row.",
         "",
         "| budget | net | params | epochs (cap) | val mean ± std | test mean ± std | "
         "where the net came from | trials | wall time | spec file |",
@@ -225,7 +225,7 @@ def render_html(outcome: FrontierOutcome, command: str) -> str:
 def write_outputs(outcome: FrontierOutcome, command: str) -> list[Path]:
     """frontier.md and frontier.html; ``command`` (the command line that made the run) is
     written with any storage password in it masked."""
-    command = masked(command, outcome.config.storage)
+    command = masked(command, outcome.config.search.storage)
     out = Path(outcome.config.out)
     paths = [out / "frontier.md", out / "frontier.html"]
     write_atomic(paths[0], markdown(outcome, command))

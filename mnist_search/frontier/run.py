@@ -14,6 +14,7 @@ and resumes the others' studies.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -31,8 +32,6 @@ from mnist_search.frontier.target import TargetOutcome, smallest_reaching
 from mnist_search.search import storage
 from mnist_search.search.config import OWN, FinalSettings, SearchConfig
 from mnist_search.stopping import Deadline
-from mnist_search.training.protocol import Protocol
-from mnist_search.training.settings import RunSettings
 
 log = logging.getLogger("mnist_search")
 
@@ -41,35 +40,30 @@ DEFAULT_TIMEOUT = 9000.0  # 2.5 hours for the five default budgets on a 2-core C
 RECORD = "frontier.json"
 
 
-@dataclass(frozen=True)
+def _frontier_search() -> SearchConfig:
+    """What each budget's search is unless told otherwise: the default search, with 3 seeds
+    for every finalist and the incumbent retrained beside them (what is learnt at one budget is
+    weighed at full length at the next, not only by its one-epoch trial)."""
+    return SearchConfig(final=FinalSettings(seeds=3, incumbent=True))
+
+
+@dataclass(frozen=True, kw_only=True)
 class FrontierConfig:
+    """Several budgets from one run: ``search`` is every budget's search (the options of
+    ``optimize``); the budget, its study, its share of ``timeout``, its epoch cap and where its
+    net is written are set per budget (``search_for``)."""
+
+    search: SearchConfig = field(default_factory=_frontier_search)
     budgets: tuple[int, ...] = DEFAULT_BUDGETS
     timeout: float = DEFAULT_TIMEOUT  # seconds, all budgets and their final stages together
     out: str | Path = "frontier"
     study_prefix: str = "frontier"
-    seed: int = 0
-    storage: str | None = None
-    device: str = "auto"
-    data_dir: str | Path | None = None
-    train_subset: int | None = None  # quick runs: train on the first N training images
-    val_size: int = 5000
-    # Epochs of each search trial. One epoch ranks nets by how fast they learn; the small
-    # budgets' nets are retrained for 60-100, and nets that learn slowly but end higher (shared
-    # blocks, several BatchNorms) need a longer trial to show it.
-    search_epochs: int = 1
-    workers: int = 1
-    warm_start: str = "found"
-    final_seeds: int = 3
-    final_top: int = 2
-    # Every budget's finalists retrained with this augmentation (OWN: each recipe's own).
-    final_augment: str = OWN
-    # Each budget's best warm-start net (shipped, or the smaller budget's choice widened) is
-    # retrained beside the finalists: what is learnt at one budget is weighed at full length at
-    # the next, not only by its one-epoch trial.
-    final_incumbent: bool = True
-    artifacts: str | Path | None = None
     # The smallest retrained net reaching this validation accuracy (%), reported beside the rows.
     target_accuracy: float | None = None
+
+    @property
+    def final(self) -> FinalSettings:
+        return self.search.final
 
     def check(self) -> None:
         if self.target_accuracy is not None and not 0 < self.target_accuracy < 100:
@@ -82,9 +76,9 @@ class FrontierConfig:
             raise ConfigError("budgets", "none given; e.g. 1000,2000,5000")
         if len(set(self.budgets)) != len(self.budgets):
             raise ConfigError("budgets", f"{','.join(map(str, self.budgets))}: a budget repeats")
-        if self.final_seeds < 1:
+        if self.final.seeds < 1:
             raise ConfigError(
-                "final_seeds", f"{self.final_seeds}: must be at least 1 (every budget is retrained)"
+                "final_seeds", f"{self.final.seeds}: must be at least 1 (every budget is retrained)"
             )
         if not 0 < self.timeout < math.inf:
             raise ConfigError(
@@ -92,7 +86,7 @@ class FrontierConfig:
             )
         for b in self.budgets:  # every other setting is checked by the search config it makes
             try:
-                self.search(b, self.timeout).check()
+                self.search_for(b, self.timeout).check()
             except ConfigError as e:
                 # The search's names for what the frontier calls otherwise.
                 names = {"budget": "budgets", "epochs": "search_epochs"}
@@ -100,29 +94,17 @@ class FrontierConfig:
                     raise
                 raise ConfigError(names[e.option], e.rest) from None
 
-    def search(self, budget: int, timeout: float) -> SearchConfig:
+    def search_for(self, budget: int, timeout: float) -> SearchConfig:
         """The search one budget gets."""
         out = Path(self.out)
-        return SearchConfig(
+        return dataclasses.replace(
+            self.search,
             budget=budget,
             study_name=f"{self.study_prefix}-{budget}",
             timeout=timeout,
-            seed=self.seed,
-            storage=self.storage,
-            protocol=Protocol(self.search_epochs, self.train_subset, self.val_size),
-            run=RunSettings(self.device, self.data_dir),
-            workers=self.workers,
-            warm_start=self.warm_start,
             warm_dirs=(str(out),),
-            final=FinalSettings(
-                self.final_seeds,
-                top=self.final_top,
-                max_epochs=epoch_cap(budget),
-                augment=self.final_augment,
-                incumbent=self.final_incumbent,
-            ),
+            final=dataclasses.replace(self.final, max_epochs=epoch_cap(budget)),
             best_spec=str(out / f"budget-{budget}.json"),
-            artifacts=self.artifacts,
         )
 
 
@@ -224,8 +206,8 @@ def save_record(out: Path, rows: list[FrontierRow], cfg: FrontierConfig) -> None
     body = {
         "budgets": list(cfg.budgets),
         "study_prefix": cfg.study_prefix,
-        "final_augment": cfg.final_augment,
-        "final_incumbent": cfg.final_incumbent,
+        "final_augment": cfg.final.augment,
+        "final_incumbent": cfg.final.incumbent,
         "rows": [asdict(r) for r in sorted(rows, key=lambda r: r.budget)],
     }
     write_atomic(out / RECORD, json.dumps(body, indent=2) + "\n")
@@ -239,11 +221,11 @@ def run_frontier(cfg: FrontierConfig) -> FrontierOutcome:
     out = Path(cfg.out)
     check_writable("out", out, folder=True)
     # Everything that can be refused is, before the folder is made.
-    resolve_device(cfg.device)
-    url = cfg.storage or storage.default_storage()
-    storage.check(url, default=cfg.storage is None)
-    load_mnist(cfg.data_dir)
-    done = load_record(out, cfg.final_augment, cfg.final_incumbent)
+    resolve_device(cfg.search.run.device)
+    url = cfg.search.storage or storage.default_storage()
+    storage.check(url, default=cfg.search.storage is None)
+    load_mnist(cfg.search.run.data_dir)
+    done = load_record(out, cfg.final.augment, cfg.final.incumbent)
     out.mkdir(parents=True, exist_ok=True)
     done = {b: r for b, r in done.items() if r.study == f"{cfg.study_prefix}-{b}"}
     result = FrontierOutcome(cfg)
@@ -265,7 +247,7 @@ def run_frontier(cfg: FrontierConfig) -> FrontierOutcome:
             epoch_cap(budget),
         )
         t0 = time.time()
-        outcome = run_search(cfg.search(budget, share))
+        outcome = run_search(cfg.search_for(budget, share))
         if outcome.interrupted or (outcome.final is not None and outcome.final.interrupted):
             result.interrupted = True
             break
@@ -298,7 +280,7 @@ def run_frontier(cfg: FrontierConfig) -> FrontierOutcome:
         save_record(out, rows, cfg)  # a budget finished is never lost to a later failure
     result.rows = sorted(rows, key=lambda r: r.budget)
     if cfg.target_accuracy is not None and not result.interrupted:
-        searches = {r.budget: cfg.search(r.budget, cfg.timeout) for r in result.rows}
+        searches = {r.budget: cfg.search_for(r.budget, cfg.timeout) for r in result.rows}
         result.target = smallest_reaching(cfg.target_accuracy, searches, out)
     result.wall_seconds = time.time() - start
     return result

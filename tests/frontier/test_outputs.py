@@ -6,6 +6,7 @@ import pytest
 
 from mnist_search.catalog.published import PUBLISHED
 from mnist_search.frontier.run import FrontierConfig
+from mnist_search.search.config import SearchConfig
 from mnist_search.testing import dump_dom
 
 
@@ -57,7 +58,7 @@ def test_the_command_line_written_in_the_outputs_has_no_password(tmp_path, url):
     from mnist_search.frontier.outputs import write_outputs
     from mnist_search.frontier.run import FrontierOutcome
 
-    cfg = FrontierConfig(out=tmp_path, storage=url)
+    cfg = FrontierConfig(out=tmp_path, search=SearchConfig(storage=url))
     outcome = FrontierOutcome(cfg, rows=_rows(), wall_seconds=1200)
     for path in write_outputs(outcome, f"mnist-search frontier --storage {url} --budgets 1000"):
         text = path.read_text()

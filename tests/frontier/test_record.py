@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from mnist_search.cli.app import app
 from mnist_search.frontier.run import FrontierConfig, load_record
+from mnist_search.search.config import FinalSettings, SearchConfig
 
 runner = CliRunner()
 
@@ -39,6 +40,11 @@ def run(*args):
         (["--target-accuracy", "-1"], "--target-accuracy -1.0: must be a validation accuracy"),
         (["--final-augment", "heavy"], "--final-augment 'heavy'; valid: own (each finalist's"),
         (["--final-augment", "none "], "--final-augment 'none '; valid: own (each finalist's"),
+        (["--space", "fancy"], "--space 'fancy'; valid: modern, plain"),
+        (["--pruner", "x"], "--pruner 'x'; valid: rungs"),
+        (["--parallel", "0"], "--parallel 0: must be at least 1"),
+        (["--heartbeat", "0"], "--heartbeat 0: must be at least 1 second"),
+        (["--startup", "-1"], "--startup -1: must be at least 0"),
     ],
 )
 def test_bad_frontier_options_are_one_line_and_write_nothing(tmp_path, args, message, data_dir):
@@ -112,7 +118,8 @@ def test_budgets_finished_with_another_final_augmentation_are_not_kept(tmp_path)
     assert load_record(tmp_path) == {} and load_record(tmp_path, "small")[300].n_params == 290
     # Each budget's search gets the setting, and its final stage a study of its own.
 
-    search = FrontierConfig(budgets=(5000,), out=tmp_path, final_augment="small").search(5000, 60)
+    small = SearchConfig(final=FinalSettings(seeds=3, augment="small"))
+    search = FrontierConfig(search=small, budgets=(5000,), out=tmp_path).search_for(5000, 60)
     assert search.final.augment_override == "small"
 
 

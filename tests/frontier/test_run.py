@@ -17,35 +17,33 @@ import pytest
 from mnist_search.catalog.published import PUBLISHED, epoch_cap
 from mnist_search.frontier.run import FrontierConfig, load_record, run_frontier
 from mnist_search.search import records
+from mnist_search.search.config import FinalSettings, SearchConfig
 from mnist_search.search.final import final_study_name, summarize_final
 from mnist_search.search.final_time import incumbent
+from mnist_search.training.protocol import Protocol
+from mnist_search.training.settings import RunSettings
 
 BUDGETS = (300, 700)
 
 
 def config(tmp_path, data_dir, **kw) -> FrontierConfig:
-    base = dict(
-        budgets=BUDGETS,
-        timeout=24.0,
-        out=tmp_path / "fr",
+    search = SearchConfig(
+        protocol=Protocol(train_subset=600, val_size=500),
         storage=f"sqlite:///{tmp_path}/f.db",
-        data_dir=data_dir,
-        train_subset=600,
-        val_size=500,
-        device="cpu",
-        final_seeds=2,
-        final_top=2,
+        run=RunSettings(device="cpu", data_dir=data_dir),
         warm_start="none",
         artifacts=tmp_path / "art",
+        final=FinalSettings(seeds=2, top=2, incumbent=True),
     )
+    base = dict(search=search, budgets=BUDGETS, timeout=24.0, out=tmp_path / "fr")
     return FrontierConfig(**(base | kw))
 
 
 def studies(cfg: FrontierConfig, budget: int) -> tuple[optuna.Study, optuna.Study]:
     name = f"{cfg.study_prefix}-{budget}"
     return (
-        optuna.load_study(study_name=name, storage=cfg.storage),
-        optuna.load_study(study_name=final_study_name(name, auto=True), storage=cfg.storage),
+        optuna.load_study(study_name=name, storage=cfg.search.storage),
+        optuna.load_study(study_name=final_study_name(name, auto=True), storage=cfg.search.storage),
     )
 
 
@@ -77,7 +75,7 @@ def test_each_budget_gets_a_net_within_it_chosen_on_validation(tmp_path, data_di
         cands = summarize_final(
             final,
             [records.TrialRecord.of(search.trials[n]) for n in sorted(sources)],
-            cfg.final_seeds,
+            cfg.final.seeds,
         )
         assert row.val_mean == max(c.val_stat.mean for c in cands if len(c.seeds) == 2)
         body = json.loads((tmp_path / "fr" / f"budget-{row.budget}.json").read_text())
@@ -91,7 +89,8 @@ def test_each_budget_gets_a_net_within_it_chosen_on_validation(tmp_path, data_di
     assert "| 300 |" in text and "| 700 |" in text and "mnist-search frontier (test)" in text
     assert "then its 2 finalists, and the best net it started from" in text
     for top, words in ((1, "then its finalist was retrained"), (2, "2 finalists were retrained")):
-        plain = replace(cfg, final_top=top, final_incumbent=False)
+        final = replace(cfg.final, top=top, incumbent=False)
+        plain = replace(cfg, search=replace(cfg.search, final=final))
         assert words in markdown(replace(out, config=plain), "mnist-search frontier (test)")
     assert all(p.source in text for p in PUBLISHED)
     html = page.read_text()
@@ -142,7 +141,7 @@ def test_a_killed_frontier_resumes_and_keeps_its_finished_budgets(tmp_path, data
         "--out",
         str(cfg.out),
         "--storage",
-        cfg.storage,
+        cfg.search.storage,
         "--data-dir",
         str(data_dir),
         "--train-subset",
@@ -156,7 +155,7 @@ def test_a_killed_frontier_resumes_and_keeps_its_finished_budgets(tmp_path, data
         "--warm-start",
         "none",
         "--artifacts",
-        str(cfg.artifacts),
+        str(cfg.search.artifacts),
         "-q",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -183,12 +182,16 @@ def test_each_budget_searches_with_the_trial_length_asked_for(tmp_path):
     from mnist_search.catalog.published import epoch_cap
     from mnist_search.frontier.run import FrontierConfig
 
-    cfg = FrontierConfig(budgets=(1000, 5000), out=tmp_path, search_epochs=2, device="cpu")
+    cfg = FrontierConfig(
+        search=SearchConfig(protocol=Protocol(epochs=2), run=RunSettings(device="cpu")),
+        budgets=(1000, 5000),
+        out=tmp_path,
+    )
     for b in cfg.budgets:
-        search = cfg.search(b, 60.0)
+        search = cfg.search_for(b, 60.0)
         assert search.protocol.epochs == 2 and search.protocol.reports == 16  # 1/16-epoch rungs
         assert search.final.max_epochs == epoch_cap(b) and search.run.device == "cpu"
-    assert FrontierConfig(out=tmp_path).search(1000, 60.0).protocol.epochs == 1  # the default
+    assert FrontierConfig(out=tmp_path).search_for(1000, 60.0).protocol.epochs == 1  # the default
 
 
 def test_epoch_caps_follow_the_published_lengths():
