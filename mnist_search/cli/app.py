@@ -26,6 +26,7 @@ from mnist_search.cli.options import (
     StudyName,
     TrainSubset,
     ValSize,
+    run_settings,
 )
 from mnist_search.cli.parsing import OneLineErrors
 from mnist_search.cli.search_cmds import echo, frontier, optimize
@@ -125,7 +126,6 @@ def train_cmd(
     epochs, so 'train --spec FILE --seeds 3' reproduces its result."""
     from mnist_search.cli.render import fields_table
     from mnist_search.training.retrain import SpecFile, retrain
-    from mnist_search.training.settings import RunSettings
 
     setup_logging(quiet=quiet)
     if spec is not None and experiment is None:
@@ -141,7 +141,7 @@ def train_cmd(
         seeds=seeds,
         train_subset=train_subset,
         val_size=val_size,
-        run=RunSettings(device, data_dir, amp, channels_last, compile_model),
+        run=run_settings(device, data_dir, amp, channels_last, compile_model),
     ).to_dict()
     if as_json:
         typer.echo(json.dumps(out))
@@ -175,7 +175,6 @@ def replay(
     from mnist_search.cli.render import progress, replay_table
     from mnist_search.replay.run import ReplayConfig, run_replay
     from mnist_search.training.protocol import Protocol
-    from mnist_search.training.settings import RunSettings
 
     config = ReplayConfig(
         experiments=experiments_,
@@ -183,7 +182,7 @@ def replay(
         protocol=Protocol(epochs=epochs, train_subset=train_subset, val_size=val_size),
         study_name=study_name,
         storage=storage,
-        run=RunSettings(device, data_dir, amp, channels_last, parallel=parallel),
+        run=run_settings(device, data_dir, amp, channels_last, parallel=parallel),
         artifacts=artifacts,
     )
     with progress(quiet):

@@ -125,3 +125,24 @@ Heartbeat = Annotated[
         "failed and retried."
     ),
 ]
+
+
+def run_settings(
+    device: str,
+    data_dir: Path | None,
+    amp: bool | None = None,
+    channels_last: bool | None = None,
+    compile_model: bool = False,
+    parallel: int = 1,
+):
+    """The run part every command takes, made from the options of the same names."""
+    from mnist_search.training.settings import RunSettings
+
+    return RunSettings(
+        device=device,
+        data_dir=data_dir,
+        amp=amp,
+        channels_last=channels_last,
+        compile=compile_model,
+        parallel=parallel,
+    )

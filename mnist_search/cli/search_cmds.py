@@ -31,6 +31,7 @@ from mnist_search.cli.options import (
     Top,
     TrainSubset,
     ValSize,
+    run_settings,
 )
 from mnist_search.errors import ConfigError
 from mnist_search.search.warmstart import STARTUP
@@ -150,7 +151,6 @@ def optimize(
     from mnist_search.search.config import FinalSettings, SearchConfig
     from mnist_search.search.engine import run_search
     from mnist_search.training.protocol import Protocol
-    from mnist_search.training.settings import RunSettings
 
     config = SearchConfig(
         budget=budget,
@@ -166,12 +166,12 @@ def optimize(
         startup=startup,
         workers=workers,
         heartbeat=heartbeat,
-        run=RunSettings(device, data_dir, amp, channels_last, compile_model, parallel),
+        run=run_settings(device, data_dir, amp, channels_last, compile_model, parallel),
         artifacts=artifacts,
         final=FinalSettings(
-            final_seeds,
-            _epochs_or_auto(final_epochs),
-            final_top,
+            seeds=final_seeds,
+            epochs=_epochs_or_auto(final_epochs),
+            top=final_top,
             augment=final_augment,
             incumbent=final_incumbent,
         ),
@@ -284,7 +284,6 @@ def frontier(
     from mnist_search.frontier.outputs import write_outputs
     from mnist_search.frontier.run import FrontierConfig, run_frontier
     from mnist_search.search.config import FinalSettings, SearchConfig
-    from mnist_search.training.settings import RunSettings
 
     search = SearchConfig(
         space=space,
@@ -296,10 +295,10 @@ def frontier(
         startup=startup,
         workers=workers,
         heartbeat=heartbeat,
-        run=RunSettings(device, data_dir, amp, channels_last, compile_model, parallel),
+        run=run_settings(device, data_dir, amp, channels_last, compile_model, parallel),
         artifacts=artifacts,
         final=FinalSettings(
-            final_seeds, top=final_top, augment=final_augment, incumbent=final_incumbent
+            seeds=final_seeds, top=final_top, augment=final_augment, incumbent=final_incumbent
         ),
     )
     config = FrontierConfig(

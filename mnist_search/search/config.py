@@ -36,7 +36,7 @@ OWN = "own"  # final-stage augmentation: each finalist's own recipe's
 SEARCH_SHARE = 0.4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FinalSettings:
     """The final stage: retrain the search's top candidates from scratch with several seeds and
     choose on validation."""
@@ -82,7 +82,7 @@ class FinalSettings:
         return None if self.augment == OWN else self.augment
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SearchConfig:
     """Everything one search needs. Paths may be ``str`` or ``Path``; None means the default."""
 
@@ -194,7 +194,7 @@ class SearchConfig:
         return json.dumps(dataclasses.asdict(self), default=str)  # paths as strings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Resolved(SearchConfig):
     """A ``SearchConfig`` with its defaults filled in: what the engine and the workers run."""
 

@@ -104,7 +104,7 @@ class TrainConfig:
         return asdict(self)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Speed:
     """How to run, not what to learn: switches that change speed, not the recipe.
 

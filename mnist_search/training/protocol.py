@@ -8,18 +8,18 @@ from typing import Any
 
 import torch
 
-from mnist_search.data.mnist import TRAIN_IMAGES, Mnist, Splits, make_splits
+from mnist_search.data.mnist import TRAIN_IMAGES, VAL_SIZE, Mnist, Splits, make_splits
 from mnist_search.errors import ConfigError
 
 MAX_EPOCHS = 10000
 SHORT_REPORTS = 16
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Protocol:
     epochs: int = 1
     train_subset: int | None = None  # train on the first N images of the split's training part
-    val_size: int = 5000  # training images held out for validation
+    val_size: int = VAL_SIZE  # training images held out for validation
     split_seed: int = 0  # fixes which images are held out
     # Short runs are judged several times per epoch so the pruner can stop them early.
     reports_per_epoch: int = 0  # 0: 16 for runs of up to 2 epochs, else 1 (``reports_for``)

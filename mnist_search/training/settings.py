@@ -11,7 +11,7 @@ from mnist_search.errors import ConfigError, check_range
 from mnist_search.training.loop import Speed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunSettings:
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     data_dir: str | Path | None = None  # None: $MNIST_SEARCH_DATA, the cache, then download
@@ -33,4 +33,4 @@ class RunSettings:
 
     @property
     def speed(self) -> Speed:
-        return Speed(self.amp, self.channels_last, None, self.compile)
+        return Speed(amp=self.amp, channels_last=self.channels_last, compile=self.compile)

@@ -65,3 +65,4 @@ def test_each_option_default_is_its_dataclass_default():
     for name in ("final_seeds", "final_top", "final_incumbent", "timeout", "study_prefix", "space"):
         assert frontier[name] == own[name], name
     assert FinalSettings().seeds == optimize["final_seeds"]
+    assert frontier["budgets"] == ",".join(map(str, fc.budgets))
