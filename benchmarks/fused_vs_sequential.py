@@ -24,8 +24,9 @@ import torch
 
 from mnist_search.data.mnist import load_mnist, make_splits
 from mnist_search.net.spec import count_params, describe
-from mnist_search.search.warmstart import build, fit_widths, known_nets
+from mnist_search.search.warmstart import known_nets
 from mnist_search.spaces import modern
+from mnist_search.spaces.modern import build, fit_widths
 from mnist_search.training.fused import train_fused
 from mnist_search.training.loop import Speed, TrainConfig, train
 
