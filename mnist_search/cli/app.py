@@ -136,11 +136,9 @@ def train_cmd(
         raise UsageError("give exactly one of --spec FILE or --experiment N")
     out = retrain(
         net,
-        epochs=epochs,
+        protocol=net.protocol_for(epochs, train_subset, val_size),
         seed=seed,
         seeds=seeds,
-        train_subset=train_subset,
-        val_size=val_size,
         run=run_settings(device, data_dir, amp, channels_last, compile_model),
     ).to_dict()
     if as_json:

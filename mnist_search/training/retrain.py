@@ -97,6 +97,23 @@ class SpecFile:
             raise UsageError("the trial recorded no net to retrain")
         return cls(ArchSpec.from_dict(record.spec), record.recipe(), record.epochs, record.seed)
 
+    def protocol_for(
+        self,
+        epochs: int | None = None,
+        train_subset: int | None = None,
+        val_size: int | None = None,
+    ) -> Protocol:
+        """The file's protocol (its epochs, else 1, and its data split, else all 55,000
+        training images and 5,000 held out) with what is given in place of its own."""
+        return Protocol.from_dict(
+            {
+                **self.protocol,
+                "epochs": epochs if epochs is not None else self.epochs or 1,
+                **({"train_subset": train_subset} if train_subset is not None else {}),
+                **({"val_size": val_size} if val_size is not None else {}),
+            }
+        )
+
     @classmethod
     def experiment(cls, exp_id: int) -> SpecFile:
         """A documented experiment under the documented protocol."""
@@ -153,30 +170,21 @@ class RetrainOutcome:
 def retrain(
     net: SpecFile,
     *,
-    epochs: int | None = None,
+    protocol: Protocol | None = None,
     seed: int | None = None,
     seeds: int = 1,
-    train_subset: int | None = None,
-    val_size: int | None = None,
     run: RunSettings = RunSettings(),
 ) -> RetrainOutcome:
-    """Train ``net`` with seeds ``seed`` … ``seed + seeds - 1``. What is not given comes from
-    the file (its epochs, seed and data split), else epochs 1, seed 0, all 55,000 training
-    images and 5,000 held out: a file that records them retrains to the same numbers."""
+    """Train ``net`` with seeds ``seed`` … ``seed + seeds - 1`` under ``protocol`` (its epochs
+    and data split). What is not given comes from the file (``SpecFile.protocol_for``, its
+    seed), else seed 0: a file that records them retrains to the same numbers."""
     seed = seed if seed is not None else net.seed or 0
     check_range("seeds", seeds)
     run.check()
     speed = run.speed
     check_seed("seed", seed, seeds)
-    epochs = epochs if epochs is not None else net.epochs or 1
-    protocol = Protocol.from_dict(
-        {
-            **net.protocol,
-            "epochs": epochs,
-            **({"train_subset": train_subset} if train_subset is not None else {}),
-            **({"val_size": val_size} if val_size is not None else {}),
-        }
-    )
+    protocol = protocol or net.protocol_for()
+    epochs = protocol.epochs
     training = {"batch_size": 128, **DOCUMENTED_PROTOCOL, **net.training}
     try:
         cfgs = [
