@@ -22,7 +22,8 @@ from datetime import date
 
 import torch
 
-from mnist_search.data.mnist import load_mnist, make_splits
+from mnist_search.data.dataset import make_splits
+from mnist_search.data.mnist import load_mnist
 from mnist_search.net.spec import count_params, describe
 from mnist_search.search.warmstart import known_nets
 from mnist_search.spaces import modern

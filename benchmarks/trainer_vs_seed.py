@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from mnist_search.catalog.experiments import get_experiment
-from mnist_search.data.mnist import FILES, encode_idx, load_mnist, make_splits
+from mnist_search.data.dataset import make_splits
+from mnist_search.data.idx import FILES, encode_idx
+from mnist_search.data.mnist import load_mnist
 from mnist_search.net.model import build_model
 from mnist_search.net.spec import ArchSpec, ConvLayer, count_params
 from mnist_search.training.loop import TrainConfig, train

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mnist_search.data.mnist import FILES, encode_idx, load_mnist, make_splits
+from mnist_search.data.dataset import make_splits
+from mnist_search.data.idx import FILES, encode_idx
+from mnist_search.data.mnist import load_mnist
 from mnist_search.testing import (
     PgServerMissing,
     chromium,

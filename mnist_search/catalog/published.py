@@ -32,6 +32,14 @@ PUBLISHED: tuple[PublishedNet, ...] = (
     PublishedNet(19898, 99.54, 16, "pradeep6kumar/mnist_994", "best epoch"),
 )
 
+
+def published_for(dataset: str) -> tuple[PublishedNet, ...]:
+    """The published nets a frontier on ``dataset`` is drawn against: MNIST's; none is listed
+    yet for another dataset (no small Fashion-MNIST net with a stated parameter count and
+    selection rule has been found to cite)."""
+    return PUBLISHED if dataset == "mnist" else ()
+
+
 # What each budget's final retrainings may last: the lengths the published nets at that size use.
 EPOCH_CAPS: tuple[tuple[int, int], ...] = ((1000, 100), (2000, 60), (5000, 30))
 LONGEST_ELSE = 20

@@ -98,6 +98,15 @@ def train_cmd(
         typer.Option(help="Train this many times, seeds --seed, --seed+1, ...; report mean ± std."),
     ] = 1,
     device: Device = "auto",
+    dataset: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="mnist|fashion-mnist|idx",
+            help="The data to train on: mnist, fashion-mnist or idx (an own folder, with "
+            "--data-dir); default: the spec file's, else mnist.",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: DataDir = None,
     train_subset: Annotated[
         Optional[int],
@@ -136,7 +145,7 @@ def train_cmd(
         raise UsageError("give exactly one of --spec FILE or --experiment N")
     out = retrain(
         net,
-        protocol=net.protocol_for(epochs, train_subset, val_size),
+        protocol=net.protocol_for(epochs, train_subset, val_size, dataset),
         seed=seed,
         seeds=seeds,
         run=run_settings(device, data_dir, amp, channels_last, compile_model),

@@ -13,9 +13,19 @@ from mnist_search.errors import check_range
 DataDir = Annotated[
     Optional[Path],
     typer.Option(
-        help="Folder with the four MNIST IDX files (.gz or raw); default: $MNIST_SEARCH_DATA, the "
-        "cache, then download.",
+        help="Folder with the dataset's four IDX files (.gz or raw); default for mnist: "
+        "$MNIST_SEARCH_DATA, the cache, then download; for fashion-mnist: the cache, the system "
+        "copy, then download; needed for idx.",
         show_default=False,
+    ),
+]
+DatasetName = Annotated[
+    str,
+    typer.Option(
+        "--dataset",
+        metavar="mnist|fashion-mnist|idx",
+        help="mnist, fashion-mnist, or idx: your own folder of the four IDX files (28x28 "
+        "grayscale, integer labels), given with --data-dir.",
     ),
 ]
 Device = Annotated[

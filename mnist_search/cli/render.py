@@ -80,9 +80,10 @@ def progress(quiet: bool = False):
 def study_summary(study: optuna.Study, url: str | None, top: int) -> list[str]:
     url = masked(url or "")  # the password stays out of the terminal and its scrollback
     t = tally(study.get_trials(deepcopy=False))
+    dataset = (study.user_attrs.get("protocol") or {}).get("dataset", "mnist")
     lines = [
         "",
-        f"study {study.study_name}: {t.complete} complete, {t.pruned} pruned "
+        f"study {study.study_name} ({dataset}): {t.complete} complete, {t.pruned} pruned "
         f"({t.over_budget} over budget), {t.failed} failed",
     ]
     rows = top_trials(study, top)

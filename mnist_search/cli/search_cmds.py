@@ -17,6 +17,7 @@ from mnist_search.cli.options import (
     ChannelsLast,
     Compile,
     DataDir,
+    DatasetName,
     Device,
     Epochs,
     FinalAugment,
@@ -81,6 +82,7 @@ def optimize(
         ),
     ] = None,
     device: Device = "auto",
+    dataset: DatasetName = "mnist",
     data_dir: DataDir = None,
     train_subset: TrainSubset = None,
     val_size: ValSize = 5000,
@@ -155,7 +157,9 @@ def optimize(
     config = SearchConfig(
         budget=budget,
         space=space,
-        protocol=Protocol(epochs=epochs, train_subset=train_subset, val_size=val_size),
+        protocol=Protocol(
+            epochs=epochs, train_subset=train_subset, val_size=val_size, dataset=dataset
+        ),
         n_trials=n_trials,
         timeout=timeout,
         study_name=study_name,
@@ -197,13 +201,15 @@ def _budgets(value: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-def _search_protocol(epochs: int, train_subset: int | None, val_size: int):
+def _search_protocol(epochs: int, train_subset: int | None, val_size: int, dataset: str):
     """Each budget's search protocol: the frontier's --search-epochs is the search's --epochs,
     and an error names the option the user gave."""
     from mnist_search.training.protocol import Protocol
 
     try:
-        return Protocol(epochs=epochs, train_subset=train_subset, val_size=val_size)
+        return Protocol(
+            epochs=epochs, train_subset=train_subset, val_size=val_size, dataset=dataset
+        )
     except ConfigError as e:
         if e.option != "epochs":
             raise
@@ -231,6 +237,7 @@ def frontier(
     workers: Annotated[
         int, typer.Option(help="Worker processes per budget on this machine, on the same study.")
     ] = 1,
+    dataset: DatasetName = "mnist",
     data_dir: DataDir = None,
     train_subset: TrainSubset = None,
     val_size: ValSize = 5000,
@@ -287,7 +294,7 @@ def frontier(
 
     search = SearchConfig(
         space=space,
-        protocol=_search_protocol(search_epochs, train_subset, val_size),
+        protocol=_search_protocol(search_epochs, train_subset, val_size, dataset),
         storage=storage,
         seed=seed,
         pruner=pruner,

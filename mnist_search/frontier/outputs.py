@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mnist_search.catalog.published import PUBLISHED, epoch_cap
+from mnist_search.catalog.published import epoch_cap, published_for
 from mnist_search.files import write_atomic
 from mnist_search.frontier.run import FrontierOutcome, FrontierRow
 from mnist_search.frontier.target import TargetOutcome
@@ -42,12 +42,13 @@ def markdown(outcome: FrontierOutcome, command: str) -> str:
     lines = [
         "# Frontier: the best net found at each budget",
         "",
+        f"Dataset: **{outcome.dataset}**. "
         f"Made by `{command}` on {machine()}, {when}; this run's wall time "
         f"{_hms(outcome.wall_seconds)} (each row's own time below includes earlier runs of "
         "the same command it resumed).",
         "",
         "Each budget was searched by `mnist-search optimize`'s search in its own study "
-        f"(`{cfg.study_prefix}-<budget>`), then its "
+        f"(`{cfg.study_for(0).rsplit('-', 1)[0]}-<budget>`), then its "
         + ("finalist" if cfg.final.top == 1 else f"{cfg.final.top} finalists")
         + (
             ", and the best net it started from (a shipped one or the smaller budget's choice, "
@@ -87,6 +88,9 @@ def markdown(outcome: FrontierOutcome, command: str) -> str:
     for r in outcome.rows:
         if r.best_sampled_val is not None:
             lines.append(f"- {r.budget:,}: best sampled {r.best_sampled_val:.2f}% validation")
+    published = published_for(outcome.dataset)
+    if not published:
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         "Published small nets, for comparison (mostly single runs whose best epoch was picked "
@@ -95,7 +99,7 @@ def markdown(outcome: FrontierOutcome, command: str) -> str:
         "| params | test | epochs | source |",
         "|---|---|---|---|",
     ]
-    for p in PUBLISHED:
+    for p in published:
         note = f" ({p.note})" if p.note else ""
         lines.append(
             f"| {p.n_params:,} | {p.test_accuracy:.2f}% | {p.epochs or '—'} | {p.source}{note} |"
@@ -126,8 +130,9 @@ def target_line(t: TargetOutcome, markdown: bool = True) -> str:
     return line if markdown else line.replace("**", "").replace("`", "")
 
 
-def figure_data(rows: list[FrontierRow]) -> dict[str, Any]:
-    """The points the figure draws: the chosen nets, the published ones, the write-up's six."""
+def figure_data(rows: list[FrontierRow], dataset: str = "mnist") -> dict[str, Any]:
+    """The points the figure draws: the chosen nets, the published ones, the write-up's six
+    (those two on MNIST only: that is what they were measured on)."""
     from mnist_search.catalog.experiments import documented_experiments
 
     return {
@@ -143,7 +148,7 @@ def figure_data(rows: list[FrontierRow]) -> dict[str, Any]:
         ],
         "published": [
             {"n_params": p.n_params, "test": p.test_accuracy, "label": p.source, "note": p.note}
-            for p in PUBLISHED
+            for p in published_for(dataset)
         ],
         "documented": [
             {
@@ -152,13 +157,13 @@ def figure_data(rows: list[FrontierRow]) -> dict[str, Any]:
                 "label": f"Exp{e.id}",
             }
             for e in documented_experiments()
-            if e.documented.get("test_accuracy") is not None
+            if e.documented.get("test_accuracy") is not None and dataset == "mnist"
         ],
         "budgets": sorted(r.budget for r in rows),
     }
 
 
-def figure(data: dict[str, Any]):
+def figure(data: dict[str, Any], dataset: str = "mnist"):
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -204,20 +209,22 @@ def figure(data: dict[str, Any]):
         range=[math.log10(min(xs) / 2), math.log10(max(xs) * 2)],
     )
     fig.update_yaxes(title="test accuracy (%)")
-    fig.update_layout(title="Accuracy against parameters: the frontier", height=600)
+    fig.update_layout(title=f"Accuracy against parameters: the frontier ({dataset})", height=600)
     return fig
 
 
 def render_html(outcome: FrontierOutcome, command: str) -> str:
     import plotly.offline
 
-    data = figure_data(outcome.rows)
-    div = figure(data).to_html(full_html=False, include_plotlyjs=False, div_id="plot-frontier")
+    data = figure_data(outcome.rows, outcome.dataset)
+    div = figure(data, outcome.dataset).to_html(
+        full_html=False, include_plotlyjs=False, div_id="plot-frontier"
+    )
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>mnist-search frontier</title>
 <script>{plotly.offline.get_plotlyjs()}</script>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}</style></head>
-<body><h1>Frontier</h1><p>Made by <code>{html.escape(command)}</code> on
+<body><h1>Frontier: {html.escape(outcome.dataset)}</h1><p>Made by <code>{html.escape(command)}</code> on
 {html.escape(machine())}. Nets chosen on validation accuracy; test accuracy shown.</p>
 <div class="fig" id="fig-frontier">{div}</div></body></html>"""
 

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from mnist_search.catalog.published import epoch_cap
-from mnist_search.data.mnist import load_mnist
 from mnist_search.device import resolve_device
 from mnist_search.errors import ConfigError
 from mnist_search.files import check_writable, read_json, write_atomic
@@ -94,13 +93,22 @@ class FrontierConfig:
                     raise
                 raise ConfigError(names[e.option], e.rest) from None
 
+    def study_for(self, budget: int) -> str:
+        """``<prefix>-<budget>``; on data other than MNIST ``<prefix>-<dataset>-<budget>``."""
+        kind = self.search.protocol.dataset.split(":")[0]
+        return (
+            f"{self.study_prefix}-{budget}"
+            if kind == "mnist"
+            else (f"{self.study_prefix}-{kind}-{budget}")
+        )
+
     def search_for(self, budget: int, timeout: float) -> SearchConfig:
         """The search one budget gets."""
         out = Path(self.out)
         return dataclasses.replace(
             self.search,
             budget=budget,
-            study_name=f"{self.study_prefix}-{budget}",
+            study_name=self.study_for(budget),
             timeout=timeout,
             warm_dirs=(str(out),),
             final=dataclasses.replace(self.final, max_epochs=epoch_cap(budget)),
@@ -137,6 +145,7 @@ class FrontierOutcome:
     wall_seconds: float = 0.0
     interrupted: bool = False
     target: TargetOutcome | None = None  # with --target-accuracy
+    dataset: str = "mnist"  # as read: an own folder by its fingerprint
 
 
 def _trained(study) -> int:
@@ -185,11 +194,12 @@ def _row(d: Any, path: Path) -> FrontierRow:
 
 
 def load_record(
-    out: Path, final_augment: str = OWN, final_incumbent: bool = True
+    out: Path, final_augment: str = OWN, final_incumbent: bool = True, dataset: str = "mnist"
 ) -> dict[int, FrontierRow]:
     """The budgets an earlier run of this frontier finished (``frontier.json``) with the same
     final stage: the same augmentation, and the incumbent retrained or not alike (a record from
-    before the incumbent existed was made without it). A run with another retrains them."""
+    before the incumbent existed was made without it). A run with another retrains them. A
+    record made on other data is refused: its folder is that run's."""
     path = out / RECORD
     if not path.exists():
         return {}
@@ -197,13 +207,19 @@ def load_record(
     rows = body.get("rows") if isinstance(body, dict) else None
     if not isinstance(rows, list):
         raise ConfigError("out", f"{path}: not a frontier record (no rows); use another --out")
+    theirs = body.get("dataset", "mnist")
+    if theirs != dataset:
+        raise ConfigError(
+            "out", f"{path}: a frontier on {theirs!s:.40}, not {dataset}; use another --out"
+        )
     found = {r.budget: r for r in (_row(d, path) for d in rows)}
     same = (body.get("final_augment", OWN), body.get("final_incumbent", False))
     return found if same == (final_augment, final_incumbent) else {}
 
 
-def save_record(out: Path, rows: list[FrontierRow], cfg: FrontierConfig) -> None:
+def save_record(out: Path, rows: list[FrontierRow], cfg: FrontierConfig, dataset: str) -> None:
     body = {
+        "dataset": dataset,
         "budgets": list(cfg.budgets),
         "study_prefix": cfg.study_prefix,
         "final_augment": cfg.final.augment,
@@ -224,11 +240,11 @@ def run_frontier(cfg: FrontierConfig) -> FrontierOutcome:
     resolve_device(cfg.search.run.device)
     url = cfg.search.storage or storage.default_storage()
     storage.check(url, default=cfg.search.storage is None)
-    load_mnist(cfg.search.run.data_dir)
-    done = load_record(out, cfg.final.augment, cfg.final.incumbent)
+    dataset = cfg.search.protocol.load(cfg.search.run.data_dir).name
+    done = load_record(out, cfg.final.augment, cfg.final.incumbent, dataset)
     out.mkdir(parents=True, exist_ok=True)
-    done = {b: r for b, r in done.items() if r.study == f"{cfg.study_prefix}-{b}"}
-    result = FrontierOutcome(cfg)
+    done = {b: r for b, r in done.items() if r.study == cfg.study_for(b)}
+    result = FrontierOutcome(cfg, dataset=dataset)
     start = time.time()
     deadline = Deadline.after(cfg.timeout)
     todo = [b for b in sorted(cfg.budgets) if b not in done]
@@ -277,7 +293,7 @@ def run_frontier(cfg: FrontierConfig) -> FrontierOutcome:
                 best_sampled_val=sampled.val_accuracy if sampled is not None else None,
             )
         )
-        save_record(out, rows, cfg)  # a budget finished is never lost to a later failure
+        save_record(out, rows, cfg, dataset)  # a budget finished is never lost to a later failure
     result.rows = sorted(rows, key=lambda r: r.budget)
     if cfg.target_accuracy is not None and not result.interrupted:
         searches = {r.budget: cfg.search_for(r.budget, cfg.timeout) for r in result.rows}

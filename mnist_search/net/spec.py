@@ -96,7 +96,8 @@ class ArchSpec:
             check_value(f"hidden layer {j}", h, int, (1, LIMITS["width"]))
         for name, want in FIXED.items():
             if d.get(name, want) != want:
-                raise SpecError(f"{name}={d[name]!r}: MNIST nets have {name}={want}")
+                raise SpecError(f"{name}={d[name]!r}: the nets take {name}={want}")
+        check_value("num_classes", d.get("num_classes", 10), int, (2, MAX_CLASSES))
         spec = cls(**d)
         validate(spec)
         work = activations(spec)
@@ -134,7 +135,8 @@ LIMITS = {
     "multiply_adds": 500_000_000,
     "batch_bytes": 8 << 30,
 }
-FIXED = {"in_channels": 1, "input_size": 28, "num_classes": 10}
+FIXED = {"in_channels": 1, "input_size": 28}  # 28x28 grayscale, as every dataset here
+MAX_CLASSES = 256  # labels are bytes in IDX files
 RANGES = {
     "out_channels": (1, LIMITS["width"]),
     "kernel": (1, LIMITS["kernel"]),

@@ -1,5 +1,5 @@
 """Export a trained trial as files anyone can use: a torch.export program and an ONNX model that
-take MNIST images as they come (normalisation inside), the state_dict, the spec as JSON (which
+take the dataset's images as they come (its normalisation inside), the state_dict, the spec as JSON (which
 `train --spec` retrains to the same numbers) and a per-layer summary."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore
 from torch import nn
 
-from mnist_search.data.mnist import MEAN, STD, load_mnist
+from mnist_search.data.dataset import Dataset
 from mnist_search.files import check_writable
 from mnist_search.net.spec import (
     ArchSpec,
@@ -49,30 +49,36 @@ FILES = {
     "spec": "spec.json",
     "summary": "summary.txt",
 }
-CONTRACT = {
-    "input": "MNIST images as they come: N×1×28×28 (or N×28×28) uint8 pixels 0..255, as in the "
-    "IDX files; model.pt2 and model.onnx take uint8, the Python module float 0..1 too",
-    "output": "N×10 log-probabilities (log-softmax): argmax is the digit, exp() gives the "
-    "probabilities",
-    "normalisation": f"inside the model: (x/255 - {MEAN}) / {STD}",
-}
+
+
+def contract(data: Dataset) -> dict[str, str]:
+    """How to call the exported model on ``data``'s images."""
+    return {
+        "dataset": data.name,
+        "input": f"{data.name} images as they come: N×1×28×28 (or N×28×28) uint8 pixels 0..255, "
+        "as in the IDX files; model.pt2 and model.onnx take uint8, the Python module float "
+        "0..1 too",
+        "output": f"N×{data.classes} log-probabilities (log-softmax): argmax is the class, exp() "
+        "gives the probabilities",
+        "normalisation": f"inside the model: (x/255 - {data.mean}) / {data.std}",
+    }
 
 
 class Deployable(nn.Module):
-    """A trained net as anyone can use it: images as they come in (normalisation inside),
-    log-probabilities of the 10 digits out."""
+    """A trained net as anyone can use it: images as they come in (the dataset's normalisation
+    inside), log-probabilities of its classes out."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, mean: float, std: float):
         super().__init__()
-        self.net = net
+        self.net, self.mean, self.std = net, mean, std
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
         x = x.reshape(x.shape[0], 1, 28, 28)
-        return self.net((x - MEAN) / STD)
+        return self.net((x - self.mean) / self.std)
 
 
-def summary_text(spec: ArchSpec) -> str:
+def summary_text(spec: ArchSpec, data: Dataset) -> str:
     """Per layer: parameters, output shape and multiply-adds per image."""
     rows = layer_summary(spec)
     macs = dict(multiply_adds(spec))
@@ -94,7 +100,7 @@ def summary_text(spec: ArchSpec) -> str:
     ]
     if spec.batchnorm:
         lines.append("(each conv row includes its BatchNorm2d's weight and bias)")
-    lines += ["", *(f"{k}: {v}" for k, v in CONTRACT.items())]
+    lines += ["", *(f"{k}: {v}" for k, v in contract(data).items())]
     return "\n".join(lines) + "\n"
 
 
@@ -103,14 +109,15 @@ def export_trial(
     record: TrialRecord,
     store: FileSystemArtifactStore,
     out: Path,
-    protocol: Protocol = Protocol(),
+    protocol: Protocol,
+    data: Dataset,
 ) -> list[Path]:
     """Write the trial's files into ``out``; ONNX only where the ``onnx`` extra is installed."""
     net = rebuild(record, store)
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / name for k, name in FILES.items()}
     torch.save(net.state_dict(), paths["weights"])
-    model = Deployable(net).eval()
+    model = Deployable(net, data.mean, data.std).eval()
     example = torch.zeros(2, 1, 28, 28, dtype=torch.uint8)
     batch = {"images": {0: torch.export.Dim("batch", min=1, max=65536)}}
     torch.export.save(
@@ -147,13 +154,13 @@ def export_trial(
                 "trial": record.number,
                 "val_accuracy": record.val_accuracy,
                 "test_accuracy": record.test_accuracy,
-                "model": CONTRACT,
+                "model": contract(data),
             },
             indent=2,
         )
         + "\n"
     )
-    paths["summary"].write_text(summary_text(ArchSpec.from_dict(record.spec)))
+    paths["summary"].write_text(summary_text(ArchSpec.from_dict(record.spec), data))
     return list(paths.values())
 
 
@@ -166,9 +173,8 @@ def accuracy(predict, images: torch.Tensor, labels: torch.Tensor, batch: int) ->
     return 100.0 * correct / len(labels)
 
 
-def verify_export(out: Path, data_dir: str | Path | None = None) -> dict[str, float]:
+def verify_export(out: Path, data: Dataset) -> dict[str, float]:
     """Test accuracy (%) of each exported file, fed the raw uint8 test images."""
-    data = load_mnist(data_dir)
     images, labels = data.test_images.unsqueeze(1), data.test_labels
     spec = ArchSpec.from_dict(json.loads((out / FILES["spec"]).read_text())["spec"])
     batch = eval_batch(spec)
@@ -228,9 +234,12 @@ def export_study_trial(
     record = pick_trial(study, which)
     out = Path(out)
     protocol = StudyAttrs.of(study).protocol
+    # The study's data, checked (an own folder against the fingerprint the study recorded):
+    # its normalisation goes inside the model, its test images verify it.
+    data = protocol.load(data_dir)
     done = ExportOutcome(
-        record, export_trial(study_name, record, artifact_store(folder), out, protocol)
+        record, export_trial(study_name, record, artifact_store(folder), out, protocol, data)
     )
     if verify:
-        done.test_accuracy = verify_export(out, data_dir)
+        done.test_accuracy = verify_export(out, data)
     return done

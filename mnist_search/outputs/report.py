@@ -221,7 +221,7 @@ def render_html(study: optuna.Study, data: dict[str, Any]) -> str:
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:last-child{{text-align:left}}
 .fig{{margin:1em 0}}</style></head>
 <body><h1>Study {html.escape(data["study"])}</h1>
-<p>Budget {budget} parameters · {c["complete"]} complete, {c["pruned"]} pruned
+<p>Dataset <b>{html.escape(Protocol.from_dict(data["protocol"]).dataset)}</b> · Budget {budget} parameters · {c["complete"]} complete, {c["pruned"]} pruned
 ({c["over_budget"]} over budget), {c["failed"]} failed · protocol
 <code>{html.escape(protocol)}</code> · written {when}</p>
 <p>Candidates are selected on validation accuracy; test accuracy is shown for reference only.</p>

@@ -36,6 +36,13 @@ OWN = "own"  # final-stage augmentation: each finalist's own recipe's
 SEARCH_SHARE = 0.4
 
 
+def default_study_name(budget: int, dataset: str) -> str:
+    """``budget-<B>`` on MNIST, ``<dataset>-budget-<B>`` on another (an own folder: ``idx``),
+    so searches on different data never meet in one study by default."""
+    kind = dataset.split(":")[0]
+    return f"budget-{budget}" if kind == "mnist" else f"{kind}-budget-{budget}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class FinalSettings:
     """The final stage: retrain the search's top candidates from scratch with several seeds and
@@ -173,7 +180,7 @@ class SearchConfig:
         """The config with every default filled in (the seed drawn once, here)."""
         if isinstance(self, Resolved):
             return self
-        name = self.study_name or f"budget-{self.budget}"
+        name = self.study_name or default_study_name(self.budget, self.protocol.dataset)
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return Resolved(
             **fields

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import optuna
 import torch
 
-from mnist_search.data.mnist import Splits, load_mnist
+from mnist_search.data.dataset import Splits
 from mnist_search.device import resolve_device
 from mnist_search.files import check_writable
 from mnist_search.search import storage
@@ -69,11 +69,20 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     nothing written) for a bad config, storage or data folder."""
     cfg = config.resolved()
     dev, splits = _check_and_load(cfg, default_storage=config.storage is None)
+    # From here the config names the data as read: an own folder by its fingerprint, so a study
+    # made on one folder is never resumed on another.
+    cfg = dataclasses.replace(cfg, protocol=cfg.protocol.on(splits.dataset))
     study = _open(cfg)
     final = FinalStage(cfg, study) if cfg.final.seeds else None  # a mismatch stops us here
     length = None if cfg.auto_final else cfg.final_protocol.epochs  # what the chosen net trains
     for line in warm_start(
-        cfg.warm_start, study, cfg.budget, cfg.space, tuple(cfg.warm_dirs), length
+        cfg.warm_start,
+        study,
+        cfg.budget,
+        cfg.space,
+        tuple(cfg.warm_dirs),
+        length,
+        dataset=cfg.protocol.dataset,
     ) + queue_startup(study, cfg.budget, cfg.space, cfg.startup, cfg.seed):
         log.info(line)
     out = SearchOutcome(cfg, study, deadline=Deadline.after(cfg.timeout))
@@ -96,7 +105,7 @@ def run_search(config: SearchConfig) -> SearchOutcome:
         )
     if final is not None and not out.interrupted:
         if cfg.workers > 1:
-            splits = cfg.protocol.splits(load_mnist(cfg.run.data_dir), dev)
+            splits = cfg.protocol.splits(cfg.protocol.load(cfg.run.data_dir), dev)
         out.final = final.run(splits, out.deadline)
     return out
 
@@ -104,7 +113,7 @@ def run_search(config: SearchConfig) -> SearchOutcome:
 def run_worker(config: Resolved, rank: int) -> None:
     """One worker process of a search: the study exists already; search until the limits."""
     dev = worker_device(config.run.device, resolve_device(config.run.device), rank)
-    splits = config.protocol.splits(load_mnist(config.run.data_dir), dev)
+    splits = config.protocol.splits(config.protocol.load(config.run.data_dir), dev)
     _search(config, _open(config), splits, dev, Deadline.after(config.timeout), reserve=False)
 
 
@@ -116,7 +125,7 @@ def _check_and_load(cfg: Resolved, default_storage: bool) -> tuple[torch.device,
         check_writable("best_spec", cfg.best_spec, folder=False)
     dev = resolve_device(cfg.run.device)
     storage.check(cfg.storage, default=default_storage)
-    splits = cfg.protocol.splits(load_mnist(cfg.run.data_dir), dev)  # verified before any write
+    splits = cfg.protocol.splits(cfg.protocol.load(cfg.run.data_dir), dev)  # verified first
     storage.prepare(cfg.storage)
     return dev, splits
 

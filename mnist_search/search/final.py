@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from mnist_search.data.mnist import Splits
+from mnist_search.data.dataset import Splits
 from mnist_search.files import write_atomic
 from mnist_search.net.spec import ArchSpec
 from mnist_search.search import records, storage

@@ -3,13 +3,14 @@ record what happened on the trial (``records``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any, Callable
 
 import optuna
 
-from mnist_search.data.mnist import Splits
+from mnist_search.data.dataset import Splits
 from mnist_search.net.spec import ArchSpec, count_params, describe
 from mnist_search.search import records
 from mnist_search.spaces import get_space
@@ -101,6 +102,10 @@ class Objective:
         else:
             spec = self.space.suggest_spec(trial, self.cap)
             hp = self.space.suggest_training(trial)
+        if spec.num_classes != self.splits.classes:
+            # The spaces fit widths for 10 outputs: with more classes a net at the edge of the
+            # budget goes over it below and is refused like any other.
+            spec = dataclasses.replace(spec, num_classes=self.splits.classes)
         n = count_params(spec)
         # A fixed net may be queued with a length of its own (a final stage sized by time).
         epochs = queued.epochs if queued.is_fixed and queued.epochs else self.protocol.epochs
@@ -112,6 +117,7 @@ class Objective:
             epochs=epochs,
             batch_size=hp["batch_size"],
             device=str(self.device),
+            dataset=self.splits.dataset,
             speed=self.speed.resolve(self.device, epochs).to_dict(),
         )
         # Feasible when <= 0; TPE ranks infeasible trials below every feasible one.

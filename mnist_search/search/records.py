@@ -45,6 +45,7 @@ class TrialRecord:
     epochs: int | None = None
     batch_size: int | None = None
     device: str | None = None
+    dataset: str | None = None  # the data it was trained and judged on (None: before datasets)
     speed: dict[str, Any] | None = None  # Speed.to_dict(), as resolved on the device
     seed: int | None = None
     # What came of it.

@@ -142,6 +142,8 @@ def open_study(
             "--study-name)"
         )
     stored = _attrs_once_made(study, StudyAttrs.KEYS)
+    # As this version writes them: a protocol stored before a field existed has its default.
+    stored = stored | {"protocol": Protocol.from_dict(stored["protocol"]).to_dict()}
     for key, value in wanted.items():
         if stored[key] != value:
             have, want = _in_flags(key, stored[key]), _in_flags(key, value)

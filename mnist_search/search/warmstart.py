@@ -43,6 +43,7 @@ class KnownNet:
     training: dict[str, Any]
     val_mean: float  # its validation accuracy when it was found (mean over its seeds)
     epochs: int = 0  # the length it was found at (0: not recorded)
+    dataset: str = "mnist"  # the data it was found on
 
 
 def known_nets() -> list[KnownNet]:
@@ -77,6 +78,7 @@ def _known(name: str, body: str | dict[str, Any]) -> KnownNet:
         d["training"],
         float(d["result"]["val_mean"]),
         int(d.get("epochs") or 0),
+        str((d.get("protocol") or {}).get("dataset", "mnist")),
     )
 
 
@@ -221,21 +223,33 @@ def warm_start(
     space: str,
     dirs: tuple[str, ...] = (),
     length: int | None = None,
+    dataset: str = "mnist",
 ) -> list[str]:
     """Queue a search's first trials from ``source``: ``found`` (the shipped nets, fitted to the
     budget), ``documented`` (the write-up's nets that fit) or ``none``; and, from ``dirs``, the
     net found at the nearest smaller budget, widened. ``length``: the final stage's epochs when
     fixed. Processes that start on a new study together queue them once: whoever claims the
-    study first. Returns one message per net."""
+    study first. Only nets found on ``dataset`` are queued: the shipped nets and the write-up's
+    are MNIST's. Returns one message per net."""
     messages = []
-    if source != "none":
+    if source != "none" and dataset != "mnist":
+        what = "write-up's" if source == "documented" else "shipped"
+        messages.append(
+            f"warm start: the {what} nets were found on MNIST, not {dataset}: none queued; "
+            "the search starts from its own draws"
+        )
+    elif source != "none":
         if not claim_once(study, f"warm_start:{source}"):
             messages.append(f"warm start: another process queued the {source} nets of this study")
         elif source == "documented":
             messages += warm_start_documented(study, budget, space)
         else:
             messages += warm_start_known(study, budget, space, known_nets(), length=length)
-    smaller = [n for n in nets_in(dirs) if n.budget < budget]
+    found = nets_in(dirs)
+    for net in found:
+        if net.dataset != dataset:
+            messages.append(f"warm start: {net.name} was found on {net.dataset}, not {dataset}")
+    smaller = [n for n in found if n.budget < budget and n.dataset == dataset]
     if smaller and claim_once(study, "warm_start:smaller budgets"):
         messages += warm_start_known(study, budget, space, smaller, count=1)
     return messages

@@ -21,7 +21,7 @@ import math
 import torch
 
 from mnist_search.data.augment import STRENGTHS, random_affine
-from mnist_search.data.mnist import Splits
+from mnist_search.data.dataset import Splits
 from mnist_search.net.model import build_model, module_params
 from mnist_search.net.spec import ArchSpec
 from mnist_search.training.loop import (
@@ -62,13 +62,13 @@ def check_fusable(spec: ArchSpec, cfgs: list[TrainConfig]) -> None:
 
 
 def _augment_each(
-    xs: list[torch.Tensor], cfgs: list[TrainConfig], gens: list[torch.Generator]
+    xs: list[torch.Tensor], cfgs: list[TrainConfig], gens: list[torch.Generator], fill: float
 ) -> torch.Tensor:
     """Each candidate's batch, augmented with its own generator's draws, as [B, K, h, w]."""
     out = []
     for x, c, g in zip(xs, cfgs, gens):
         degrees, shift = STRENGTHS[c.augment]
-        out.append(random_affine(x, degrees, shift, g))
+        out.append(random_affine(x, degrees, shift, g, fill))
     return torch.cat(out, dim=1)
 
 
@@ -132,7 +132,7 @@ def train_fused(
         loss_sum = torch.zeros(len(alive), device=device)
         for b, part in run.batches(epoch):
             idx = [p[part] for p in perms]
-            x = _augment_each([data.images[i] for i in idx], live_cfgs, gens)
+            x = _augment_each([data.images[i] for i in idx], live_cfgs, gens, splits.background)
             y = torch.stack([data.labels[i] for i in idx], 1)  # [B, K]
             with autocast:
                 out = net(x.contiguous(memory_format=fmt)).float()

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnist_search.data.augment import STRENGTHS, augment
-from mnist_search.data.mnist import Split, Splits
+from mnist_search.data.dataset import Split, Splits
 from mnist_search.errors import UsageError
 from mnist_search.net.model import build_model, module_params
 from mnist_search.net.spec import TYPES, ArchSpec, activations, check_value
@@ -298,7 +298,7 @@ def train(
             idx = perm[part]
             x, y = data.images[idx], data.labels[idx]
             if cfg.augment != "none":
-                x = augment(x, cfg.augment, gen)
+                x = augment(x, cfg.augment, gen, splits.background)
             with autocast:
                 out = step_model(x.contiguous(memory_format=fmt))
                 # The model returns log-probabilities; cross_entropy's log_softmax leaves them

@@ -11,7 +11,6 @@ from typing import Any
 from typing import Protocol as Shape
 
 from mnist_search.catalog.experiments import DOCUMENTED_PROTOCOL, get_experiment
-from mnist_search.data.mnist import load_mnist
 from mnist_search.device import resolve_device
 from mnist_search.errors import ConfigError, UsageError, check_range, check_seed
 from mnist_search.files import InputError, read_json
@@ -102,15 +101,17 @@ class SpecFile:
         epochs: int | None = None,
         train_subset: int | None = None,
         val_size: int | None = None,
+        dataset: str | None = None,
     ) -> Protocol:
-        """The file's protocol (its epochs, else 1, and its data split, else all 55,000
-        training images and 5,000 held out) with what is given in place of its own."""
+        """The file's protocol (its epochs, else 1; its data split, else all 55,000 training
+        images and 5,000 held out; its dataset, else MNIST) with what is given in place of its
+        own."""
+        given = {"train_subset": train_subset, "val_size": val_size, "dataset": dataset}
         return Protocol.from_dict(
             {
                 **self.protocol,
                 "epochs": epochs if epochs is not None else self.epochs or 1,
-                **({"train_subset": train_subset} if train_subset is not None else {}),
-                **({"val_size": val_size} if val_size is not None else {}),
+                **{k: v for k, v in given.items() if v is not None},
             }
         )
 
@@ -144,6 +145,7 @@ class RetrainOutcome:
     device: str
     speed: dict[str, Any]
     runs: list[SeedRun]  # one per seed
+    dataset: str = "mnist"
 
     def to_dict(self) -> dict[str, Any]:
         """One run's fields as they are; several runs as validation and test mean ± std."""
@@ -153,6 +155,7 @@ class RetrainOutcome:
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "device": self.device,
+            "dataset": self.dataset,
         }
         runs = [asdict(r) for r in self.runs]
         if len(runs) == 1:
@@ -197,7 +200,13 @@ def retrain(
     except SpecError as e:
         raise ConfigError("spec", str(e)) from None
     dev = resolve_device(run.device)
-    splits = protocol.splits(load_mnist(run.data_dir), dev)
+    splits = protocol.splits(protocol.load(run.data_dir), dev)
+    if splits.classes != net.spec.num_classes:
+        raise ConfigError(
+            "spec",
+            f"the net has {net.spec.num_classes} outputs but {splits.dataset} has "
+            f"{splits.classes} classes",
+        )
     log.info(
         "training %s (%s parameters) for %d epoch(s) on %s%s",
         describe(net.spec),
@@ -248,5 +257,11 @@ def retrain(
                 r.seconds,
             )
     return RetrainOutcome(
-        net.spec, epochs, cfgs[0].batch_size, str(dev), speed.resolve(dev, epochs).to_dict(), runs
+        net.spec,
+        epochs,
+        cfgs[0].batch_size,
+        str(dev),
+        speed.resolve(dev, epochs).to_dict(),
+        runs,
+        splits.dataset,
     )

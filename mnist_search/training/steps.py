@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mnist_search.data.mnist import Split
+from mnist_search.data.dataset import Split
 
 # A report inside an epoch judges the first this-many validation images (a random sample: the
 # split is a permutation); each epoch's last report judges all of them. Sixteen reports of a

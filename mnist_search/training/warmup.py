@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from mnist_search.data.mnist import Split, Splits
+from mnist_search.data.dataset import Split, Splits
 from mnist_search.net.spec import ArchSpec
 from mnist_search.training.fused import train_fused
 from mnist_search.training.loop import Speed, TrainConfig, train
@@ -34,7 +34,7 @@ def warm_up(
     start = time.perf_counter()
     device = splits.train.images.device
     small = Split(splits.train.images[:WARM_IMAGES], splits.train.labels[:WARM_IMAGES])
-    few = Splits(small, small, small, splits.source)
+    few = dataclasses.replace(splits, train=small, val=small, test=small)
     cfg = TrainConfig(batch_size=min(batch_size, WARM_IMAGES // 2), lr=0.01, seed=0)
     speed = dataclasses.replace(speed, compile=False)  # compiling is per net, not per process
     rng = torch.random.get_rng_state()

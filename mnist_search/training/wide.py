@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_search.data.mnist import Split
+from mnist_search.data.dataset import Split
 from mnist_search.net.model import Net, build_model
 from mnist_search.net.spec import ArchSpec
 from mnist_search.training.loop import TrainConfig, ema_decay, make_schedule

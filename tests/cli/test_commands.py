@@ -59,6 +59,7 @@ def test_train_spec_file_json(in_tmp, data_dir):
         "epochs",
         "batch_size",
         "device",
+        "dataset",
         "train_accuracy",
         "val_accuracy",
         "test_accuracy",

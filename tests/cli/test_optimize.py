@@ -82,7 +82,7 @@ def test_same_seed_same_study(tmp_path, monkeypatch, data_dir):
 def test_over_budget_and_diverging_trials_are_pruned_not_failed(in_tmp, data_dir, mnist):
     """An enqueued over-budget net costs no training; a NaN loss prunes with its reason."""
     from mnist_search.catalog.experiments import get_experiment
-    from mnist_search.data.mnist import make_splits
+    from mnist_search.data.dataset import make_splits
     from mnist_search.search.objective import Objective
 
     storage = open_storage("sqlite:///s.db")

@@ -8,17 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from mnist_search.data.dataset import make_splits
+from mnist_search.data.idx import FILES, DataError, encode_idx, parse_idx
 from mnist_search.data.mnist import (
-    FILES,
     MD5,
     WHEEL_CSV,
-    DataError,
     csv_to_idx,
-    encode_idx,
     files_from_wheel,
     load_mnist,
-    make_splits,
-    parse_idx,
     read_folder,
     verify,
 )
@@ -74,7 +71,7 @@ def test_bad_cache_is_not_used(data_dir, tmp_path, caplog, monkeypatch):
     cache.mkdir()
     _copy_raw(data_dir, cache)
     (cache / "train-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01" + b"\0" * 8)
-    with caplog.at_level(logging.WARNING, logger="mnist_search.data.mnist"):
+    with caplog.at_level(logging.WARNING, logger="mnist_search.data.known"):
         with pytest.raises(DataError, match="no MNIST found"):
             load_mnist(cache_dir=cache, download=False)
     assert "ignoring the MNIST cache" in caplog.text
@@ -119,7 +116,7 @@ def test_splits_hold_out_validation_and_normalise_once(mnist):
     assert torch.equal(again.train.images, s.train.images[:100])
     other = make_splits(mnist, "cpu", val_size=5000, split_seed=1)
     assert not torch.equal(other.val.labels, s.val.labels)
-    with pytest.raises(ValueError, match="train_subset=60000"):
+    with pytest.raises(DataError, match="--train-subset 60000: must be between 1 and 55,000"):
         make_splits(mnist, "cpu", train_subset=60000)
 
 

@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mnist_search.cli.app import app
-from mnist_search.data.mnist import MD5, SIZES, DataError, read_folder
+from mnist_search.data.idx import DataError
+from mnist_search.data.known import SIZES
+from mnist_search.data.mnist import MD5, read_folder
 from mnist_search.files import InputError, read_gzip
 from mnist_search.testing import one_line_error
 

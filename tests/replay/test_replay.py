@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from mnist_search.catalog.experiments import PROTOCOL_NAME, get_experiment
 from mnist_search.cli.app import app
-from mnist_search.data.mnist import make_splits
+from mnist_search.data.dataset import make_splits
 from mnist_search.replay.run import enqueue_replay
 from mnist_search.replay.summary import ReplayRow, findings, summarize
 from mnist_search.search.objective import Objective

@@ -35,7 +35,7 @@ FACTORIZED = modern.build_spec(
 @pytest.fixture(scope="module")
 def tiny(mnist):
     # Grouped convolutions gain little on a CPU (the speed is for GPUs); keep these runs small.
-    from mnist_search.data.mnist import make_splits
+    from mnist_search.data.dataset import make_splits
 
     return make_splits(mnist, "cpu", val_size=500, train_subset=640)
 

@@ -13,7 +13,7 @@ import torch
 
 from mnist_search.catalog.experiments import get_experiment
 from mnist_search.data.augment import augment, random_affine
-from mnist_search.data.mnist import background
+from mnist_search.data.mnist import MEAN, STD
 from mnist_search.spaces import modern
 from mnist_search.training.loop import Diverged, TrainConfig, train
 from mnist_search.training.protocol import Protocol
@@ -41,7 +41,7 @@ def test_the_first_optimizer_imports_nothing_once_the_trainer_is_loaded():
 def test_reports_inside_an_epoch_judge_a_sample_and_its_end_all_of_it(small_splits):
     import torch
 
-    from mnist_search.data.mnist import Split
+    from mnist_search.data.dataset import Split
     from mnist_search.training.loop import evaluate
 
     val, test = small_splits.val, small_splits.test
@@ -102,11 +102,11 @@ def test_report_points():
 def test_augmentation_keeps_labels_aligned():
     """Each augmented image stays closest to its own original, so labels stay with their images."""
     gen = torch.Generator().manual_seed(0)
-    bg = background()
+    bg = (0.0 - MEAN) / STD  # MNIST's normalised black
     imgs = torch.full((10, 1, 28, 28), bg)
     for i in range(10):  # ten squares of distinct brightness
         imgs[i, 0, 6:22, 6:22] = bg + 0.3 * (i + 1)
-    out = augment(imgs, "small", gen)
+    out = augment(imgs, "small", gen, bg)
     assert out.shape == imgs.shape and not torch.equal(out, imgs)
     # A 2px shift and 10 degree turn keep the centre inside each square: its brightness says
     # which original each output came from.
@@ -114,7 +114,7 @@ def test_augmentation_keeps_labels_aligned():
     centre = out[:, 0, 11:17, 11:17].mean((1, 2))
     assert torch.equal((centre[:, None] - levels[None]).abs().argmin(1), torch.arange(10))
     # The border fills with the normalised black value, not with zero (grey).
-    moved = random_affine(imgs, 0.0, 5.0, torch.Generator().manual_seed(1))
+    moved = random_affine(imgs, 0.0, 5.0, torch.Generator().manual_seed(1), bg)
     assert torch.allclose(moved[:, :, 0, 0], torch.full((10, 1), bg), atol=1e-5)
     assert torch.equal(augment(imgs, "none"), imgs)
 
@@ -215,7 +215,7 @@ def test_a_dead_trial_is_stopped_at_its_first_judged_report(mnist):
     (here none), from the first trial on; a learning one is not."""
 
     from mnist_search.catalog.experiments import get_experiment
-    from mnist_search.data.mnist import make_splits
+    from mnist_search.data.dataset import make_splits
     from mnist_search.search.objective import DEAD_AFTER, Objective
     from mnist_search.search.records import TrialRecord, queued
 
