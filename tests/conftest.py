@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from mnist_search.data.dataset import make_splits
 from mnist_search.data.idx import FILES, encode_idx
@@ -55,6 +56,35 @@ def data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def mnist(data_dir):
     return load_mnist(data_dir)
+
+
+def write_own(folder: Path, arrays: dict[str, object], gz: bool = False) -> Path:
+    """Write arrays keyed like ``FILES`` as an own IDX folder (``.gz`` with ``gz``)."""
+    import gzip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, name in FILES.items():
+        raw = encode_idx(arrays[key].numpy() if hasattr(arrays[key], "numpy") else arrays[key])
+        if gz:
+            (folder / (name + ".gz")).write_bytes(gzip.compress(raw))
+        else:
+            (folder / name).write_bytes(raw)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def own_dir(mnist, tmp_path_factory) -> Path:
+    """A user's own dataset: the MNIST digits 0-4 only (5 classes), 3,000 training and 600 test
+    images, as the four raw IDX files. Small, so a whole run on it takes seconds."""
+    keep_train = (mnist.train_labels < 5).nonzero().squeeze(1)[:3000]
+    keep_test = (mnist.test_labels < 5).nonzero().squeeze(1)[:600]
+    arrays = {
+        "train_images": mnist.train_images[keep_train],
+        "train_labels": mnist.train_labels[keep_train].to(torch.uint8),
+        "test_images": mnist.test_images[keep_test],
+        "test_labels": mnist.test_labels[keep_test].to(torch.uint8),
+    }
+    return write_own(tmp_path_factory.mktemp("own"), arrays)
 
 
 @pytest.fixture(scope="session")

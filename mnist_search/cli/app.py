@@ -253,8 +253,8 @@ def export(
     ] = True,
     data_dir: DataDir = None,
 ) -> None:
-    """Export a trained trial: a torch.export program and an ONNX model that take raw MNIST
-    images, the state_dict, spec JSON (retrains with 'train --spec') and a layer summary."""
+    """Export a trained trial: a torch.export program and an ONNX model that take the study's
+    raw images (MNIST's, or those of its --dataset), the state_dict, spec JSON (retrains with 'train --spec') and a layer summary."""
     from mnist_search.cli.render import export_lines
     from mnist_search.outputs.export import export_study_trial
 

@@ -203,8 +203,8 @@ def export_lines(done: ExportOutcome) -> list[str]:
     if done.files:
         lines += [
             "",
-            "input: N×1×28×28 uint8 pixels 0..255 (normalised inside); output: N×10 "
-            "log-probabilities. Load with torch.export.load(...).module() or "
+            "input: N×1×28×28 uint8 pixels 0..255 (normalised inside); output: "
+            f"N×{done.classes} log-probabilities. Load with torch.export.load(...).module() or "
             "onnxruntime.InferenceSession(...).",
         ]
     return lines

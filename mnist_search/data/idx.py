@@ -37,7 +37,9 @@ def parse_idx(raw: bytes) -> np.ndarray:
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != math.prod(dims):
-        raise DataError(f"IDX header says {dims} but holds {data.size} bytes")
+        raise DataError(
+            f"IDX header says {dims} ({math.prod(dims):,} bytes) but holds {data.size:,} bytes"
+        )
     return data.reshape(dims)
 
 

@@ -198,6 +198,7 @@ class ExportOutcome:
     record: TrialRecord  # the exported trial
     files: list[Path]
     test_accuracy: dict[str, float] = field(default_factory=dict)  # per file, when verified
+    classes: int = 10  # the outputs: the dataset's classes
 
     @property
     def matches(self) -> bool:
@@ -238,7 +239,9 @@ def export_study_trial(
     # its normalisation goes inside the model, its test images verify it.
     data = protocol.load(data_dir)
     done = ExportOutcome(
-        record, export_trial(study_name, record, artifact_store(folder), out, protocol, data)
+        record,
+        export_trial(study_name, record, artifact_store(folder), out, protocol, data),
+        classes=data.classes,
     )
     if verify:
         done.test_accuracy = verify_export(out, data)

@@ -8,6 +8,7 @@ space that cannot resize a known net (``Space.fit_widths``) starts from its samp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -127,7 +128,8 @@ def warm_start_known(
         if label in present:
             messages.append(f"warm start: {label} is already in the study")
             continue
-        params = fit(sp.spec_params(net.spec), budget)
+        # The spaces' nets have 10 outputs; the objective gives a net the data's own count.
+        params = fit(sp.spec_params(dataclasses.replace(net.spec, num_classes=10)), budget)
         if params is None:
             messages.append(f"warm start: {label} does not fit {budget:,} parameters at any width")
             continue
