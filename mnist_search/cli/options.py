@@ -109,8 +109,9 @@ SpaceName = Annotated[
     str,
     typer.Option(
         "--space",
-        metavar="modern|plain",
-        help="Search space: modern (BN, separable, residual, GAP) or plain (the write-up's).",
+        metavar="modern|tiny|plain",
+        help="Search space: modern (BN, separable, residual, GAP), tiny (the published ≤1K nets' "
+        "family: valid separable blocks, norm optional, LeakyReLU) or plain (the write-up's).",
     ),
 ]
 Pruner = Annotated[

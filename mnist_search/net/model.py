@@ -6,7 +6,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_search.net.spec import ArchSpec, ConvLayer, LayerShape, conv_shapes, feature_count
+from mnist_search.net.spec import (
+    LEAKY_SLOPE,
+    ArchSpec,
+    ConvLayer,
+    LayerShape,
+    conv_shapes,
+    feature_count,
+)
+
+
+def activation(name: str) -> nn.Module:
+    return nn.LeakyReLU(LEAKY_SLOPE, inplace=True) if name == "leaky" else nn.ReLU(inplace=True)
 
 
 class Block(nn.Module):
@@ -15,8 +26,17 @@ class Block(nn.Module):
     differ from one use to the next, so one set of statistics would fit none of them) → pool →
     dropout (``drop``, the spec's ``conv_dropout``)."""
 
-    def __init__(self, shape: LayerShape, layer: ConvLayer, batchnorm: bool, drop: float = 0.0):
+    def __init__(
+        self,
+        shape: LayerShape,
+        layer: ConvLayer,
+        batchnorm: bool,
+        drop: float = 0.0,
+        act: str = "relu",
+    ):
         super().__init__()
+        # A plain float, not a module: a fused (widened) block copies it as it is.
+        self.slope = LEAKY_SLOPE if act == "leaky" else 0.0
         c_in, c_out, bias = shape.in_channels, layer.out_channels, not batchnorm
         k, p = layer.kernel, layer.padding
         self.conv: nn.Module
@@ -45,12 +65,15 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for use, bn in enumerate((self.bn, *self.again)):
-            h = x if self.first is None else F.relu(self.mid[use](self.first(x)))
+            h = x if self.first is None else self._act(self.mid[use](self.first(x)))
             y = bn(self.conv(h))
             if self.residual:
                 y = y + x
-            x = F.relu(y)
+            x = self._act(y)
         return self.drop(F.max_pool2d(x, 2) if self.pool else x)
+
+    def _act(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x, self.slope) if self.slope else F.relu(x)
 
 
 class Net(nn.Module):
@@ -61,7 +84,9 @@ class Net(nn.Module):
         blocks: list[nn.Module] = []
         for shape, layer in zip(conv_shapes(spec), spec.convs):
             if not plain:
-                blocks.append(Block(shape, layer, spec.batchnorm, spec.conv_dropout))
+                blocks.append(
+                    Block(shape, layer, spec.batchnorm, spec.conv_dropout, spec.activation)
+                )
                 continue
             # Plain stacks keep the flat Conv/BN/ReLU/Pool layout their stored weights use.
             blocks.append(
@@ -75,7 +100,7 @@ class Net(nn.Module):
             )
             if spec.batchnorm:
                 blocks.append(nn.BatchNorm2d(layer.out_channels))
-            blocks.append(nn.ReLU(inplace=True))
+            blocks.append(activation(spec.activation))
             if layer.pool:
                 blocks.append(nn.MaxPool2d(2))
             if spec.conv_dropout:  # only then, so stored plain nets keep their layer indices
@@ -90,7 +115,7 @@ class Net(nn.Module):
         for h in spec.hidden:
             if spec.dropout:
                 head.append(nn.Dropout(spec.dropout))
-            head += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+            head += [nn.Linear(width, h), activation(spec.activation)]
             width = h
         if spec.dropout:
             head.append(nn.Dropout(spec.dropout))

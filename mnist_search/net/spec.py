@@ -19,6 +19,10 @@ HEADS = ("flatten", "gap")
 # BatchNorm, ReLU, then 1×k: two thirds of a k×k conv's weights at k = 3, the same output size).
 KINDS = ("conv", "sep", "fact")
 CONV_NAMES = {"conv": "Conv2d", "sep": "SepConv2d", "fact": "FactConv2d"}
+# ReLU, or LeakyReLU with slope 0.2 (the published 697- and 997-parameter nets: without
+# normalisation a tiny net's ReLUs die more easily).
+ACTIVATIONS = ("relu", "leaky")
+LEAKY_SLOPE = 0.2
 
 
 class SpecError(UsageError):
@@ -51,6 +55,7 @@ class ArchSpec:
     # Dropout after every conv block (after its pool), as the published tiny nets do; ``dropout``
     # above acts in the head only. Last, so positional construction keeps its meaning.
     conv_dropout: float = 0.0
+    activation: str = "relu"  # one of ACTIVATIONS, after every conv block and hidden layer
 
     def __post_init__(self) -> None:
         # Accept lists (from JSON) but store tuples so specs stay hashable.
@@ -72,6 +77,8 @@ class ArchSpec:
         d["hidden"] = list(self.hidden)
         if not self.conv_dropout:  # likewise: written only where it is used
             del d["conv_dropout"]
+        if self.activation == "relu":
+            del d["activation"]
         return d
 
     @classmethod
@@ -333,6 +340,8 @@ def conv_shapes(spec: ArchSpec) -> list[LayerShape]:
 def validate(spec: ArchSpec) -> None:
     if spec.head not in HEADS:
         raise SpecError(f"head={spec.head!r}; valid: {', '.join(HEADS)}")
+    if spec.activation not in ACTIVATIONS:
+        raise SpecError(f"activation={spec.activation!r:.40}; valid: {', '.join(ACTIVATIONS)}")
     if not 0.0 <= spec.dropout < 1.0:
         raise SpecError(f"dropout={spec.dropout}; must be in [0, 1)")
     if not 0.0 <= spec.conv_dropout < 1.0:
@@ -382,6 +391,8 @@ def describe(spec: ArchSpec) -> str:
         parts.append("shared@" + ",".join(shared))
     if spec.batchnorm:
         parts.append("bn")
+    if spec.activation != "relu":
+        parts.append(spec.activation)
     if spec.conv_dropout:
         parts.append(f"convdrop{spec.conv_dropout:g}")
     if spec.dropout:

@@ -26,7 +26,7 @@ from mnist_search.catalog.experiments import (
 )
 from mnist_search.errors import UsageError
 from mnist_search.files import read_json
-from mnist_search.net.spec import ArchSpec, count_params
+from mnist_search.net.spec import ArchSpec, SpecError, count_params
 from mnist_search.search import records
 from mnist_search.search.records import TrialRecord
 from mnist_search.search.storage import claim_once
@@ -129,7 +129,12 @@ def warm_start_known(
             messages.append(f"warm start: {label} is already in the study")
             continue
         # The spaces' nets have 10 outputs; the objective gives a net the data's own count.
-        params = fit(sp.spec_params(dataclasses.replace(net.spec, num_classes=10)), budget)
+        try:
+            own = sp.spec_params(dataclasses.replace(net.spec, num_classes=10))
+        except SpecError:
+            messages.append(f"warm start: {label} is not a net of the {space} space")
+            continue
+        params = fit(own, budget)
         if params is None:
             messages.append(f"warm start: {label} does not fit {budget:,} parameters at any width")
             continue

@@ -1,12 +1,13 @@
-"""The registry of search spaces: ``modern`` (the default) and ``plain`` (the write-up's kind)."""
+"""The registry of search spaces: ``modern`` (the default), ``tiny`` (the published ≤1K nets'
+family) and ``plain`` (the write-up's kind)."""
 
 from __future__ import annotations
 
 from mnist_search.net.spec import SpecError
-from mnist_search.spaces import modern, plain
+from mnist_search.spaces import modern, plain, tiny
 from mnist_search.spaces.base import Space
 
-SPACES: dict[str, Space] = {"modern": modern.SPACE, "plain": plain.SPACE}
+SPACES: dict[str, Space] = {"modern": modern.SPACE, "tiny": tiny.SPACE, "plain": plain.SPACE}
 
 
 def get_space(name: str) -> Space:

@@ -52,7 +52,7 @@ class CandidateFlatten(nn.Module):
         return x.reshape(x.shape[0], self.k, -1)
 
 
-_CHANNELWISE = (nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Identity)
+_CHANNELWISE = (nn.ReLU, nn.LeakyReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Identity)
 
 
 def by_candidate(t: torch.Tensor, k: int) -> torch.Tensor:

@@ -205,3 +205,32 @@ def test_mutated_gzip_streams_are_a_data_error(tmp_path_factory, patch, where):
         assert str(path) in str(e) and "\n" not in str(e)
     else:
         assert len(data) <= 10_000
+
+
+@FUZZ
+@given(
+    st.sampled_from(sorted(MD5)),
+    st.integers(0, 40),
+    st.binary(min_size=1, max_size=12),
+    st.booleans(),
+)
+def test_an_own_folder_with_bytes_overwritten_loads_or_is_one_line(
+    tmp_path_factory, own_dir, name, at, patch, cut
+):
+    """Any file of an own folder, its header or first bytes overwritten (or the file cut there):
+    it loads as a valid dataset or is refused with one line naming that file."""
+    from mnist_search.data.own import load_own
+
+    d = tmp_path_factory.mktemp("own")
+    for other in MD5:
+        raw = (own_dir / other).read_bytes()
+        if other == name:
+            raw = raw[:at] if cut else raw[:at] + patch + raw[at + len(patch) :]
+        (d / other).write_bytes(raw)
+    try:
+        data = load_own(d)
+    except DataError as e:
+        assert name in str(e) and "\n" not in str(e), str(e)
+    else:
+        assert data.classes >= 2 and data.train_images.shape[1:] == (28, 28)
+        assert int(data.test_labels.max()) < data.classes

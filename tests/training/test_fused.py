@@ -5,7 +5,7 @@ import torch
 
 from mnist_search.catalog.experiments import get_experiment
 from mnist_search.net.spec import ArchSpec, ConvLayer
-from mnist_search.spaces import modern
+from mnist_search.spaces import modern, tiny
 from mnist_search.training.fused import FusedError, check_fusable, train_fused
 from mnist_search.training.loop import Diverged, Speed, TrainConfig, train
 
@@ -30,6 +30,9 @@ SHARED = modern.build_spec(2, "same", [1, 4], [6, 8], separable=True, share=True
 FACTORIZED = modern.build_spec(
     2, "same", [1, 3], [6, 8], factorize=True, share=True, head="flatten", squeeze=4
 )
+
+# The tiny space's kind: no normalisation (conv biases), LeakyReLU, valid separable blocks.
+TINY = tiny.build_spec([6, 5, 9, 10, 8], norm="none", activation="leaky")
 
 
 @pytest.fixture(scope="module")
@@ -246,8 +249,8 @@ def test_stopped_candidates_leave_the_group_and_the_rest_go_on_unchanged(tiny):
 
 @pytest.mark.parametrize(
     "spec",
-    [BN, SEPARABLE, RESIDUAL, SHARED, FACTORIZED],
-    ids=["bn", "separable", "residual", "shared", "factorized"],
+    [BN, SEPARABLE, RESIDUAL, SHARED, FACTORIZED, TINY],
+    ids=["bn", "separable", "residual", "shared", "factorized", "tiny-leaky"],
 )
 def test_a_wide_net_computes_what_its_candidates_compute(spec):
     """One training step's outputs and gradients, candidate by candidate, to rounding: in double
