@@ -8,11 +8,10 @@ recompresses the ``.gz`` files, so only the uncompressed files' MD5 sums are com
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from mnist_search.data.dataset import Dataset
-from mnist_search.data.known import Known, load_known
+from mnist_search.data.known import Known, load_known, torchvision_fetch
 
 MD5 = {
     "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
@@ -27,25 +26,13 @@ CLASSES = (
 )  # fmt: skip
 
 
-def files_from_torchvision(dest: Path) -> dict[str, bytes]:
-    from torchvision.datasets import FashionMNIST
-
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(20)  # without a network the mirrors fail fast; never hang on one
-    try:
-        FashionMNIST(str(dest), train=True, download=True)
-    finally:
-        socket.setdefaulttimeout(old)
-    return FASHION.read(dest, "torchvision download")
-
-
 FASHION = Known(
     name="fashion-mnist",
     title="Fashion-MNIST",
     md5=MD5,
     subfolders=("FashionMNIST/raw", "raw"),
     system=(SYSTEM_COPY,),
-    downloads=(("torchvision download", files_from_torchvision),),
+    downloads=(("torchvision download", torchvision_fetch("FashionMNIST")),),
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,23 @@ SIZES = {
     "t10k-labels-idx1-ubyte": 10_008,
 }
 Fetch = Callable[[Path], dict[str, bytes]]
+
+
+def torchvision_fetch(cls_name: str) -> Fetch:
+    """A download through torchvision's ``datasets.<cls_name>`` into a folder, read back."""
+
+    def fetch(dest: Path) -> dict[str, bytes]:
+        import torchvision.datasets
+
+        old = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(20)  # without a network the mirrors fail fast; never hang on one
+        try:
+            getattr(torchvision.datasets, cls_name)(str(dest), train=True, download=True)
+        finally:
+            socket.setdefaulttimeout(old)
+        return read_folder(dest, SIZES, "the downloaded IDX files", (f"{cls_name}/raw",))
+
+    return fetch
 
 
 @dataclass(frozen=True)

