@@ -297,3 +297,8 @@ def frontier_summary(result: FrontierOutcome) -> list[str]:
     if result.target is not None:
         lines.append(target_line(result.target, markdown=False))
     return lines
+
+
+def ship_lines(done: Any) -> list[str]:
+    """What ``frontier --ship`` wrote and removed."""
+    return [f"shipped: {p}" for p in done.written] + [f"removed: {p}" for p in done.removed]

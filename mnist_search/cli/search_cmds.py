@@ -268,6 +268,21 @@ def frontier(
             show_default=False,
         ),
     ] = None,
+    confirm: Annotated[
+        bool,
+        typer.Option(
+            help="Then train each row's net again with as many fresh seeds as --final-seeds "
+            "(3, 4, 5 after 0, 1, 2) and report them beside the row."
+        ),
+    ] = False,
+    ship: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Then write each row's spec file, with its provenance, into this folder of "
+            "known nets (e.g. mnist_search/catalog/found) and remove its other spec files.",
+            show_default=False,
+        ),
+    ] = None,
     artifacts: Artifacts = None,
     space: SpaceName = "modern",
     pruner: Pruner = "rungs",
@@ -287,9 +302,8 @@ def frontier(
     20) and chosen on validation. Writes --out/frontier.md, frontier.html and budget-<B>.json
     (for 'train --spec'); the same command again resumes, keeping finished budgets.
     """
-    from mnist_search.cli.render import frontier_summary, progress
-    from mnist_search.frontier.outputs import write_outputs
-    from mnist_search.frontier.run import FrontierConfig, run_frontier
+    from mnist_search.cli.render import frontier_summary, progress, ship_lines
+    from mnist_search.frontier import FrontierConfig, run_frontier, ship_rows, write_outputs
     from mnist_search.search.config import FinalSettings, SearchConfig
 
     search = SearchConfig(
@@ -315,13 +329,16 @@ def frontier(
         out=out,
         study_prefix=study_prefix,
         target_accuracy=target_accuracy,
+        confirm=confirm,
+        ship=ship,
     )
     with progress(quiet):
         result = run_frontier(config)
     command = "mnist-search " + shlex.join(sys.argv[1:])
-    for path in write_outputs(result, command):
-        typer.echo(f"written: {path}")
+    echo([f"written: {path}" for path in write_outputs(result, command)])
     echo(frontier_summary(result))
+    if config.ship is not None:
+        echo(ship_lines(ship_rows(result, config.ship, command)))
     if result.interrupted:
         typer.echo("interrupted: finished budgets are kept; run the same command to resume")
         raise typer.Exit(130)

@@ -76,6 +76,7 @@ def markdown(outcome: FrontierOutcome, command: str) -> str:
         )
     for b, why in sorted(outcome.missing.items()):
         lines.append(f"| {b:,} | — | | | | | not chosen: {why} | | | |")
+    lines += fresh_lines(outcome.rows)
     if outcome.target is not None:
         lines += ["", target_line(outcome.target)]
     lines += [
@@ -105,6 +106,29 @@ def markdown(outcome: FrontierOutcome, command: str) -> str:
             f"| {p.n_params:,} | {p.test_accuracy:.2f}% | {p.epochs or '—'} | {p.source}{note} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def fresh_lines(rows: list[FrontierRow]) -> list[str]:
+    """The rows retrained with fresh seeds (``--confirm``), beside the run's own figures."""
+    fresh = [r for r in rows if r.fresh_seeds is not None]
+    if not fresh:
+        return []
+    lines = [
+        "",
+        "Confirmed with fresh seeds (`--confirm`): each row's spec file trained again, same "
+        "recipe, length and data split, with seeds the run never used. A row is above a goal "
+        "only if both seed sets' test means are.",
+        "",
+        "| budget | seeds | val mean ± std | test mean ± std | the run's test mean |",
+        "|---|---|---|---|---|",
+    ]
+    for r in fresh:
+        seeds = ", ".join(map(str, r.fresh_seeds or []))
+        lines.append(
+            f"| {r.budget:,} | {seeds} | {r.fresh_val_mean:.2f} ± {r.fresh_val_std:.2f} | "
+            f"**{r.fresh_test_mean:.2f} ± {r.fresh_test_std:.2f}** | {r.test_mean:.2f} |"
+        )
+    return lines
 
 
 def target_line(t: TargetOutcome, markdown: bool = True) -> str:
@@ -163,53 +187,120 @@ def figure_data(rows: list[FrontierRow], dataset: str = "mnist") -> dict[str, An
     }
 
 
-def figure(data: dict[str, Any], dataset: str = "mnist"):
-    import plotly.graph_objects as go
+def _error(acc: float) -> float:
+    return 100.0 - acc
 
-    fig = go.Figure()
-    ch = data["chosen"]
-    fig.add_scatter(
-        x=[c["n_params"] for c in ch],
-        y=[c["test"] for c in ch],
-        error_y={"type": "data", "array": [c["std"] for c in ch]},
-        mode="lines+markers+text",
-        name="chosen nets: test mean ± std",
-        text=[c["label"] for c in ch],
-        textposition="bottom right",
-        marker={"size": 11, "symbol": "star"},
-    )
-    pub = data["published"]
-    fig.add_scatter(
-        x=[p["n_params"] for p in pub],
-        y=[p["test"] for p in pub],
-        mode="markers+text",
-        name="published nets",
-        text=[p["label"].split("/")[0] for p in pub],
-        hovertext=[f"{p['label']} {p['note']}".strip() for p in pub],
-        textposition="top center",
-        marker={"size": 9, "symbol": "diamond"},
-    )
+
+def _log_range(values: list[float], pad: float = 1.6) -> list[float]:
+    return [math.log10(min(values) / pad), math.log10(max(values) * pad)]
+
+
+def figure(data: dict[str, Any], dataset: str = "mnist"):
+    """Test error (100 − accuracy, log axis, as MNIST results are drawn) against parameters (log
+    axis). The chosen nets and the published ones share the main panel; the write-up's six
+    experiments, an order of magnitude worse, have a panel of their own so they do not squeeze
+    it. Labels are short and placed above and below in turn; the published nets are named in the
+    legend, one entry per source, and each point's details are in its hover text."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
     docs = data["documented"]
-    fig.add_scatter(
-        x=[d["n_params"] for d in docs],
-        y=[d["test"] for d in docs],
-        mode="markers+text",
-        name="the write-up's experiments (documented)",
-        text=[d["label"] for d in docs],
-        textposition="top center",
-        marker={"size": 9, "symbol": "x"},
+    panels = 2 if docs else 1
+    fig = make_subplots(
+        rows=1,
+        cols=panels,
+        column_widths=[0.72, 0.28] if panels == 2 else [1.0],
+        horizontal_spacing=0.08,
+        subplot_titles=(
+            ["chosen nets and published small nets", "the write-up's six experiments"]
+            if panels == 2
+            else None
+        ),
     )
+    ch = data["chosen"]
+    fig.add_trace(
+        go.Scatter(
+            x=[c["n_params"] for c in ch],
+            y=[_error(c["test"]) for c in ch],
+            error_y={"type": "data", "array": [c["std"] for c in ch], "visible": True},
+            mode="lines+markers+text",
+            name="chosen nets: test error, mean ± std over seeds",
+            text=[f"{c['budget']:,}" for c in ch],
+            hovertext=[c["label"] for c in ch],
+            textposition=["bottom center" if i % 2 else "top center" for i in range(len(ch))],
+            marker={"size": 11, "symbol": "star"},
+        ),
+        row=1,
+        col=1,
+    )
+    symbols = ("diamond", "square", "triangle-up", "circle", "pentagon", "hexagon")
+    pub = data["published"]
+    sources = sorted({p["label"] for p in pub})
+    for i, source in enumerate(sources):
+        mine = [p for p in pub if p["label"] == source]
+        fig.add_trace(
+            go.Scatter(
+                x=[p["n_params"] for p in mine],
+                y=[_error(p["test"]) for p in mine],
+                mode="markers",
+                name=f"published: {source}",
+                hovertext=[f"{p['n_params']:,} p., {p['test']:.2f}% {p['note']}" for p in mine],
+                marker={"size": 9, "symbol": symbols[i % len(symbols)]},
+            ),
+            row=1,
+            col=1,
+        )
     for b in data["budgets"]:
-        fig.add_vline(x=b, line_dash="dot", line_color="grey")
-    xs = [c["n_params"] for c in ch] + [p["n_params"] for p in pub] + [d["n_params"] for d in docs]
-    xs += data["budgets"]
+        fig.add_vline(x=b, line_dash="dot", line_color="grey", row=1, col=1)
+    main_x = [c["n_params"] for c in ch] + [p["n_params"] for p in pub] + data["budgets"]
+    main_y = [_error(c["test"]) - c["std"] for c in ch] + [_error(p["test"]) for p in pub]
+    main_y += [_error(c["test"]) + c["std"] for c in ch]
     fig.update_xaxes(
-        type="log",
-        title="trainable parameters (log scale)",
-        range=[math.log10(min(xs) / 2), math.log10(max(xs) * 2)],
+        type="log", title="trainable parameters (log)", range=_log_range(main_x), row=1, col=1
     )
-    fig.update_yaxes(title="test accuracy (%)")
-    fig.update_layout(title=f"Accuracy against parameters: the frontier ({dataset})", height=600)
+    fig.update_yaxes(
+        type="log",
+        title="test error (%), log",
+        range=_log_range([max(y, 0.05) for y in main_y], 1.3),
+        row=1,
+        col=1,
+    )
+    if docs:
+        # Exp5 and Exp6 have the same parameter count: their labels go on opposite sides.
+        order = sorted(range(len(docs)), key=lambda i: (docs[i]["n_params"], docs[i]["test"]))
+        where = {i: ("bottom center" if k % 2 else "top center") for k, i in enumerate(order)}
+        fig.add_trace(
+            go.Scatter(
+                x=[d["n_params"] for d in docs],
+                y=[_error(d["test"]) for d in docs],
+                mode="markers+text",
+                name="the write-up's experiments (documented test figure)",
+                text=[d["label"] for d in docs],
+                textposition=[where[i] for i in range(len(docs))],
+                marker={"size": 9, "symbol": "x"},
+            ),
+            row=1,
+            col=2,
+        )
+        fig.update_xaxes(
+            type="log",
+            title="parameters (log)",
+            range=_log_range([d["n_params"] for d in docs]),
+            row=1,
+            col=2,
+        )
+        fig.update_yaxes(
+            type="log",
+            title="test error (%), log",
+            range=_log_range([_error(d["test"]) for d in docs], 1.4),
+            row=1,
+            col=2,
+        )
+    fig.update_layout(
+        title=f"Test error against parameters: the frontier ({dataset})",
+        height=700,
+        legend={"orientation": "h", "y": -0.15},
+    )
     return fig
 
 

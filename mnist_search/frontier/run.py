@@ -9,7 +9,9 @@ it: what is learnt at 2,000 is a candidate at 5,000.
 
 Each finished budget is recorded in ``<out>/frontier.json`` and its net in
 ``<out>/budget-<B>.json``; a run started again with the same options skips the finished budgets
-and resumes the others' studies.
+and resumes the others' studies. With ``confirm``, each row's net is then trained again with
+seeds the run never used (3, 4, 5 after the final stage's 0, 1, 2), and those figures are
+recorded beside the row's: a row is above a goal only if both seed sets' means are.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from mnist_search.files import check_writable, read_json, write_atomic
 from mnist_search.frontier.target import TargetOutcome, smallest_reaching
 from mnist_search.search import storage
 from mnist_search.search.config import OWN, FinalSettings, SearchConfig
+from mnist_search.stats import stat_of
 from mnist_search.stopping import Deadline
 
 log = logging.getLogger("mnist_search")
@@ -59,6 +62,10 @@ class FrontierConfig:
     study_prefix: str = "frontier"
     # The smallest retrained net reaching this validation accuracy (%), reported beside the rows.
     target_accuracy: float | None = None
+    # After every budget: each row's net trained again with as many fresh seeds.
+    confirm: bool = False
+    # Then each row's spec file, with its provenance, written into this folder of known nets.
+    ship: str | Path | None = None
 
     @property
     def final(self) -> FinalSettings:
@@ -73,6 +80,8 @@ class FrontierConfig:
             )
         if not self.budgets:
             raise ConfigError("budgets", "none given; e.g. 1000,2000,5000")
+        if self.ship is not None:  # refused now, not after hours of work
+            check_writable("ship", self.ship, folder=True)
         if len(set(self.budgets)) != len(self.budgets):
             raise ConfigError("budgets", f"{','.join(map(str, self.budgets))}: a budget repeats")
         if self.final.seeds < 1:
@@ -135,6 +144,12 @@ class FrontierRow:
     wall_seconds: float  # search and final stage of this budget
     spec_file: str
     best_sampled_val: float | None = None  # the best net the search sampled, one-epoch val
+    # The same net, recipe and length trained with seeds the run never used (``confirm``).
+    fresh_seeds: list[int] | None = None
+    fresh_val_mean: float | None = None
+    fresh_val_std: float | None = None
+    fresh_test_mean: float | None = None
+    fresh_test_std: float | None = None
 
 
 @dataclass
@@ -175,6 +190,11 @@ _ROW_TYPES: dict[str, tuple[type, ...]] = {
     "wall_seconds": (float, int),
     "spec_file": (str,),
     "best_sampled_val": (float, int, type(None)),
+    "fresh_seeds": (list, type(None)),
+    "fresh_val_mean": (float, int, type(None)),
+    "fresh_val_std": (float, int, type(None)),
+    "fresh_test_mean": (float, int, type(None)),
+    "fresh_test_std": (float, int, type(None)),
 }
 
 
@@ -189,6 +209,11 @@ def _row(d: Any, path: Path) -> FrontierRow:
                 f"{path}: not a frontier record (row field {name!r} is {repr(v)[:40]}); use "
                 "another --out",
             )
+    seeds = d.get("fresh_seeds")
+    if seeds is not None and not all(type(s) is int and s >= 0 for s in seeds):
+        raise ConfigError(
+            "out", f"{path}: not a frontier record (fresh_seeds {seeds!r:.40}); use another --out"
+        )
     values: dict[str, Any] = {k: d.get(k) for k in _ROW_TYPES}  # each checked above
     return FrontierRow(**values)
 
@@ -295,8 +320,43 @@ def run_frontier(cfg: FrontierConfig) -> FrontierOutcome:
         )
         save_record(out, rows, cfg, dataset)  # a budget finished is never lost to a later failure
     result.rows = sorted(rows, key=lambda r: r.budget)
+    if cfg.confirm and not result.interrupted:
+        result.rows = confirm_rows(cfg, result.rows, dataset)
     if cfg.target_accuracy is not None and not result.interrupted:
         searches = {r.budget: cfg.search_for(r.budget, cfg.timeout) for r in result.rows}
         result.target = smallest_reaching(cfg.target_accuracy, searches, out)
     result.wall_seconds = time.time() - start
     return result
+
+
+def confirm_rows(cfg: FrontierConfig, rows: list[FrontierRow], dataset: str) -> list[FrontierRow]:
+    """Each row's spec file trained again with fresh seeds (as many as the final stage used,
+    numbered after them), under the file's own length, recipe and data split; recorded after
+    each row, so a stopped run keeps the rows it confirmed. Test is read here as everywhere:
+    reported beside the row, never used to choose."""
+    from mnist_search.training.retrain import SpecFile, retrain
+
+    seeds = cfg.final.seeds
+    out, done = Path(cfg.out), []
+    for r in rows:
+        if r.fresh_seeds is None:
+            log.info(
+                "frontier: confirming budget %s with seeds %d-%d", f"{r.budget:,}", seeds,
+                2 * seeds - 1,
+            )  # fmt: skip
+            fresh = retrain(
+                SpecFile.read(r.spec_file), seed=seeds, seeds=seeds, run=cfg.search.run
+            ).runs
+            val = stat_of([x.val_accuracy for x in fresh])
+            test = stat_of([x.test_accuracy for x in fresh])
+            r = dataclasses.replace(
+                r,
+                fresh_seeds=[x.seed for x in fresh],
+                fresh_val_mean=val.mean,
+                fresh_val_std=val.std,
+                fresh_test_mean=test.mean,
+                fresh_test_std=test.std,
+            )
+        done.append(r)
+        save_record(out, done + rows[len(done) :], cfg, dataset)
+    return done

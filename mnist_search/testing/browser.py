@@ -38,9 +38,13 @@ def _run(page: Path, profile: Path, *extra: str, timeout: float) -> str:
     return done.stdout
 
 
-def dump_dom(page: Path, profile: Path, *, timeout: float = 120) -> str:
-    """The page's DOM after its scripts ran, in a fresh profile folder."""
-    return _run(page, profile, "--dump-dom", timeout=timeout)
+def dump_dom(
+    page: Path, profile: Path, *, timeout: float = 120, size: tuple[int, int] | None = None
+) -> str:
+    """The page's DOM after its scripts ran, in a fresh profile folder (in a window of ``size``
+    pixels, where given)."""
+    extra = (f"--window-size={size[0]},{size[1]}",) if size else ()
+    return _run(page, profile, "--dump-dom", *extra, timeout=timeout)
 
 
 def screenshot(page: Path, profile: Path, out: Path, size: tuple[int, int], *, timeout=120.0):

@@ -77,16 +77,41 @@ def test_an_own_folder_end_to_end(own_dir, data_dir, in_tmp):
     _ok(run("report", "--study-name", "idx-budget-3000", "--out", "r.html"))
     assert f"Dataset <b>{name}</b>" in open("r.html").read()
 
-    _ok(
+    # The frontier, its rows confirmed with a fresh seed and shipped into a folder of known nets.
+    (in_tmp / "known").mkdir()
+    (in_tmp / "known" / "old.json").write_text("{}")
+    r = _ok(
         run(
             "frontier", "--dataset", "idx", "--data-dir", own_dir, "--budgets", "1500,3000",
-            "--timeout", 40, "--final-seeds", 1, "--out", "fr", *FAST,
+            "--timeout", 40, "--final-seeds", 1, "--out", "fr", "--confirm", "--ship", "known",
+            *FAST,
         )
     )  # fmt: skip
     md = open("fr/frontier.md").read()
     assert f"Dataset: **{name}**" in md and "frontier-idx-<budget>" in md
     assert "| 1,500 |" in md and "| 3,000 |" in md
     assert "ruslangrimov" not in md and "Exp1" not in open("fr/frontier.html").read()
+    assert "Confirmed with fresh seeds" in md and "| 1,500 | 1 |" in md
+    assert sorted(p.name for p in (in_tmp / "known").iterdir()) == [
+        "budget-1500.json",
+        "budget-3000.json",
+    ]
+    assert "removed: known/old.json" in r.output
+    shipped = json.loads((in_tmp / "known" / "budget-3000.json").read_text())
+    assert shipped["record"] == "fr/budget-3000.json" and shipped["fresh"]["seeds"] == [1]
+    assert (
+        shipped["provenance"]["dataset"] == name
+        and "--ship known" in (shipped["provenance"]["command"])
+    )
+    assert shipped["result"] == json.loads(open("fr/budget-3000.json").read())["result"]
+    # What was shipped retrains as `train --spec` reads it, to the row's own figures.
+    again = json.loads(
+        _ok(run("train", "--spec", "known/budget-1500.json", "--data-dir", own_dir, "--json",
+                "--device", "cpu")).stdout
+    )  # fmt: skip
+    row = json.loads(open("fr/frontier.json").read())["rows"][0]
+    assert again["val_accuracy"] == pytest.approx(row["val_mean"], abs=1e-9)
+    assert row["fresh_seeds"] == [1] and row["fresh_val_mean"] is not None
 
 
 def _search(own, *more):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from mnist_search.catalog.published import PUBLISHED
@@ -44,7 +46,12 @@ def test_the_figure_data_holds_every_point():
     assert {d["label"] for d in data["documented"]} == {f"Exp{i}" for i in range(1, 7)}
     assert 480_176 in {d["n_params"] for d in data["documented"]}  # Exp1's true count
     assert data["budgets"] == [1000, 5000]
-    shapes = figure(data).layout.shapes  # one dotted vertical line at each budget, no other
+    fig = figure(data)
+    # Test error on log axes, the write-up's six in a panel of their own.
+    assert fig.layout.yaxis.type == "log" and fig.layout.xaxis.type == "log"
+    assert fig.layout.yaxis2.type == "log" and {t.xaxis for t in fig.data} == {"x", "x2"}
+    assert [t.y[0] for t in fig.data][0] == pytest.approx(100 - 98.6)
+    shapes = fig.layout.shapes  # one dotted vertical line at each budget, no other
     assert sorted((s.x0, s.x1, s.line.dash) for s in shapes) == [
         (1000, 1000, "dot"),
         (5000, 5000, "dot"),
@@ -65,22 +72,64 @@ def test_the_command_line_written_in_the_outputs_has_no_password(tmp_path, url):
         assert "secretpw" not in text and "***" in text and "--budgets 1000" in text
 
 
+# Run in the page once plotly has drawn it: every pair of drawn labels (point labels, legend,
+# titles) whose boxes overlap, written into the DOM for the test to read.
+OVERLAPS = """<script>setTimeout(function () {
+  var els = Array.from(document.querySelectorAll(
+    "g.textpoint text, text.legendtext, text.gtitle, text.xtitle, text.ytitle, " +
+    "g.annotation-text-g text"));
+  var boxes = els.map(function (e) { return e.getBoundingClientRect(); });
+  var pairs = [];
+  for (var i = 0; i < els.length; i++) for (var j = i + 1; j < els.length; j++) {
+    var a = boxes[i], b = boxes[j];
+    if (a.width && b.width && a.left < b.right && b.left < a.right && a.top < b.bottom &&
+        b.top < a.bottom) pairs.push(els[i].textContent + " / " + els[j].textContent);
+  }
+  document.body.setAttribute("data-labels", String(els.length));
+  document.body.setAttribute("data-overlaps", JSON.stringify(pairs));
+}, 1000);</script>"""
+
+
+def _five_budgets():
+    """A frontier like the real one: five budgets, their nets near the published ones."""
+    rows = _rows()
+    values = ((1000, 952, 100, 98.3), (2000, 1990, 60, 98.95), (5000, 4870, 30, 99.2),
+              (10000, 9572, 20, 99.45), (25000, 24849, 20, 99.6))  # fmt: skip
+    return [
+        dataclasses.replace(
+            rows[0], budget=b, n_params=n, epochs=e, test_mean=t, val_mean=t - 0.3, test_std=0.06
+        )
+        for b, n, e, t in values
+    ]
+
+
 def test_the_frontier_figure_draws_in_a_browser(browser, tmp_path):
+    """Drawn in Chromium at 1300×900: the chosen nets, each published source, the write-up's
+    six in their own panel, a dotted line per budget, and no two labels on top of each other."""
+    import html
+    import json
     import re
 
     from mnist_search.frontier.outputs import write_outputs
     from mnist_search.frontier.run import FrontierOutcome
 
-    outcome = FrontierOutcome(FrontierConfig(out=tmp_path), rows=_rows(), wall_seconds=1200)
+    outcome = FrontierOutcome(FrontierConfig(out=tmp_path), rows=_five_budgets(), wall_seconds=1)
     _, page = write_outputs(outcome, "mnist-search frontier (test)")
-    dom = dump_dom(page, tmp_path / "profile")
+    page.write_text(page.read_text().replace("</body>", OVERLAPS + "</body>"))
+    dom = dump_dom(page, tmp_path / "profile", size=(1300, 900))
     assert 'class="main-svg"' in dom  # plotly drew the plot (the file itself has no svg)
     texts = set(re.findall(r"<text[^>]*>([^<]+)</text>", dom))
-    # the chosen nets' labels, a published source, the write-up's experiments
-    assert "1,000: 952 p., 60 ep." in texts and "5,000: 4,870 p., 30 ep." in texts, texts
-    assert "ruslangrimov" in texts and "Exp5" in texts
-    # one dotted line per budget (plotly draws each shape as a path with its data-index), and
-    # points for every trace
+    assert {"1,000", "2,000", "5,000", "10,000", "25,000"} <= texts, texts
+    assert {f"Exp{i}" for i in range(1, 7)} <= texts
+    assert {
+        "published: ruslangrimov/mnist-minimal-model",
+        "published: JoshWarn/Parameter-Efficient-MNIST",
+    } <= texts
+    assert "test error (%), log" in texts
+    # one dotted line per budget (plotly draws each shape as a path with its data-index)
     dotted = re.findall(r'<path data-index="(\d+)"[^>]*stroke-dasharray', dom)
-    assert sorted(map(int, dotted)) == [0, 1], dotted
-    assert dom.count('class="point"') >= 2 + len(PUBLISHED) + 6
+    assert sorted(map(int, dotted)) == list(range(5)), dotted
+    assert dom.count('class="point"') >= 5 + len(PUBLISHED) + 6
+    labels = int(re.search(r'data-labels="(\d+)"', dom).group(1))
+    overlaps = json.loads(html.unescape(re.search(r'data-overlaps="([^"]*)"', dom).group(1)))
+    assert labels >= 5 + 6 + 4 and overlaps == [], overlaps
