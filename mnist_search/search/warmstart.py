@@ -239,11 +239,15 @@ def warm_start(
     study first. Only nets found on ``dataset`` are queued: the shipped nets and the write-up's
     are MNIST's. Returns one message per net."""
     messages = []
-    if source != "none" and dataset != "mnist":
-        what = "write-up's" if source == "documented" else "shipped"
+    shipped = [n for n in known_nets() if n.dataset == dataset] if source == "found" else []
+    if source == "documented" and dataset != "mnist":
         messages.append(
-            f"warm start: the {what} nets were found on MNIST, not {dataset}: none queued; "
-            "the search starts from its own draws"
+            f"warm start: the write-up's nets are MNIST's, not {dataset}'s: none queued"
+        )
+    elif source == "found" and not shipped:
+        messages.append(
+            f"warm start: none of the shipped nets was found on {dataset} (they are MNIST's): "
+            "none queued; the search starts from its own draws"
         )
     elif source != "none":
         if not claim_once(study, f"warm_start:{source}"):
@@ -251,7 +255,7 @@ def warm_start(
         elif source == "documented":
             messages += warm_start_documented(study, budget, space)
         else:
-            messages += warm_start_known(study, budget, space, known_nets(), length=length)
+            messages += warm_start_known(study, budget, space, shipped, length=length)
     found = nets_in(dirs)
     for net in found:
         if net.dataset != dataset:
