@@ -19,8 +19,8 @@ from typing import Any
 import optuna
 
 from mnist_search.net.spec import ArchSpec, ConvLayer, SpecError, count_params
-from mnist_search.spaces import modern
 from mnist_search.spaces.base import Space, largest, pick
+from mnist_search.spaces.modern import SPACE as MODERN
 
 SPACE_VERSION = "tiny-1"
 BLOCKS = (3, 4, 5)  # separable blocks after the pool; 5 leaves a 3×3 map
@@ -141,11 +141,11 @@ SPACE = Space(
     "tiny",
     SPACE_VERSION,
     suggest_spec,
-    modern.suggest_training,
+    MODERN.suggest_training,
     smallest_net,
     spec_params,
-    modern.training_params,
+    MODERN.training_params,
     fit_widths=fit_widths,
     build=build,
-    free=modern.SPACE.free,
+    free=MODERN.free,
 )

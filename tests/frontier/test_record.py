@@ -40,7 +40,7 @@ def run(*args):
         (["--target-accuracy", "-1"], "--target-accuracy -1.0: must be a validation accuracy"),
         (["--final-augment", "heavy"], "--final-augment 'heavy'; valid: own (each finalist's"),
         (["--final-augment", "none "], "--final-augment 'none '; valid: own (each finalist's"),
-        (["--space", "fancy"], "--space 'fancy'; valid: modern, plain"),
+        (["--space", "fancy"], "--space 'fancy'; valid: modern, tiny, plain"),
         (["--pruner", "x"], "--pruner 'x'; valid: rungs"),
         (["--parallel", "0"], "--parallel 0: must be at least 1"),
         (["--heartbeat", "0"], "--heartbeat 0: must be at least 1 second"),

@@ -169,7 +169,7 @@ def test_final_options_are_checked(in_tmp, data_dir):
         (["--final-epochs", 0], "--final-epochs 0"),
         (["--final-epochs", "soon"], "--final-epochs 'soon': must be 'auto' or"),
         (["--final-top", 0], "--final-top 0"),
-        (["--space", "fancy"], "--space 'fancy'; valid: modern, plain"),
+        (["--space", "fancy"], "--space 'fancy'; valid: modern, tiny, plain"),
         (["--final-augment", "strong"], "--final-augment 'strong'; valid: own (each"),
         (["--final-augment", "Small"], "--final-augment 'Small'; valid: own (each"),
         (["--final-augment", ""], "--final-augment ''; valid: own (each"),

@@ -122,7 +122,7 @@ def test_unknown_space_is_refused():
     from mnist_search.net.spec import SpecError
     from mnist_search.spaces import get_space
 
-    with pytest.raises(SpecError, match="space 'fancy'; valid: modern, plain"):
+    with pytest.raises(SpecError, match="space 'fancy'; valid: modern, tiny, plain"):
         get_space("fancy")
 
 
