@@ -69,6 +69,7 @@ def goal_row(label: str, goal: tuple, body: dict, fresh: dict | None, run: str) 
 
 def page(run: Path, one_epoch: Path | None) -> str:
     from mnist_search.catalog.published import PUBLISHED
+    from mnist_search.frontier.outputs import published_table
 
     record = json.loads((run / "frontier.json").read_text())
     rows = {r["budget"]: r for r in record["rows"]}
@@ -121,14 +122,8 @@ def page(run: Path, one_epoch: Path | None) -> str:
         "repository; mostly single runs whose best epoch was picked on the test set, which these "
         "rows never do):",
         "",
-        "| params | test | epochs | source |",
-        "|---|---|---|---|",
+        *published_table(PUBLISHED),
     ]
-    for p in PUBLISHED:
-        note = f" ({p.note})" if p.note else ""
-        lines.append(
-            f"| {p.n_params:,} | {p.test_accuracy:.2f}% | {p.epochs or '—'} | {p.source}{note} |"
-        )
     return "\n".join(lines) + "\n"
 
 

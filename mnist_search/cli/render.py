@@ -83,8 +83,9 @@ def study_summary(study: optuna.Study, url: str | None, top: int) -> list[str]:
     dataset = (study.user_attrs.get("protocol") or {}).get("dataset", "mnist")
     lines = [
         "",
-        f"study {study.study_name} ({dataset}): {t.complete} complete, {t.pruned} pruned "
-        f"({t.over_budget} over budget), {t.failed} failed",
+        f"study {study.study_name}: {t.complete} complete, {t.pruned} pruned "
+        f"({t.over_budget} over budget), {t.failed} failed"
+        + ("" if dataset == "mnist" else f"; data: {dataset}"),
     ]
     rows = top_trials(study, top)
     if rows:

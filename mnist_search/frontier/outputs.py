@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mnist_search.catalog.published import epoch_cap, published_for
+from mnist_search.catalog.published import PublishedNet, epoch_cap, published_for
 from mnist_search.files import write_atomic
 from mnist_search.frontier.run import FrontierOutcome, FrontierRow
 from mnist_search.frontier.target import TargetOutcome
@@ -97,15 +97,20 @@ def markdown(outcome: FrontierOutcome, command: str) -> str:
         "Published small nets, for comparison (mostly single runs whose best epoch was picked "
         "on the test set):",
         "",
-        "| params | test | epochs | source |",
-        "|---|---|---|---|",
+        *published_table(published),
     ]
+    return "\n".join(lines) + "\n"
+
+
+def published_table(published: tuple[PublishedNet, ...]) -> list[str]:
+    """The published nets as a markdown table, each with its source and how it was measured."""
+    lines = ["| params | test | epochs | source |", "|---|---|---|---|"]
     for p in published:
         note = f" ({p.note})" if p.note else ""
         lines.append(
             f"| {p.n_params:,} | {p.test_accuracy:.2f}% | {p.epochs or '—'} | {p.source}{note} |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def fresh_lines(rows: list[FrontierRow]) -> list[str]:

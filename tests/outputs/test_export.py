@@ -117,7 +117,12 @@ def test_exported_spec_retrains_to_the_trial_exactly(study, in_study_dir, data_d
     )
     assert r.exit_code == 0, r.output
     spec = json.loads((in_study_dir / "again" / "spec.json").read_text())
-    assert spec["protocol"] == {"train_subset": 400, "val_size": 1000, "split_seed": 0}
+    assert spec["protocol"] == {
+        "train_subset": 400,
+        "val_size": 1000,
+        "split_seed": 0,
+        "dataset": "mnist",
+    }
     trial = study.trials[spec["trial"]]
     assert spec["seed"] == trial.user_attrs["seed"] and spec["epochs"] == 1
     again = runner.invoke(
