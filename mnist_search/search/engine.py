@@ -231,6 +231,7 @@ def _search(
         space=cfg.space,
         stop=stop,
         prune_dead=True,
+        search_seconds=deadline.left(),
     )
     callbacks: list = [TrialLog(cfg.n_trials, deadline.at)]
     if reserve and deadline.at is not None:

@@ -37,6 +37,14 @@ UNCAPPED = 10**9  # the budget of a study without one
 DEAD_AFTER = 10_000
 DEAD_BELOW = 15.0  # chance is 10%; the most common digit alone is 11.35%
 
+# A budget in parameters does not bound compute: at 25,000 parameters the space holds nets 5×
+# slower than their equals (wide blocks at full resolution). A candidate whose whole training
+# would take more than this share of the search's time is stopped once its speed is known (the
+# same report as DEAD_AFTER), so one slow net cannot eat a short search: at 3 minutes a net may
+# train for 22 s, in the default run's 6-minute search for 45 s. Time, not multiply-adds, so the
+# rule follows the device: on a GPU no net of these budgets comes near it.
+SLOW_SHARE = 1 / 8
+
 
 class Objective:
     """Validation accuracy (%) after the protocol's training.
@@ -68,6 +76,7 @@ class Objective:
         stop: StopToken | None = None,
         wanted: set[tuple[int, int]] | None = None,
         prune_dead: bool = False,
+        search_seconds: float | None = None,
     ):
         self.space = get_space(space)
         self.budget, self.protocol, self.splits = budget, protocol, splits
@@ -81,6 +90,8 @@ class Objective:
         # A search stops candidates that do not learn (DEAD_BELOW); a replay or a final
         # retraining trains its fixed net to the end, whatever it reaches.
         self.prune_dead = prune_dead
+        # A search of this length stops candidates too slow for it (SLOW_SHARE); None: no limit.
+        self.slow_after = None if search_seconds is None else SLOW_SHARE * search_seconds
         # Set by a signal (Ctrl-C, SIGTERM, SIGHUP): a KeyboardInterrupt that landed inside a
         # database call can be swallowed there, so the next report raises it again.
         self.stop = stop or StopToken()
@@ -138,10 +149,15 @@ class Objective:
         epochs = trial.user_attrs.get("epochs") or self.protocol.epochs
         reports = self.protocol.reports_for(epochs)
         total_steps = epochs * reports
+        first: list[tuple[int, float]] = []  # (step, time) of the first report: the rate after it
+        # skips the first batches' one-time costs (allocation, compilation)
 
         def on_report(step: int, val: float) -> None:
             self.stop.check()
+            now = time.time()
             trial.report(val, step)
+            if not first:
+                first.append((step, now))
             # A line per quarter epoch at most: 16 reports an epoch would flood a log file.
             if self.progress is not None and (step + 1) % max(1, reports // 4) == 0:
                 self.progress(
@@ -155,6 +171,16 @@ class Objective:
                     pruned_reason=f"dead at step {step}: val {val:.2f}% after {seen:,} images",
                 )
                 raise optuna.TrialPruned(f"dead: val {val:.2f}% after {seen:,} images")
+            if self.slow_after is not None and seen >= DEAD_AFTER and step > first[0][0]:
+                step0, t0 = first[0]
+                whole = (now - t0) / (step - step0) * total_steps
+                if whole > self.slow_after:
+                    why = (
+                        f"too slow: {whole:.0f} s to train, more than {self.slow_after:.0f} s "
+                        f"({SLOW_SHARE:.3g} of the search)"
+                    )
+                    records.write(trial, pruned_reason=f"{why} at step {step}")
+                    raise optuna.TrialPruned(why)
             if trial.should_prune():
                 records.write(trial, pruned_reason=f"pruned at step {step}: val {val:.2f}%")
                 raise optuna.TrialPruned(f"val {val:.2f}% at step {step}")

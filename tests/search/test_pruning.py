@@ -112,3 +112,37 @@ def test_successive_halving_keeps_the_best_third_at_each_rung():
     # below it. Rung 2 (step 3): the falling curve is third of the six there, not in the best
     # two. The first trial goes on: alone at its rungs, it is the best there.
     assert stopped == {91: 1, 92: 1, 93: 1, 94: 1, 99.5: 3}
+
+
+def test_a_net_too_slow_for_the_search_is_stopped_once_its_speed_is_known(mnist):
+    """A candidate whose whole training would take more than SLOW_SHARE of the search's time is
+    pruned at the first report after DEAD_AFTER images, with its projected time; the same net in
+    a longer search, or outside one, trains to its end."""
+    from mnist_search.catalog.experiments import get_experiment
+    from mnist_search.data.dataset import make_splits
+    from mnist_search.search.objective import DEAD_AFTER, SLOW_SHARE, Objective
+    from mnist_search.search.records import TrialRecord, queued
+
+    protocol = Protocol(epochs=1, train_subset=2 * DEAD_AFTER, val_size=1000)
+    splits = make_splits(mnist, "cpu", val_size=1000, train_subset=2 * DEAD_AFTER)
+    fixed = queued(
+        fixed_spec=get_experiment(3).spec.to_dict(),
+        fixed_training={"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 64},
+    )
+    states = {}
+    # 20,000 images of a 4,418-parameter net take well over 0.1 s and well under 10,000 s.
+    for seconds in (0.8, 80_000.0, None):
+        study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+        study.enqueue_trial({}, user_attrs=fixed)
+        objective = Objective(
+            None, protocol, splits, space="plain", prune_dead=True, search_seconds=seconds
+        )
+        study.optimize(objective, n_trials=1)
+        states[seconds] = TrialRecord.of(study.trials[0])
+    slow = states[0.8]
+    assert slow.state == TrialState.PRUNED, slow
+    # 16 reports of 1,250 images: the eighth is the first after 10,000
+    assert slow.pruned_reason.startswith("too slow: "), slow.pruned_reason
+    assert slow.pruned_reason.endswith(f"({SLOW_SHARE:.3g} of the search) at step 7")
+    assert states[80_000.0].state == TrialState.COMPLETE
+    assert states[None].state == TrialState.COMPLETE
