@@ -97,6 +97,22 @@ def train_cmd(
         int,
         typer.Option(help="Train this many times, seeds --seed, --seed+1, ...; report mean ± std."),
     ] = 1,
+    teacher: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="A spec file of a net to learn from as well as the labels (knowledge "
+            "distillation): trained first on the same data with its own recipe, epochs and seed, "
+            "never judged on test. Default: the spec file's teacher, if it has one.",
+            show_default=False,
+        ),
+    ] = None,
+    distill: Annotated[
+        float,
+        typer.Option(help="With --teacher: the weight of the teacher's outputs in the loss, 0-1."),
+    ] = 0.5,
+    temperature: Annotated[
+        float, typer.Option(help="With --teacher: the temperature that softens its outputs.")
+    ] = 4.0,
     device: Device = "auto",
     dataset: Annotated[
         Optional[str],
@@ -143,6 +159,8 @@ def train_cmd(
         net = SpecFile.experiment(experiment)
     else:
         raise UsageError("give exactly one of --spec FILE or --experiment N")
+    if teacher is not None:
+        net = net.taught_by(SpecFile.read(teacher, "teacher"), distill, temperature)
     out = retrain(
         net,
         protocol=net.protocol_for(epochs, train_subset, val_size, dataset),

@@ -54,6 +54,8 @@ def check_fusable(spec: ArchSpec, cfgs: list[TrainConfig]) -> None:
     """Raise FusedError, with a one-line reason, when these candidates cannot train as one."""
     if not cfgs:
         raise FusedError("no candidates to train")
+    if any(c.distill for c in cfgs):  # a teacher's targets are one training's, not K's
+        raise FusedError("a distilled training trains alone")
     for name in SHARED:
         values = {getattr(c, name) for c in cfgs}
         if len(values) > 1:

@@ -59,6 +59,11 @@ class TrainConfig:
     augment: str = "none"
     # Evaluate (and keep) an exponential moving average of the weights with this decay; 0: off.
     ema: float = 0.0
+    # Knowledge distillation: the loss is (1 - distill) × the labels' cross-entropy + distill ×
+    # temperature² × the KL divergence from a teacher's outputs softened by ``temperature``
+    # (``train(teacher=...)``); 0: off.
+    distill: float = 0.0
+    temperature: float = 4.0
     reports_per_epoch: int = 1  # validation checks per epoch, each one reported to the callback
     seed: int = 0
 
@@ -91,6 +96,11 @@ class TrainConfig:
                 not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0),
                 "nesterov=True needs optimizer 'sgd' with momentum > 0",
             ),
+            (0.0 <= self.distill <= 1.0, f"distill={self.distill}; must be in [0, 1] (0: off)"),
+            (
+                1.0 <= self.temperature <= 20.0,
+                f"temperature={self.temperature}; must be in [1, 20]",
+            ),
             (
                 self.reports_per_epoch >= 1,
                 f"reports_per_epoch={self.reports_per_epoch}; must be >= 1",
@@ -101,7 +111,10 @@ class TrainConfig:
                 raise SettingsError(message)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if not self.distill:  # recipes without a teacher read as they did before it existed
+            del out["distill"], out["temperature"]
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,6 +234,20 @@ def evaluate(model: nn.Module, split: Split, batch: int = EVAL_BATCH) -> float:
     return 100.0 * correct.item() / len(split)
 
 
+@torch.no_grad()  # not inference mode: the targets are saved for a student's backward pass
+def soft_targets(model: nn.Module, split: Split, batch: int = EVAL_BATCH) -> torch.Tensor:
+    """A trained net's log-probabilities for every image of ``split``: a teacher's outputs, for
+    ``train(teacher=...)``. Computed once, on the images as they are (a student trained with
+    augmentation learns the teacher's view of the unshifted image)."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat(
+        [model(split.images[i : i + batch]).float() for i in range(0, len(split), batch)]
+    )
+    model.train(was_training)
+    return out
+
+
 def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
     """The per-step learning-rate schedule, or None for a constant rate."""
     if cfg.schedule == "onecycle":
@@ -252,6 +279,28 @@ def apply_speed(model: nn.Module, sp: Speed, device: torch.device):
     return model, fmt, torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(sp.amp))
 
 
+def distill_targets(cfg: TrainConfig, teacher: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    """The teacher's log-probabilities softened by the temperature, once for the whole training;
+    None without distillation."""
+    if not cfg.distill:
+        return None
+    if teacher is None or teacher.shape[0] != n:
+        got = "none" if teacher is None else f"{teacher.shape[0]:,} images"
+        raise SettingsError(
+            f"distill={cfg.distill} needs a teacher's outputs for {n:,} images, got {got}"
+        )
+    return F.log_softmax(teacher.float() / cfg.temperature, dim=1)
+
+
+def distilled(hard: torch.Tensor, out: torch.Tensor, soft: torch.Tensor, cfg: TrainConfig):
+    """The labels' loss mixed with the KL divergence from the teacher's softened outputs (scaled by
+    T², so its gradients keep their size whatever the temperature). ``out`` holds
+    log-probabilities: softening them is softening the logits, log_softmax drops the constant."""
+    t = cfg.temperature
+    kl = F.kl_div(F.log_softmax(out / t, dim=1), soft, log_target=True, reduction="batchmean")
+    return (1 - cfg.distill) * hard + cfg.distill * t * t * kl
+
+
 @one_heap_per_training
 def train(
     spec: ArchSpec,
@@ -263,9 +312,13 @@ def train(
     keep_model: bool = False,
     deadline: float | None = None,
     speed: Speed = Speed(),
+    teacher: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train ``spec`` on ``splits.train``; validate ``reports_per_epoch`` times per epoch (on
     the ``interim`` sample inside an epoch, on the whole validation split at its end).
+
+    ``teacher``: a teacher's log-probabilities for every training image (``soft_targets``), which
+    ``cfg.distill`` weighs against the labels.
 
     ``on_report(step, val_accuracy)`` may raise to stop training (a pruner does so); the exception
     propagates unchanged. Raises Diverged when the loss stops being finite, and TimeUp once
@@ -274,6 +327,7 @@ def train(
     """
     data = splits.train
     device = data.images.device
+    soft = distill_targets(cfg, teacher, len(data))
     run = Steps(
         len(data), cfg.batch_size, cfg.epochs, cfg.reports_per_epoch, splits.val, device, deadline
     )
@@ -304,6 +358,8 @@ def train(
                 # The model returns log-probabilities; cross_entropy's log_softmax leaves them
                 # unchanged, so this is the NLL loss, with optional label smoothing.
                 loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
+                if soft is not None:
+                    loss = distilled(loss, out.float(), soft[idx], cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -3,20 +3,25 @@ a documented experiment, with one or several seeds."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from typing import Protocol as Shape
 
+import torch
+
 from mnist_search.catalog.experiments import DOCUMENTED_PROTOCOL, get_experiment
+from mnist_search.data.dataset import Splits
 from mnist_search.device import resolve_device
 from mnist_search.errors import ConfigError, UsageError, check_range, check_seed
 from mnist_search.files import InputError, read_json
 from mnist_search.net.spec import ArchSpec, SpecError, check_batch, count_params, describe
 from mnist_search.stats import stat_of
-from mnist_search.training.loop import Diverged, TrainConfig, train
+from mnist_search.training.loop import Diverged, Speed, TrainConfig, soft_targets, train
 from mnist_search.training.protocol import Protocol
 from mnist_search.training.settings import RunSettings
 
@@ -48,14 +53,30 @@ class SpecFile:
     seed: int | None = None  # the first seed it was trained with
     # The data it was trained and judged on: train_subset, val_size, split_seed.
     protocol: dict[str, Any] = field(default_factory=dict)
+    # The net whose outputs it learns from (``training``'s ``distill``), trained first on the
+    # same data with its own recipe, epochs and seed; None: labels alone.
+    teacher: SpecFile | None = None
 
     @classmethod
-    def read(cls, path: str | Path) -> SpecFile:
-        """A JSON spec, bare or as {"spec": ..., "training": ..., "epochs": E}."""
+    def read(cls, path: str | Path, option: str = "spec") -> SpecFile:
+        """A JSON spec, bare or as {"spec": ..., "training": ..., "epochs": E, "teacher": {...}}."""
         try:
             raw = read_json(path)
         except InputError as e:
-            raise ConfigError("spec", str(e)) from None
+            raise ConfigError(option, str(e)) from None
+        try:
+            return cls.parse(raw, str(path))
+        except ConfigError as e:  # named by the option that gave the file (--spec, --teacher)
+            raise ConfigError(option, e.rest) from None
+
+    @classmethod
+    def parse(cls, raw: Any, path: str, nested: bool = False) -> SpecFile:
+        """A spec file's contents; ``nested``: a teacher's, which may not have a teacher."""
+        teacher = None
+        if isinstance(raw, dict) and raw.get("teacher") is not None:
+            if nested:
+                raise ConfigError("spec", f"{path}: a teacher cannot have a teacher of its own")
+            teacher = cls.parse(raw["teacher"], f"{path}: teacher", nested=True)
         training: dict[str, Any] = {}
         protocol: dict[str, Any] = {}
         epochs, seed = None, None
@@ -87,7 +108,32 @@ class SpecFile:
             spec = ArchSpec.from_dict(raw)
         except SpecError as e:
             raise ConfigError("spec", f"{path}: {e}") from None
-        return cls(spec, training, epochs, seed, protocol)
+        return cls(spec, training, epochs, seed, protocol, teacher)
+
+    def taught_by(self, teacher: SpecFile, distill: float, temperature: float) -> SpecFile:
+        """This net trained on ``teacher``'s outputs as well as the labels."""
+        for name, value, lo, hi in (
+            ("distill", distill, 0.0, 1.0),
+            ("temperature", temperature, 1.0, 20.0),
+        ):
+            if not (math.isfinite(value) and lo <= value <= hi):
+                raise ConfigError(name, f"{value}: must be between {lo:g} and {hi:g}")
+        if teacher.teacher is not None:
+            raise ConfigError("teacher", "a teacher cannot have a teacher of its own")
+        training = self.training | {"distill": distill, "temperature": temperature}
+        return dataclasses.replace(self, training=training, teacher=teacher)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file's contents: ``parse`` reads them back to this net and recipe."""
+        out: dict[str, Any] = {"spec": self.spec.to_dict(), "training": self.training}
+        for key in ("epochs", "seed"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.protocol:
+            out["protocol"] = self.protocol
+        if self.teacher is not None:
+            out["teacher"] = self.teacher.to_dict()
+        return out
 
     @classmethod
     def of(cls, record: TrainedNet) -> SpecFile:
@@ -146,6 +192,7 @@ class RetrainOutcome:
     speed: dict[str, Any]
     runs: list[SeedRun]  # one per seed
     dataset: str = "mnist"
+    teacher: dict[str, Any] | None = None  # the teacher's net, length and validation accuracy
 
     def to_dict(self) -> dict[str, Any]:
         """One run's fields as they are; several runs as validation and test mean ± std."""
@@ -157,6 +204,8 @@ class RetrainOutcome:
             "device": self.device,
             "dataset": self.dataset,
         }
+        if self.teacher is not None:
+            out["teacher"] = self.teacher
         runs = [asdict(r) for r in self.runs]
         if len(runs) == 1:
             out.update({k: v for k, v in runs[0].items() if k != "seed"})
@@ -188,17 +237,10 @@ def retrain(
     check_seed("seed", seed, seeds)
     protocol = protocol or net.protocol_for()
     epochs = protocol.epochs
-    training = {"batch_size": 128, **DOCUMENTED_PROTOCOL, **net.training}
-    try:
-        cfgs = [
-            TrainConfig(**{**training, "epochs": epochs, "seed": seed + k}) for k in range(seeds)
-        ]
-    except (TypeError, UsageError) as e:  # unknown names; values TrainConfig refuses
-        raise ConfigError("spec", f"bad training settings: {e}") from None
-    try:
-        check_batch(net.spec, cfgs[0].batch_size)
-    except SpecError as e:
-        raise ConfigError("spec", str(e)) from None
+    cfgs = [_config(net, epochs, seed + k) for k in range(seeds)]
+    if cfgs[0].distill and net.teacher is None:
+        raise ConfigError("spec", f"distill={cfgs[0].distill} needs a teacher (--teacher FILE)")
+    teacher_cfg = None if net.teacher is None else _config(net.teacher, None, None)
     dev = resolve_device(run.device)
     splits = protocol.splits(protocol.load(run.data_dir), dev)
     if splits.classes != net.spec.num_classes:
@@ -215,6 +257,9 @@ def retrain(
         dev,
         f", seeds {seed}-{seed + seeds - 1}" if seeds > 1 else "",
     )
+    targets, taught = None, None
+    if net.teacher is not None and teacher_cfg is not None and cfgs[0].distill:
+        targets, taught = _teach(net.teacher, teacher_cfg, splits, speed)
     runs: list[SeedRun] = []
     for cfg in cfgs:
         started = time.time()
@@ -232,7 +277,7 @@ def retrain(
                 )
 
         try:
-            r = train(net.spec, cfg, splits, speed=speed, on_report=progress)
+            r = train(net.spec, cfg, splits, speed=speed, on_report=progress, teacher=targets)
         except Diverged as e:
             raise UsageError(
                 f"training diverged (seed {cfg.seed}): {e}; try a lower learning rate"
@@ -264,4 +309,54 @@ def retrain(
         speed.resolve(dev, epochs).to_dict(),
         runs,
         splits.dataset,
+        taught,
     )
+
+
+def _config(net: SpecFile, epochs: int | None, seed: int | None) -> TrainConfig:
+    """``net``'s recipe at this length and seed (else its own, else 1 epoch and seed 0)."""
+    training = {"batch_size": 128, **DOCUMENTED_PROTOCOL, **net.training}
+    epochs = epochs if epochs is not None else net.epochs or 1
+    seed = seed if seed is not None else net.seed or 0
+    try:
+        cfg = TrainConfig(**{**training, "epochs": epochs, "seed": seed})
+    except (TypeError, UsageError) as e:  # unknown names; values TrainConfig refuses
+        raise ConfigError("spec", f"bad training settings: {e}") from None
+    try:
+        check_batch(net.spec, cfg.batch_size)
+    except SpecError as e:
+        raise ConfigError("spec", str(e)) from None
+    return cfg
+
+
+def _teach(
+    teacher: SpecFile, cfg: TrainConfig, splits: Splits, speed: Speed
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Train the teacher once on the student's data (never judged on test); its outputs for the
+    training images, and what it was."""
+    if teacher.spec.num_classes != splits.classes:
+        raise ConfigError(
+            "spec", f"the teacher has {teacher.spec.num_classes} outputs, not {splits.classes}"
+        )
+    log.info(
+        "teacher: %s (%s parameters), %d epoch(s), seed %d",
+        describe(teacher.spec),
+        f"{count_params(teacher.spec):,}",
+        cfg.epochs,
+        cfg.seed,
+    )
+    try:
+        r = train(teacher.spec, cfg, splits, speed=speed, keep_model=True, evaluate_test=False)
+    except Diverged as e:
+        raise UsageError(f"the teacher's training diverged: {e}") from None
+    assert r.model is not None
+    log.info("teacher: val %.2f%%, %.0f s", r.val_accuracy, r.seconds)
+    about = {
+        "n_params": count_params(teacher.spec),
+        "architecture": describe(teacher.spec),
+        "epochs": cfg.epochs,
+        "seed": cfg.seed,
+        "val_accuracy": r.val_accuracy,
+        "seconds": round(r.seconds, 3),
+    }
+    return soft_targets(r.model, splits.train), about
