@@ -109,7 +109,7 @@ def train_cmd(
     distill: Annotated[
         float,
         typer.Option(help="With --teacher: the weight of the teacher's outputs in the loss, 0-1."),
-    ] = 0.5,
+    ] = 0.5,  # DISTILL and TEMPERATURE of training.loop (a test checks), not imported: torch
     temperature: Annotated[
         float, typer.Option(help="With --teacher: the temperature that softens its outputs.")
     ] = 4.0,

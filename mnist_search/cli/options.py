@@ -86,6 +86,15 @@ FinalAugment = Annotated[
         help="Retrain every finalist with this augmentation, or 'own': each with its trial's.",
     ),
 ]
+FinalTeacher = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="A spec file of a larger net every final retraining also learns from (knowledge "
+        "distillation, weight 0.5, temperature 4): trained once when the final stage starts, "
+        "within the time limit; its spec is written into the chosen net's file.",
+        show_default=False,
+    ),
+]
 FinalIncumbent = Annotated[
     bool,
     typer.Option(

@@ -22,6 +22,7 @@ from mnist_search.cli.options import (
     Epochs,
     FinalAugment,
     FinalIncumbent,
+    FinalTeacher,
     Heartbeat,
     Parallel,
     Pruner,
@@ -133,6 +134,7 @@ def optimize(
     ] = 2,
     final_augment: FinalAugment = "own",
     final_incumbent: FinalIncumbent = False,
+    final_teacher: FinalTeacher = None,
     best_spec: Annotated[
         Optional[Path],
         typer.Option(
@@ -178,6 +180,7 @@ def optimize(
             top=final_top,
             augment=final_augment,
             incumbent=final_incumbent,
+            teacher=_path(final_teacher),
         ),
         best_spec=best_spec,
     )
@@ -257,6 +260,7 @@ def frontier(
     final_top: Annotated[int, typer.Option(help="Finalists per budget.")] = 2,
     final_augment: FinalAugment = "own",
     final_incumbent: FinalIncumbent = True,
+    final_teacher: FinalTeacher = None,
     study_prefix: Annotated[
         str, typer.Option(help="Each budget's study is <prefix>-<budget>.")
     ] = "frontier",
@@ -319,7 +323,11 @@ def frontier(
         run=run_settings(device, data_dir, amp, channels_last, compile_model, parallel),
         artifacts=artifacts,
         final=FinalSettings(
-            seeds=final_seeds, top=final_top, augment=final_augment, incumbent=final_incumbent
+            seeds=final_seeds,
+            top=final_top,
+            augment=final_augment,
+            incumbent=final_incumbent,
+            teacher=_path(final_teacher),
         ),
     )
     config = FrontierConfig(
@@ -342,3 +350,7 @@ def frontier(
     if result.interrupted:
         typer.echo("interrupted: finished budgets are kept; run the same command to resume")
         raise typer.Exit(130)
+
+
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path)

@@ -219,12 +219,17 @@ def _row(d: Any, path: Path) -> FrontierRow:
 
 
 def load_record(
-    out: Path, final_augment: str = OWN, final_incumbent: bool = True, dataset: str = "mnist"
+    out: Path,
+    final_augment: str = OWN,
+    final_incumbent: bool = True,
+    dataset: str = "mnist",
+    final_teacher: str | None = None,
 ) -> dict[int, FrontierRow]:
     """The budgets an earlier run of this frontier finished (``frontier.json``) with the same
-    final stage: the same augmentation, and the incumbent retrained or not alike (a record from
-    before the incumbent existed was made without it). A run with another retrains them. A
-    record made on other data is refused: its folder is that run's."""
+    final stage: the same augmentation, the incumbent retrained or not alike (a record from
+    before the incumbent existed was made without it), the same teacher file or none. A run
+    with another retrains them. A record made on other data is refused: its folder is that
+    run's."""
     path = out / RECORD
     if not path.exists():
         return {}
@@ -238,8 +243,12 @@ def load_record(
             "out", f"{path}: a frontier on {theirs!s:.40}, not {dataset}; use another --out"
         )
     found = {r.budget: r for r in (_row(d, path) for d in rows)}
-    same = (body.get("final_augment", OWN), body.get("final_incumbent", False))
-    return found if same == (final_augment, final_incumbent) else {}
+    same = (
+        body.get("final_augment", OWN),
+        body.get("final_incumbent", False),
+        body.get("final_teacher"),
+    )
+    return found if same == (final_augment, final_incumbent, final_teacher) else {}
 
 
 def save_record(out: Path, rows: list[FrontierRow], cfg: FrontierConfig, dataset: str) -> None:
@@ -249,6 +258,7 @@ def save_record(out: Path, rows: list[FrontierRow], cfg: FrontierConfig, dataset
         "study_prefix": cfg.study_prefix,
         "final_augment": cfg.final.augment,
         "final_incumbent": cfg.final.incumbent,
+        "final_teacher": cfg.final.teacher,
         "rows": [asdict(r) for r in sorted(rows, key=lambda r: r.budget)],
     }
     write_atomic(out / RECORD, json.dumps(body, indent=2) + "\n")
@@ -266,7 +276,7 @@ def run_frontier(cfg: FrontierConfig) -> FrontierOutcome:
     url = cfg.search.storage or storage.default_storage()
     storage.check(url, default=cfg.search.storage is None)
     dataset = cfg.search.protocol.load(cfg.search.run.data_dir).name
-    done = load_record(out, cfg.final.augment, cfg.final.incumbent, dataset)
+    done = load_record(out, cfg.final.augment, cfg.final.incumbent, dataset, cfg.final.teacher)
     out.mkdir(parents=True, exist_ok=True)
     done = {b: r for b, r in done.items() if r.study == cfg.study_for(b)}
     result = FrontierOutcome(cfg, dataset=dataset)

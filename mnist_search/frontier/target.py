@@ -48,7 +48,7 @@ def finalists(storage: str, study_name: str, seeds: int) -> list[Candidate]:
     trials = study.get_trials(deepcopy=False)
     out: list[Candidate] = []
     # Lengths set by the time left or fixed by --final-epochs, each recipe's own or augmented.
-    for name in final_study_names(study_name):
+    for name in final_study_names(study_name, names):
         if name not in names:
             continue
         final = optuna.load_study(study_name=name, storage=storage)

@@ -152,7 +152,7 @@ def final_study_of(search: optuna.Study) -> optuna.Study | None:
     from mnist_search.search.final import final_study_names
 
     found = []
-    for name in final_study_names(search.study_name):
+    for name in final_study_names(search.study_name, optuna.get_all_study_names(search._storage)):
         try:
             final = optuna.load_study(study_name=name, storage=search._storage)
         except KeyError:

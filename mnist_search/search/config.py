@@ -63,8 +63,16 @@ class FinalSettings:
     # budget, fitted to this one) whether or not it is among the finalists: one epoch is a weak
     # ranking (a 24,849-parameter shipped net ranked fifth there, and first at full length).
     incumbent: bool = False
+    # A spec file of a net every retraining also learns from (knowledge distillation, at the
+    # training module's default weight and temperature): trained once at the stage's start, on
+    # the same data, its time counted in the run's; None: labels alone.
+    teacher: str | None = None
 
     def check(self) -> None:
+        if self.teacher is not None:  # read now, not after the search: a bad file stops us here
+            from mnist_search.training.retrain import SpecFile
+
+            SpecFile.read(self.teacher, "final_teacher")
         if self.epochs not in (None, AUTO) and (
             isinstance(self.epochs, bool)
             or not isinstance(self.epochs, int)

@@ -7,9 +7,10 @@ shown in the dashboard like any other trial, and a rerun trains only what is mis
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,30 +31,45 @@ from mnist_search.search.records import TrialRecord, rank_key
 from mnist_search.search.study import open_study
 from mnist_search.stats import Stat, stat_of
 from mnist_search.stopping import Deadline
+from mnist_search.training.loop import DISTILL, TEMPERATURE
+from mnist_search.training.retrain import SpecFile, teach
 
 log = logging.getLogger("mnist_search")
 
 
-def final_study_name(study_name: str, auto: bool = False, augment: str | None = None) -> str:
+def final_study_name(
+    study_name: str, auto: bool = False, augment: str | None = None, teacher: str | None = None
+) -> str:
     """``<study>-final``; with lengths set by the time left, ``<study>-final-auto``; with every
-    finalist retrained with augmentation ``S``, ``-augment-S`` after it (so that retrainings of
-    another recipe are never counted as seeds of these)."""
+    finalist retrained with augmentation ``S``, ``-augment-S`` after it; with a teacher,
+    ``-teacher-<its fingerprint>`` (so that retrainings of another recipe are never counted as
+    seeds of these)."""
     return (
         f"{study_name}-final"
         + ("-auto" if auto else "")
         + (f"-augment-{augment}" if augment else "")
+        + (f"-teacher-{teacher}" if teacher else "")
     )
 
 
-def final_study_names(study_name: str) -> list[str]:
-    """Every name a final stage of ``study_name`` may have, the default ones first."""
+def final_study_names(study_name: str, existing: Iterable[str] = ()) -> list[str]:
+    """Every name a final stage of ``study_name`` may have, the default ones first, then those
+    with a teacher among the ``existing`` names."""
     from mnist_search.data.augment import STRENGTHS
 
-    return [
+    names = [
         final_study_name(study_name, auto, augment)
         for augment in (None, *STRENGTHS)
         for auto in (True, False)
     ]
+    prefix = f"{study_name}-final"
+    return names + sorted(n for n in existing if n.startswith(prefix) and "-teacher-" in n)
+
+
+def teacher_fingerprint(teacher: SpecFile) -> str:
+    """Eight hex digits that tell one teacher (net, recipe, length, seed) from another."""
+    body = json.dumps(teacher.to_dict(), sort_keys=True).encode()
+    return hashlib.md5(body, usedforsecurity=False).hexdigest()[:8]
 
 
 def recipe_of(src: TrialRecord, augment: str | None = None) -> dict[str, Any]:
@@ -83,10 +99,13 @@ def enqueue_final(
     seeds: int,
     epochs: dict[int, int] | None = None,
     augment: str | None = None,
+    distill: bool = False,
 ) -> int:
     """Queue the wanted retrainings not yet finished, queued or running; return how many of the
     wanted ones are still to run. ``epochs`` gives a length per source trial (else the final
-    study's protocol decides); ``augment`` replaces each candidate's augmentation."""
+    study's protocol decides); ``augment`` replaces each candidate's augmentation; ``distill``
+    adds a teacher's outputs to each recipe's loss."""
+    taught = {"distill": DISTILL, "temperature": TEMPERATURE} if distill else {}
     runs: Iterator[tuple[tuple[int, int], dict[str, Any], dict[str, Any]]] = (
         (
             (src.number, seed),
@@ -96,7 +115,7 @@ def enqueue_final(
                 seed=seed,
                 source_value=src.val_accuracy,
                 fixed_spec=src.spec,
-                fixed_training=recipe_of(src, augment),
+                fixed_training=recipe_of(src, augment) | taught,
                 **({"epochs": epochs[src.number]} if epochs else {}),
             ),
         )
@@ -167,8 +186,11 @@ def summarize_final(final: optuna.Study, sources: list[TrialRecord], seeds: int)
     return sorted(rows, key=lambda c: (-c.val_stat.mean, c.n_params))
 
 
-def write_spec_file(path: Path, cand: Candidate, epochs: int, meta: dict[str, Any]) -> None:
-    """The chosen net as a file ``mnist-search train --spec FILE --seeds N`` reproduces."""
+def write_spec_file(
+    path: Path, cand: Candidate, epochs: int, meta: dict[str, Any], teacher: SpecFile | None = None
+) -> None:
+    """The chosen net as a file ``mnist-search train --spec FILE --seeds N`` reproduces (with
+    its teacher, which that command trains first)."""
     ArchSpec.from_dict(cand.spec)  # refuse to write something that does not load back
     v, t = cand.val_stat, cand.test_stat
     body = {
@@ -191,6 +213,8 @@ def write_spec_file(path: Path, cand: Candidate, epochs: int, meta: dict[str, An
         },
         **meta,
     }
+    if teacher is not None:
+        body["teacher"] = teacher.to_dict()
     write_atomic(path, json.dumps(body, indent=2) + "\n")
 
 
@@ -208,6 +232,7 @@ class FinalOutcome:
     best_sampled: TrialRecord | None = None
     interrupted: bool = False  # a signal stopped it; the same command trains the rest
     augment: str | None = None  # the augmentation every finalist was retrained with, if set
+    teacher: dict[str, Any] | None = None  # the teacher every retraining learned from, if any
 
     @property
     def chosen(self) -> Candidate | None:
@@ -227,9 +252,16 @@ class FinalStage:
         # With lengths set by the time left, each retraining records its own length; the study
         # then keeps the search's protocol, and a study of its own name keeps the two apart.
         self.auto = cfg.auto_final
+        t = cfg.final.teacher
+        self.teacher = None if t is None else SpecFile.read(t, "final_teacher")
         self.study = open_study(
             storage.open_storage(cfg.storage, heartbeat=cfg.heartbeat),
-            final_study_name(cfg.study_name, auto=self.auto, augment=cfg.final.augment_override),
+            final_study_name(
+                cfg.study_name,
+                auto=self.auto,
+                augment=cfg.final.augment_override,
+                teacher=None if self.teacher is None else teacher_fingerprint(self.teacher),
+            ),
             cfg.budget,
             cfg.protocol if self.auto else cfg.final_protocol,
             seed=cfg.seed,
@@ -274,6 +306,9 @@ class FinalStage:
         optuna.storages.fail_stale_trials(self.study)
         done = {(r.source_trial, r.seed) for r in records.complete(self.study)}
         left = [(s.number, k) for s in sources for k in range(seeds) if (s.number, k) not in done]
+        targets = None
+        if self.teacher is not None and left:  # its time is the run's: the plan sees it spent
+            targets, out.teacher = teach(self.teacher, splits, cfg.speed)
         log.info(
             "final stage: %d candidate(s) × %d seed(s), %s; %d run(s) to train (study %r)",
             len(sources),
@@ -291,6 +326,7 @@ class FinalStage:
             speed=cfg.speed,
             space=cfg.space,
             wanted=wanted(sources, seeds),
+            teacher=targets,
         )
         try:
             for src in sources:
@@ -298,7 +334,7 @@ class FinalStage:
                     continue
                 epochs = plan.epochs(src, len(left))
                 lengths = None if epochs is None else {src.number: epochs}
-                enqueue_final(self.study, [src], seeds, lengths, augment)
+                enqueue_final(self.study, [src], seeds, lengths, augment, targets is not None)
                 # Every waiting trial is taken in turn; those queued for an earlier choice of
                 # candidates are pruned at once by the objective (``wanted``).
                 waiting = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
@@ -336,7 +372,7 @@ class FinalStage:
             },
         }
         try:
-            write_spec_file(best_spec, out.chosen, out.chosen.epochs or epochs, meta)
+            write_spec_file(best_spec, out.chosen, out.chosen.epochs or epochs, meta, self.teacher)
             out.best_spec = best_spec
         except OSError as e:  # checked before the search; the results stay in the final study
             log.error(

@@ -77,6 +77,7 @@ class Objective:
         wanted: set[tuple[int, int]] | None = None,
         prune_dead: bool = False,
         search_seconds: float | None = None,
+        teacher: Any = None,
     ):
         self.space = get_space(space)
         self.budget, self.protocol, self.splits = budget, protocol, splits
@@ -90,6 +91,8 @@ class Objective:
         # A search stops candidates that do not learn (DEAD_BELOW); a replay or a final
         # retraining trains its fixed net to the end, whatever it reaches.
         self.prune_dead = prune_dead
+        # A teacher's outputs for every training image, for the recipes that distil (``distill``).
+        self.teacher = teacher
         # A search of this length stops candidates too slow for it (SLOW_SHARE); None: no limit.
         self.slow_after = None if search_seconds is None else SLOW_SHARE * search_seconds
         # Set by a signal (Ctrl-C, SIGTERM, SIGHUP): a KeyboardInterrupt that landed inside a
@@ -233,6 +236,7 @@ class Objective:
                 deadline=self.deadline,
                 keep_model=self.artifact_store is not None,
                 speed=self.speed,
+                teacher=self.teacher if cfg.distill else None,
             )
         except (Diverged, TimeUp) as e:
             outcome = e

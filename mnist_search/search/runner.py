@@ -188,6 +188,7 @@ def _train(objective: Objective, members: list) -> list:
                 deadline=objective.deadline,
                 keep_model=keep,
                 speed=objective.speed,
+                teacher=objective.teacher if cfg.distill else None,
             )
         ]
     except (Diverged, TimeUp, optuna.TrialPruned) as e:

@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 import optuna
 
-from mnist_search.net.spec import ArchSpec, ConvLayer, SpecError, count_params
+from mnist_search.net.spec import ArchSpec, ConvLayer, SpecError, count_params, multiply_adds
 from mnist_search.spaces.base import Space, largest, pick
 from mnist_search.spaces.design import COLUMNS, DesignTrial, latin_hypercube, log_between
 
@@ -224,9 +224,12 @@ def suggest_training(trial: optuna.Trial) -> dict[str, Any]:
     return hp
 
 
-def fit_widths(params: dict[str, Any], budget: int) -> dict[str, Any] | None:
+def fit_widths(
+    params: dict[str, Any], budget: int, macs: int | None = None
+) -> dict[str, Any] | None:
     """``params`` (a modern-space net) with every stage's width scaled by one factor, the largest
-    that fits ``budget``; None when not even the narrowest widths fit."""
+    that fits ``budget`` (and ``macs`` multiply-adds per image, if given); None when not even the
+    narrowest widths fit."""
     stages = params["stages"]
     base = [params[f"width{s}"] for s in range(1, stages + 1)]
     lo_w, hi_w = WIDTH
@@ -238,22 +241,28 @@ def fit_widths(params: dict[str, Any], budget: int) -> dict[str, Any] | None:
         return p
 
     lo, hi = 0.0, float(hi_w)  # widths are clipped, so no factor beyond hi_w changes anything
-    if not _fits_params(scaled(lo), budget):
+    if not _fits_params(scaled(lo), budget, macs):
         return None
     for _ in range(40):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _fits_params(scaled(mid), budget) else (lo, mid)
+        lo, hi = (mid, hi) if _fits_params(scaled(mid), budget, macs) else (lo, mid)
     return scaled(lo)
 
 
-def _fits_params(p: dict[str, Any], budget: int) -> bool:
+def _fits_params(p: dict[str, Any], budget: int, macs: int | None = None) -> bool:
     try:
-        return count_params(build(p)) <= budget
+        spec = build(p)
+        return count_params(spec) <= budget and (macs is None or compute(spec) <= macs)
     except SpecError:
         return False
 
 
-def top_up(params: dict[str, Any], budget: int) -> dict[str, Any]:
+def compute(spec: ArchSpec) -> int:
+    """Multiply-adds per image: what a net costs to train, which its parameters do not bound."""
+    return sum(m for _, m in multiply_adds(spec))
+
+
+def top_up(params: dict[str, Any], budget: int, macs: int | None = None) -> dict[str, Any]:
     """``params`` with stages widened one channel at a time, first stage first, while the net
     still fits ``budget``. One factor for every width moves in coarse steps where widths are
     small (4 → 5 is a quarter more of everything), which left design nets at half the budget."""
@@ -263,7 +272,7 @@ def top_up(params: dict[str, Any], budget: int) -> dict[str, Any]:
         for s in range(1, params["stages"] + 1):
             key = f"width{s}"
             wider = params | {key: params[key] + 1}
-            if params[key] < WIDTH[1] and _fits_params(wider, budget):
+            if params[key] < WIDTH[1] and _fits_params(wider, budget, macs):
                 params, grown = wider, True
     return params
 
@@ -366,6 +375,19 @@ PRIOR_ADAMW_LR = (4e-3, 2e-2)
 PRIOR_ADAMW_WD = (2e-4, 2e-3)
 BUDGET_USED = (0.6, 1.0)  # the share of the budget a design net uses
 TAPER = (0.5, 2.0)  # the ratio of one stage's width to the one before
+# The design's nets run first, before the sampler knows what is slow, and a budget in parameters
+# does not bound compute: at 25,000 the design drew nets of 1.3-12.7 million multiply-adds per
+# image, 17-90 s an epoch on a 2-core CPU, so a 3-minute search was the design alone. They are
+# bounded to this many multiply-adds per parameter of the budget (the nets searches found on the
+# CPU have 35-67; the shipped ones up to 306, all under 2.7 million), and never below the floor,
+# where every net is fast.
+DESIGN_MACS_PER_PARAM = 100
+DESIGN_MACS_FLOOR = 1_000_000
+
+
+def design_macs(budget: int) -> int:
+    """The most multiply-adds per image a design net of this budget may take."""
+    return max(DESIGN_MACS_FLOOR, DESIGN_MACS_PER_PARAM * budget)
 
 
 def prior_recipe(u: Sequence[float]) -> dict[str, Any]:
@@ -390,21 +412,30 @@ def prior_recipe(u: Sequence[float]) -> dict[str, Any]:
 def startup_design(budget: int, n: int, seed: int) -> list[dict[str, Any]]:
     """``n`` trial parameter sets that cover the space's structural choices evenly (a Latin
     hypercube through ``suggest_spec``), each net's widths set by a sampled taper and scaled
-    to use a sampled share of the budget, trained with the recipe prior."""
-    rows = latin_hypercube(n, COLUMNS + 6, seed)
-    out = []
+    to use a sampled share of the budget within ``design_macs``, trained with the recipe prior.
+    A point whose structure exceeds the compute bound even at its narrowest is replaced by the
+    next point of a second hypercube that fits."""
+    macs = design_macs(budget)
+    rows = [*latin_hypercube(n, COLUMNS + 6, seed), *latin_hypercube(4 * n, COLUMNS + 6, seed + 1)]
+    out: list[dict[str, Any]] = []
     for row in rows:
+        if len(out) == n:
+            break
         sampled = spec_params(suggest_spec(DesignTrial(row[:COLUMNS]), budget))  # type: ignore[arg-type]
         # Dropout only slows a short training down; the sampler may add it later.
-        params = sampled | {"dropout": 0.0, "conv_dropout": 0.0}
+        sampled |= {"dropout": 0.0, "conv_dropout": 0.0}
+        params = dict(sampled)
         taper = log_between(row[COLUMNS + 1], *TAPER)
         for s in range(1, params["stages"] + 1):
             params[f"width{s}"] = max(WIDTH[0], round(16 * taper ** (s - 1)))
-        used = BUDGET_USED[0] + row[COLUMNS] * (BUDGET_USED[1] - BUDGET_USED[0])
-        # None when even the narrowest widths of this taper do not fit: keep the sampled ones.
-        params = top_up(fit_widths(params, int(used * budget)) or sampled, int(used * budget))
+        share = int((BUDGET_USED[0] + row[COLUMNS] * (BUDGET_USED[1] - BUDGET_USED[0])) * budget)
+        # None when even the narrowest widths of this taper do not fit: the sampled ones, scaled.
+        fitted = fit_widths(params, share, macs) or fit_widths(sampled, share, macs)
+        if fitted is None:
+            continue
+        params = top_up(fitted, share, macs)
         if count_params(build(params)) < BUDGET_USED[0] * budget:  # one channel overshot the share
-            params = top_up(params, budget)
+            params = top_up(params, budget, macs)
         out.append(params | training_params(prior_recipe(row[COLUMNS + 2 :])))
     return out
 

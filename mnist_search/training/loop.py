@@ -45,6 +45,10 @@ BENCHMARK_EPOCHS = 5  # cudnn.benchmark by default from this many epochs on
 # stop's own exit status.
 
 
+DISTILL = 0.5  # the teacher's weight in the loss when a teacher is given and no weight
+TEMPERATURE = 4.0
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 1
@@ -63,7 +67,7 @@ class TrainConfig:
     # temperature² × the KL divergence from a teacher's outputs softened by ``temperature``
     # (``train(teacher=...)``); 0: off.
     distill: float = 0.0
-    temperature: float = 4.0
+    temperature: float = TEMPERATURE
     reports_per_epoch: int = 1  # validation checks per epoch, each one reported to the callback
     seed: int = 0
 

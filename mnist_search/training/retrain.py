@@ -240,7 +240,8 @@ def retrain(
     cfgs = [_config(net, epochs, seed + k) for k in range(seeds)]
     if cfgs[0].distill and net.teacher is None:
         raise ConfigError("spec", f"distill={cfgs[0].distill} needs a teacher (--teacher FILE)")
-    teacher_cfg = None if net.teacher is None else _config(net.teacher, None, None)
+    if net.teacher is not None:
+        _config(net.teacher, None, None)  # its recipe checked before any data is read
     dev = resolve_device(run.device)
     splits = protocol.splits(protocol.load(run.data_dir), dev)
     if splits.classes != net.spec.num_classes:
@@ -258,8 +259,8 @@ def retrain(
         f", seeds {seed}-{seed + seeds - 1}" if seeds > 1 else "",
     )
     targets, taught = None, None
-    if net.teacher is not None and teacher_cfg is not None and cfgs[0].distill:
-        targets, taught = _teach(net.teacher, teacher_cfg, splits, speed)
+    if net.teacher is not None and cfgs[0].distill:
+        targets, taught = teach(net.teacher, splits, speed)
     runs: list[SeedRun] = []
     for cfg in cfgs:
         started = time.time()
@@ -329,11 +330,10 @@ def _config(net: SpecFile, epochs: int | None, seed: int | None) -> TrainConfig:
     return cfg
 
 
-def _teach(
-    teacher: SpecFile, cfg: TrainConfig, splits: Splits, speed: Speed
-) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Train the teacher once on the student's data (never judged on test); its outputs for the
-    training images, and what it was."""
+def teach(teacher: SpecFile, splits: Splits, speed: Speed) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Train the teacher once on the student's data, with its own recipe, epochs and seed (never
+    judged on test); its outputs for the training images, and what it was."""
+    cfg = _config(teacher, None, None)
     if teacher.spec.num_classes != splits.classes:
         raise ConfigError(
             "spec", f"the teacher has {teacher.spec.num_classes} outputs, not {splits.classes}"

@@ -16,7 +16,7 @@ from mnist_search.data.dataset import Splits
 from mnist_search.errors import ConfigError
 from mnist_search.net.spec import ArchSpec, ConvLayer
 from mnist_search.training.loop import SettingsError, Speed, TrainConfig, soft_targets, train
-from mnist_search.training.retrain import SpecFile, _config, _teach
+from mnist_search.training.retrain import SpecFile, teach
 
 SMALL = ArchSpec((ConvLayer(8, pool=True), ConvLayer(8)), head="gap")
 TEACHER = {
@@ -87,7 +87,7 @@ def test_a_distilled_training_never_reads_test(small_splits):
     training with them reads test only where asked, at its end."""
     sealed = _sealed(small_splits)
     teacher = SpecFile.parse(TEACHER, "teacher.json")
-    targets, about = _teach(teacher, _config(teacher, None, None), sealed, Speed())
+    targets, about = teach(teacher, sealed, Speed())
     assert targets.shape == (len(small_splits.train), 10)
     assert about["epochs"] == 2 and about["seed"] == 7 and about["val_accuracy"] > 30
     student = TrainConfig(optimizer="adam", lr=0.003, batch_size=64, distill=0.5)
@@ -145,3 +145,54 @@ def test_train_with_a_teacher(in_tmp, data_dir):
         assert r.exit_code == 2, r.output
         lines = r.output.strip().splitlines()
         assert len(lines) == 1 and named in lines[0], r.output
+
+
+def test_the_train_commands_defaults_are_the_training_modules():
+    import inspect
+
+    from mnist_search.cli.app import train_cmd
+    from mnist_search.training.loop import DISTILL, TEMPERATURE
+
+    params = inspect.signature(train_cmd).parameters
+    assert (params["distill"].default, params["temperature"].default) == (DISTILL, TEMPERATURE)
+    assert TrainConfig().temperature == TEMPERATURE
+
+
+@pytest.mark.slow
+def test_a_final_stage_with_a_teacher_writes_a_file_that_retrains_to_its_figures(in_tmp, data_dir):
+    """`optimize --final-teacher FILE`: every retraining distils from the teacher, trained once;
+    the chosen net's file holds the teacher, and `train --spec` retrains both to the same
+    validation figure. A bad teacher file stops the run before anything is written."""
+    import optuna
+
+    (in_tmp / "t.json").write_text(json.dumps(TEACHER))
+    common = ["--budget", "3000", "--n-trials", "2", "--final-seeds", "1", "--final-epochs", "1"]
+    common += ["--final-top", "1", "--warm-start", "none", "--space", "plain"]
+    common += ["--data-dir", str(data_dir), *QUICK]
+    r = runner.invoke(app, ["optimize", *common, "--final-teacher", "t.json"])
+    assert r.exit_code == 0, r.output
+    best = json.loads((in_tmp / "studies/budget-3000-best.json").read_text())
+    assert best["training"]["distill"] == 0.5 and best["training"]["temperature"] == 4.0
+    assert best["teacher"] == SpecFile.parse(TEACHER, "t").to_dict()
+    names = optuna.get_all_study_names("sqlite:///studies/mnist-search.db")
+    assert [n for n in names if "-teacher-" in n] == [
+        "budget-3000-final-teacher-"
+        + __import__("mnist_search.search.final", fromlist=["x"]).teacher_fingerprint(
+            SpecFile.parse(TEACHER, "t")
+        )
+    ]
+    again = runner.invoke(
+        app, ["train", "--spec", "studies/budget-3000-best.json", "--json",
+              "--data-dir", str(data_dir), "--device", "cpu"]
+    )  # fmt: skip
+    assert again.exit_code == 0, again.output
+    out = json.loads(again.stdout)
+    assert out["teacher"]["seed"] == 7
+    assert out["val_accuracy"] == pytest.approx(best["result"]["val_mean"], abs=1e-9)
+
+    (in_tmp / "bad.json").write_text('{"spec": {"convs": []}}')
+    r = runner.invoke(
+        app, ["optimize", *common, "--study-name", "x", "--final-teacher", "bad.json"]
+    )
+    assert r.exit_code == 2 and r.output.strip().startswith("error: --final-teacher bad.json: ")
+    assert "x" not in optuna.get_all_study_names("sqlite:///studies/mnist-search.db")
