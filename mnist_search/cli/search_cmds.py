@@ -152,7 +152,7 @@ def optimize(
     candidates are retrained from scratch, by default each for the epochs its share of the time
     left allows, and the chosen one is reported on the test set."""
     from mnist_search.cli.render import final_summary, progress, study_summary
-    from mnist_search.search.config import FinalSettings, SearchConfig
+    from mnist_search.search.config import SearchConfig
     from mnist_search.search.engine import run_search
     from mnist_search.training.protocol import Protocol
 
@@ -174,13 +174,8 @@ def optimize(
         heartbeat=heartbeat,
         run=run_settings(device, data_dir, amp, channels_last, compile_model, parallel),
         artifacts=artifacts,
-        final=FinalSettings(
-            seeds=final_seeds,
-            epochs=_epochs_or_auto(final_epochs),
-            top=final_top,
-            augment=final_augment,
-            incumbent=final_incumbent,
-            teacher=_path(final_teacher),
+        final=_final(
+            final_seeds, final_top, final_augment, final_incumbent, final_teacher, final_epochs
         ),
         best_spec=best_spec,
     )
@@ -308,7 +303,7 @@ def frontier(
     """
     from mnist_search.cli.render import frontier_summary, progress, ship_lines
     from mnist_search.frontier import FrontierConfig, run_frontier, ship_rows, write_outputs
-    from mnist_search.search.config import FinalSettings, SearchConfig
+    from mnist_search.search.config import SearchConfig
 
     search = SearchConfig(
         space=space,
@@ -322,13 +317,7 @@ def frontier(
         heartbeat=heartbeat,
         run=run_settings(device, data_dir, amp, channels_last, compile_model, parallel),
         artifacts=artifacts,
-        final=FinalSettings(
-            seeds=final_seeds,
-            top=final_top,
-            augment=final_augment,
-            incumbent=final_incumbent,
-            teacher=_path(final_teacher),
-        ),
+        final=_final(final_seeds, final_top, final_augment, final_incumbent, final_teacher),
     )
     config = FrontierConfig(
         search=search,
@@ -352,5 +341,15 @@ def frontier(
         raise typer.Exit(130)
 
 
-def _path(path: Path | None) -> str | None:
-    return None if path is None else str(path)
+def _final(seeds, top, augment, incumbent, teacher: Path | None, epochs: str = "auto"):
+    """The final stage's settings from its options (``epochs``: 'auto' or a number)."""
+    from mnist_search.search.config import FinalSettings
+
+    return FinalSettings(
+        seeds=seeds,
+        top=top,
+        augment=augment,
+        incumbent=incumbent,
+        teacher=None if teacher is None else str(teacher),
+        epochs=_epochs_or_auto(epochs),
+    )

@@ -377,7 +377,8 @@ BUDGET_USED = (0.6, 1.0)  # the share of the budget a design net uses
 TAPER = (0.5, 2.0)  # the ratio of one stage's width to the one before
 # The design's nets run first, before the sampler knows what is slow, and a budget in parameters
 # does not bound compute: at 25,000 the design drew nets of 1.3-12.7 million multiply-adds per
-# image, 17-90 s an epoch on a 2-core CPU, so a 3-minute search was the design alone. They are
+# image, 17-61 s an epoch measured on a 2-core CPU, so a 3-minute search was the design alone
+# (benchmarks/runs/2026-12-06-small-budget-levers). They are
 # bounded to this many multiply-adds per parameter of the budget (the nets searches found on the
 # CPU have 35-67; the shipped ones up to 306, all under 2.7 million), and never below the floor,
 # where every net is fast.
