@@ -165,6 +165,8 @@ def test_a_final_stage_with_a_teacher_writes_a_file_that_retrains_to_its_figures
     validation figure. A bad teacher file stops the run before anything is written."""
     import optuna
 
+    from mnist_search.search.final import teacher_fingerprint
+
     (in_tmp / "t.json").write_text(json.dumps(TEACHER))
     common = ["--budget", "3000", "--n-trials", "2", "--final-seeds", "1", "--final-epochs", "1"]
     common += ["--final-top", "1", "--warm-start", "none", "--space", "plain"]
@@ -175,12 +177,8 @@ def test_a_final_stage_with_a_teacher_writes_a_file_that_retrains_to_its_figures
     assert best["training"]["distill"] == 0.5 and best["training"]["temperature"] == 4.0
     assert best["teacher"] == SpecFile.parse(TEACHER, "t").to_dict()
     names = optuna.get_all_study_names("sqlite:///studies/mnist-search.db")
-    assert [n for n in names if "-teacher-" in n] == [
-        "budget-3000-final-teacher-"
-        + __import__("mnist_search.search.final", fromlist=["x"]).teacher_fingerprint(
-            SpecFile.parse(TEACHER, "t")
-        )
-    ]
+    fingerprint = teacher_fingerprint(SpecFile.parse(TEACHER, "t"))
+    assert [n for n in names if "-teacher-" in n] == [f"budget-3000-final-teacher-{fingerprint}"]
     again = runner.invoke(
         app, ["train", "--spec", "studies/budget-3000-best.json", "--json",
               "--data-dir", str(data_dir), "--device", "cpu"]
