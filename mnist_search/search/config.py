@@ -70,9 +70,12 @@ class FinalSettings:
 
     def check(self) -> None:
         if self.teacher is not None:  # read now, not after the search: a bad file stops us here
-            from mnist_search.training.retrain import SpecFile
+            from mnist_search.training.retrain import SpecFile, recipe_config
 
-            SpecFile.read(self.teacher, "final_teacher")
+            try:
+                recipe_config(SpecFile.read(self.teacher, "final_teacher"), None, None)
+            except ConfigError as e:
+                raise ConfigError("final_teacher", f"{self.teacher}: {e.rest}") from None
         if self.epochs not in (None, AUTO) and (
             isinstance(self.epochs, bool)
             or not isinstance(self.epochs, int)

@@ -237,11 +237,16 @@ def retrain(
     check_seed("seed", seed, seeds)
     protocol = protocol or net.protocol_for()
     epochs = protocol.epochs
-    cfgs = [_config(net, epochs, seed + k) for k in range(seeds)]
+    cfgs = [recipe_config(net, epochs, seed + k) for k in range(seeds)]
     if cfgs[0].distill and net.teacher is None:
         raise ConfigError("spec", f"distill={cfgs[0].distill} needs a teacher (--teacher FILE)")
     if net.teacher is not None:
-        _config(net.teacher, None, None)  # its recipe checked before any data is read
+        if not cfgs[0].distill:
+            raise ConfigError("spec", "it has a teacher but its training's distill is 0")
+        try:  # its recipe checked before any data is read, and named as the teacher's
+            recipe_config(net.teacher, None, None)
+        except ConfigError as e:
+            raise ConfigError("spec", f"teacher: {e.rest}") from None
     dev = resolve_device(run.device)
     splits = protocol.splits(protocol.load(run.data_dir), dev)
     if splits.classes != net.spec.num_classes:
@@ -259,7 +264,7 @@ def retrain(
         f", seeds {seed}-{seed + seeds - 1}" if seeds > 1 else "",
     )
     targets, taught = None, None
-    if net.teacher is not None and cfgs[0].distill:
+    if net.teacher is not None:
         targets, taught = teach(net.teacher, splits, speed)
     runs: list[SeedRun] = []
     for cfg in cfgs:
@@ -314,7 +319,7 @@ def retrain(
     )
 
 
-def _config(net: SpecFile, epochs: int | None, seed: int | None) -> TrainConfig:
+def recipe_config(net: SpecFile, epochs: int | None, seed: int | None) -> TrainConfig:
     """``net``'s recipe at this length and seed (else its own, else 1 epoch and seed 0)."""
     training = {"batch_size": 128, **DOCUMENTED_PROTOCOL, **net.training}
     epochs = epochs if epochs is not None else net.epochs or 1
@@ -333,7 +338,7 @@ def _config(net: SpecFile, epochs: int | None, seed: int | None) -> TrainConfig:
 def teach(teacher: SpecFile, splits: Splits, speed: Speed) -> tuple[torch.Tensor, dict[str, Any]]:
     """Train the teacher once on the student's data, with its own recipe, epochs and seed (never
     judged on test); its outputs for the training images, and what it was."""
-    cfg = _config(teacher, None, None)
+    cfg = recipe_config(teacher, None, None)
     if teacher.spec.num_classes != splits.classes:
         raise ConfigError(
             "spec", f"the teacher has {teacher.spec.num_classes} outputs, not {splits.classes}"

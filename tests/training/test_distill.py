@@ -194,3 +194,44 @@ def test_a_final_stage_with_a_teacher_writes_a_file_that_retrains_to_its_figures
     )
     assert r.exit_code == 2 and r.output.strip().startswith("error: --final-teacher bad.json: ")
     assert "x" not in optuna.get_all_study_names("sqlite:///studies/mnist-search.db")
+    (in_tmp / "bad.json").write_text(json.dumps(TEACHER | {"training": {"lr": -1.0}}))
+    r = runner.invoke(
+        app, ["optimize", *common, "--study-name", "x", "--final-teacher", "bad.json"]
+    )
+    assert r.exit_code == 2 and "--final-teacher bad.json: " in r.output and "lr=-1" in r.output
+    assert "x" not in optuna.get_all_study_names("sqlite:///studies/mnist-search.db")
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["binary", "truncated", "five", "list", "nested", "bad recipe", "deep", "no distill"],
+)
+def test_a_bad_teacher_is_one_line_exit_2_before_any_training(in_tmp, kind):
+    """Each kind of bad teacher, given with --teacher or inside the spec file: one line naming
+    it, exit 2, before the data is read (no --data-dir is given: reading would fail otherwise)."""
+    student = json.dumps(STUDENT)
+    given = {
+        "binary": (b"\x99\x00\xff" * 1000, None),
+        "truncated": (json.dumps(TEACHER)[:40].encode(), None),
+        "five": (None, 5),
+        "list": (None, []),
+        "nested": (None, TEACHER | {"teacher": TEACHER}),
+        "bad recipe": (None, TEACHER | {"training": {"lr": -1.0}}),
+        "deep": (None, "DEEP"),
+        "no distill": (None, TEACHER),
+    }[kind]
+    args = ["train", "--spec", "s.json", "--device", "cpu", "--dataset", "idx"]
+    if given[0] is not None:
+        (in_tmp / "t.json").write_bytes(given[0])
+        (in_tmp / "s.json").write_text(student)
+        args += ["--teacher", "t.json"]
+        named = "--teacher t.json: "
+    else:
+        body = json.dumps(STUDENT | {"teacher": given[1]})
+        (in_tmp / "s.json").write_text(body.replace('"DEEP"', "[" * 10_000 + "]" * 10_000))
+        named = "--spec "
+    r = runner.invoke(app, args)
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and named in lines[0], r.output
+    # (a file nested too deep is refused whole, before its teacher is looked at)
+    assert "teacher" in lines[0] or given[0] is not None or kind == "deep", lines[0]
