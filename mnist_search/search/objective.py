@@ -155,6 +155,9 @@ class Objective:
         total_steps = epochs * reports
         first: list[tuple[int, float]] = []  # (step, time) of the first report: the rate after it
         # skips the first batches' one-time costs (allocation, compilation)
+        # A warm start is a known net the search starts from (the incumbent a final stage may
+        # retrain): judged on accuracy like any other, never stopped for its time.
+        slow_after = None if records.TrialRecord.of(trial).warm_start else self.slow_after
 
         def on_report(step: int, val: float) -> None:
             self.stop.check()
@@ -175,12 +178,12 @@ class Objective:
                     pruned_reason=f"dead at step {step}: val {val:.2f}% after {seen:,} images",
                 )
                 raise optuna.TrialPruned(f"dead: val {val:.2f}% after {seen:,} images")
-            if self.slow_after is not None and seen >= DEAD_AFTER and step > first[0][0]:
+            if slow_after is not None and seen >= DEAD_AFTER and step > first[0][0]:
                 step0, t0 = first[0]
                 whole = (now - t0) / (step - step0) * total_steps
-                if whole > self.slow_after:
+                if whole > slow_after:
                     why = (
-                        f"too slow: {whole:.0f} s to train, more than {self.slow_after:.0f} s "
+                        f"too slow: {whole:.0f} s to train, more than {slow_after:.0f} s "
                         f"({SLOW_SHARE:.3g} of the search)"
                     )
                     records.write(trial, pruned_reason=f"{why} at step {step}")

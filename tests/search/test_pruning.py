@@ -146,3 +146,11 @@ def test_a_net_too_slow_for_the_search_is_stopped_once_its_speed_is_known(mnist)
     assert slow.pruned_reason.endswith(f"({SLOW_SHARE:.3g} of the search) at step 7")
     assert states[80_000.0].state == TrialState.COMPLETE
     assert states[None].state == TrialState.COMPLETE
+    # A warm start, a known net the search starts from, is never stopped for its time.
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    study.enqueue_trial({}, user_attrs=fixed | queued(warm_start="found/x.json"))
+    study.optimize(
+        Objective(None, protocol, splits, space="plain", prune_dead=True, search_seconds=0.8),
+        n_trials=1,
+    )
+    assert study.trials[0].state == TrialState.COMPLETE
