@@ -270,8 +270,9 @@ def frontier(
     confirm: Annotated[
         bool,
         typer.Option(
-            help="Then train each row's net again with as many fresh seeds as --final-seeds "
-            "(3, 4, 5 after 0, 1, 2) and report them beside the row."
+            help="After each budget, train its row's net again with as many fresh seeds as "
+            "--final-seeds (3, 4, 5 after 0, 1, 2) and report them beside the row; inside "
+            "--timeout (a sixth of each budget's share)."
         ),
     ] = False,
     ship: Annotated[

@@ -31,7 +31,7 @@ from mnist_search.errors import ConfigError
 from mnist_search.files import check_writable, read_json, write_atomic
 from mnist_search.frontier.target import TargetOutcome, smallest_reaching
 from mnist_search.search import storage
-from mnist_search.search.config import OWN, FinalSettings, SearchConfig
+from mnist_search.search.config import OWN, SEARCH_SHARE, FinalSettings, SearchConfig
 from mnist_search.stats import stat_of
 from mnist_search.stopping import Deadline
 
@@ -290,15 +290,16 @@ def run_frontier(cfg: FrontierConfig) -> FrontierOutcome:
     for i, budget in enumerate(todo):
         share = (deadline.left() or 0.0) / (len(todo) - i)
         log.info(
-            "frontier: budget %s gets %.0f s (an equal share of the %.0f s left), final "
+            "frontier: budget %s gets %.0f s (an equal share of the %.0f s left%s), final "
             "retrainings up to %d epochs",
             f"{budget:,}",
             share,
             deadline.left() or 0.0,
+            f"; {share * (1 - confirm_share(cfg)):.0f} s of it to confirm" if cfg.confirm else "",
             epoch_cap(budget),
         )
         t0 = time.time()
-        outcome = run_search(cfg.search_for(budget, share))
+        outcome = run_search(cfg.search_for(budget, share * confirm_share(cfg)))
         if outcome.interrupted or (outcome.final is not None and outcome.final.interrupted):
             result.interrupted = True
             break
@@ -329,14 +330,28 @@ def run_frontier(cfg: FrontierConfig) -> FrontierOutcome:
             )
         )
         save_record(out, rows, cfg, dataset)  # a budget finished is never lost to a later failure
+        if cfg.confirm:  # inside the time limit, in the rest of this budget's share
+            rows = confirm_rows(cfg, rows, dataset)
     result.rows = sorted(rows, key=lambda r: r.budget)
-    if cfg.confirm and not result.interrupted:
+    if cfg.confirm and not result.interrupted:  # rows kept from an earlier run, if unconfirmed
         result.rows = confirm_rows(cfg, result.rows, dataset)
     if cfg.target_accuracy is not None and not result.interrupted:
         searches = {r.budget: cfg.search_for(r.budget, cfg.timeout) for r in result.rows}
         result.target = smallest_reaching(cfg.target_accuracy, searches, out)
     result.wall_seconds = time.time() - start
     return result
+
+
+def confirm_share(cfg: FrontierConfig) -> float:
+    """The share of a budget's time its search and final stage get; with ``confirm`` the rest
+    is for training the chosen net again with fresh seeds, so the time limit covers the whole
+    run. The final stage spends its part (``1 - SEARCH_SHARE``) on the finalists' seeds, the
+    incumbent's among them; confirming is one candidate's seeds again. An estimate: each budget's
+    share is of the time still left, so one that runs over or under moves the later ones."""
+    if not cfg.confirm:
+        return 1.0
+    candidates = cfg.final.top + (1 if cfg.final.incumbent else 0)
+    return 1 / (1 + (1 - SEARCH_SHARE) / candidates)
 
 
 def confirm_rows(cfg: FrontierConfig, rows: list[FrontierRow], dataset: str) -> list[FrontierRow]:

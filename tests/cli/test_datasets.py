@@ -92,6 +92,10 @@ def test_an_own_folder_end_to_end(own_dir, data_dir, in_tmp):
     assert "| 1,500 |" in md and "| 3,000 |" in md
     assert "ruslangrimov" not in md and "Exp1" not in open("fr/frontier.html").read()
     assert "Confirmed with fresh seeds" in md and "| 1,500 | 1 |" in md
+    # Each row is confirmed as its budget ends, inside the time limit, before the next begins.
+    log = r.output
+    assert log.index("confirming budget 1,500") < log.index("budget 3,000 gets")
+    assert "s of it to confirm" in log
     assert sorted(p.name for p in (in_tmp / "known").iterdir()) == [
         "budget-1500.json",
         "budget-3000.json",

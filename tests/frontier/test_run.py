@@ -194,6 +194,20 @@ def test_each_budget_searches_with_the_trial_length_asked_for(tmp_path):
     assert FrontierConfig(out=tmp_path).search_for(1000, 60.0).protocol.epochs == 1  # the default
 
 
+def test_confirming_is_inside_the_time_limit(tmp_path):
+    from mnist_search.frontier.run import confirm_share
+    from mnist_search.search.config import SEARCH_SHARE
+
+    cfg = FrontierConfig(out=tmp_path)
+    assert confirm_share(cfg) == 1.0  # without --confirm a budget's share is all its search's
+    # Two finalists and the incumbent: the final stage's part of the time trains three
+    # candidates' seeds, the confirmation one more's.
+    share = confirm_share(replace(cfg, confirm=True))
+    assert share == pytest.approx(1 / (1 + (1 - SEARCH_SHARE) / 3)) and 0.8 < share < 0.85
+    alone = replace(cfg, confirm=True, search=SearchConfig(final=FinalSettings(seeds=3, top=1)))
+    assert confirm_share(alone) == pytest.approx(1 / (2 - SEARCH_SHARE))
+
+
 def test_epoch_caps_follow_the_published_lengths():
     assert [epoch_cap(b) for b in (697, 1000, 2000, 5000, 10000, 25000)] == [
         100,
