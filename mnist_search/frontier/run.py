@@ -289,6 +289,10 @@ def run_frontier(cfg: FrontierConfig) -> FrontierOutcome:
     rows = [done[b] for b in sorted(done) if b in cfg.budgets]
     for i, budget in enumerate(todo):
         share = (deadline.left() or 0.0) / (len(todo) - i)
+        if share <= 0:  # the budgets before it ran over: a row missing, not a search of 0 s
+            result.missing[budget] = "no time left: the budgets before it used all of --timeout"
+            log.warning("frontier: budget %s: no time left; not searched", f"{budget:,}")
+            continue
         log.info(
             "frontier: budget %s gets %.0f s (an equal share of the %.0f s left%s), final "
             "retrainings up to %d epochs",

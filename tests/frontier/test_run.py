@@ -178,6 +178,14 @@ def test_a_killed_frontier_resumes_and_keeps_its_finished_budgets(tmp_path, data
     assert again.rows == out.rows
 
 
+@pytest.mark.slow
+def test_a_budget_left_no_time_is_a_missing_row_not_an_error(tmp_path, data_dir):
+    # A second: the first budget's trial and retrainings run past it, as budgets can.
+    out = run_frontier(config(tmp_path, data_dir, timeout=1.0))
+    assert "no time left" in out.missing[700] and not out.interrupted
+    assert [r.budget for r in out.rows] in ([300], [])
+
+
 def test_each_budget_searches_with_the_trial_length_asked_for(tmp_path):
     from mnist_search.catalog.published import epoch_cap
     from mnist_search.frontier.run import FrontierConfig
