@@ -117,10 +117,22 @@ def table(results: list[dict], long: int) -> str:
             v = None if None in xs else spearman(xs, final)  # type: ignore[arg-type]
             return "—" if v is None else f"{v:.2f}"
 
-        cells = [rho([r["one_epoch"] for r in rs]), rho([r["four_epochs"] for r in rs])]
-        cells += [rho([r["curve"][e - 1] for r in rs]) for e in PREFIX if e < long]
+        def pick(xs: list[float | None]) -> str:
+            """The long validation of the net this judge ranks first."""
+            if None in xs:
+                return ""
+            best = max(range(len(rs)), key=lambda i: xs[i])  # type: ignore[arg-type,return-value]
+            return f" ({final[best]:.2f})"
+
+        judges = [[r["one_epoch"] for r in rs], [r["four_epochs"] for r in rs]]
+        judges += [[r["curve"][e - 1] for r in rs] for e in PREFIX if e < long]
+        cells = [rho(xs) + pick(xs) for xs in judges]
         spread = f"{statistics.median(final):.2f} ({min(final):.2f}–{max(final):.2f})"
         out.append(f"| {key[0]:,} | {key[1]} | {len(rs)} | " + " | ".join(cells) + f" | {spread} |")
+    out.append(
+        "\nEach cell: Spearman's rho with the long run's final validation, and in brackets the "
+        "final validation of the net that judge ranks first."
+    )
     return "\n".join(out)
 
 
