@@ -180,8 +180,9 @@ def test_a_killed_frontier_resumes_and_keeps_its_finished_budgets(tmp_path, data
 
 @pytest.mark.slow
 def test_a_budget_left_no_time_is_a_missing_row_not_an_error(tmp_path, data_dir):
-    # A second: the first budget's trial and retrainings run past it, as budgets can.
-    out = run_frontier(config(tmp_path, data_dir, timeout=1.0))
+    # A twentieth of a second: reading the data alone takes the first budget past it, as
+    # budgets can run past their share.
+    out = run_frontier(config(tmp_path, data_dir, timeout=0.05))
     assert "no time left" in out.missing[700] and not out.interrupted
     assert [r.budget for r in out.rows] in ([300], [])
 
