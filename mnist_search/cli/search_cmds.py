@@ -272,7 +272,7 @@ def frontier(
         typer.Option(
             help="After each budget, train its row's net again with as many fresh seeds as "
             "--final-seeds (3, 4, 5 after 0, 1, 2) and report them beside the row; inside "
-            "--timeout (a sixth of each budget's share)."
+            "--timeout (with the default finalists and incumbent, a sixth of each budget's share)."
         ),
     ] = False,
     ship: Annotated[
