@@ -5,7 +5,7 @@ images with its own recipe, float32 and bf16 autocast (``Speed(amp=True)``, whic
 honours on the CPU only when asked), ``--runs`` seeds each; prints the median training images
 per second, the ratio, and mean validation accuracy of each. Evaluation is float32 in both.
 
-    python benchmarks/cpu_bf16.py [--nets onepoch-25000,cpu-budget-5000,budget-1000] [--runs 2]
+    python benchmarks/cpu_bf16.py [--nets onepoch-25000,budget-5000,budget-1000] [--runs 2]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from mnist_search.training.protocol import Protocol
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--nets", default="onepoch-25000,cpu-budget-5000,budget-1000")
+    ap.add_argument("--nets", default="onepoch-25000,budget-5000,budget-1000")
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--subset", type=int, default=None, help="quick runs only")
     args = ap.parse_args()
