@@ -74,10 +74,13 @@ def test_two_stage_search_retrains_the_best_and_writes_a_reproducible_spec(in_tm
     assert chosen["epochs"] == 2 and chosen["n_params"] <= 3000
     assert "chosen: trial" in r.stdout and "± " in r.stdout
     # Where the chosen net came from, said in the summary and the file: the warm starts (the
-    # shipped nets, widened) are trials 0 and 1 here; what the search sampled itself is apart.
+    # shipped nets, fitted) are trials 0 and 1 here; what the search sampled itself is apart.
+    from mnist_search.search.records import TrialRecord
+
     source = search.trials[chosen["source_trial"]]
     warm = source.user_attrs.get("warm_start")
-    expected = f"a shipped net widened to the budget ({warm})" if warm else "sampled by this search"
+    expected = TrialRecord.of(source).provenance if warm else "sampled by this search"
+    assert not warm or expected.startswith("a shipped net ")
     assert chosen["origin"] == expected and f": {expected}" in r.stdout
     sampled = [
         t

@@ -2,13 +2,12 @@
 experiments queued where they fit."""
 
 import json
+from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
-
-from pathlib import Path
 
 from mnist_search.catalog.experiments import get_experiment
 from mnist_search.cli.app import app
