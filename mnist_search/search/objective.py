@@ -38,12 +38,15 @@ DEAD_AFTER = 10_000
 DEAD_BELOW = 15.0  # chance is 10%; the most common digit alone is 11.35%
 
 # A budget in parameters does not bound compute: at 25,000 parameters the space holds nets 5×
-# slower than their equals (wide blocks at full resolution). A candidate whose whole training
+# slower than their equals (wide blocks at full resolution). A candidate whose first epoch
 # would take more than this share of the search's time is stopped once its speed is known (the
 # same report as DEAD_AFTER), so one slow net cannot eat a short search: at 3 minutes a net may
 # train for 45 s, in the default run's 6-minute search for 90 s. An eighth stopped nets that
 # finished in 22 s (the projection from the first reports runs high) and lowered the 3-minute
-# median. Time, not multiply-adds, so the rule follows the device.
+# median. Time, not multiply-adds, so the rule follows the device. One epoch, not the whole
+# training: a search of longer trials (``--epochs 9 --pruner sha``) judges its nets after their
+# first epoch, and its whole trainings, each over a quarter of an 8-minute run's search, were
+# all stopped, so that nothing finished and the final stage had no candidate.
 SLOW_SHARE = 1 / 4
 
 
@@ -180,10 +183,10 @@ class Objective:
                 raise optuna.TrialPruned(f"dead: val {val:.2f}% after {seen:,} images")
             if slow_after is not None and seen >= DEAD_AFTER and step > first[0][0]:
                 step0, t0 = first[0]
-                whole = (now - t0) / (step - step0) * total_steps
-                if whole > slow_after:
+                epoch = (now - t0) / (step - step0) * reports
+                if epoch > slow_after:
                     why = (
-                        f"too slow: {whole:.0f} s to train, more than {slow_after:.0f} s "
+                        f"too slow: {epoch:.0f} s an epoch, more than {slow_after:.0f} s "
                         f"({SLOW_SHARE:.3g} of the search)"
                     )
                     records.write(trial, pruned_reason=f"{why} at step {step}")

@@ -154,3 +154,39 @@ def test_a_net_too_slow_for_the_search_is_stopped_once_its_speed_is_known(mnist)
         n_trials=1,
     )
     assert study.trials[0].state == TrialState.COMPLETE
+
+
+def test_a_longer_trial_is_judged_on_its_epoch_not_its_whole_training(mnist):
+    """With trials of several epochs (``--epochs N``) a net is too slow only if one epoch would
+    take more than SLOW_SHARE of the search: its whole training may take longer, or a search of
+    long trials stops every net and leaves its final stage nothing to retrain."""
+    from mnist_search.catalog.experiments import get_experiment
+    from mnist_search.data.dataset import make_splits
+    from mnist_search.search.objective import SLOW_SHARE, Objective
+    from mnist_search.search.records import TrialRecord, queued
+
+    splits = make_splits(mnist, "cpu", val_size=1000, train_subset=12_000)
+    fixed = queued(
+        fixed_spec=get_experiment(3).spec.to_dict(),
+        fixed_training={"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 64},
+    )
+
+    def trial(epochs: int, seconds: float | None) -> TrialRecord:
+        protocol = Protocol(epochs=epochs, train_subset=12_000, val_size=1000)
+        study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+        study.enqueue_trial({}, user_attrs=fixed)
+        objective = Objective(
+            None, protocol, splits, space="plain", prune_dead=False, search_seconds=seconds
+        )
+        study.optimize(objective, n_trials=1)
+        return TrialRecord.of(study.trials[0])
+
+    # One epoch judged 16 times: slower than an epoch of the 8-epoch training, judged once.
+    first = trial(1, None)
+    assert first.state == TrialState.COMPLETE, first
+    epoch = first.train_seconds or first.seconds
+    # A search whose quarter is 3 epochs: the 8-epoch training is longer, its epoch is not.
+    assert trial(8, 3 * epoch / SLOW_SHARE).state == TrialState.COMPLETE
+    slow = trial(8, 0.3 * epoch / SLOW_SHARE)
+    assert slow.state == TrialState.PRUNED
+    assert slow.pruned_reason.startswith("too slow: ") and " s an epoch" in slow.pruned_reason
