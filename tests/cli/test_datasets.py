@@ -83,7 +83,7 @@ def test_an_own_folder_end_to_end(own_dir, data_dir, in_tmp):
     r = _ok(
         run(
             "frontier", "--dataset", "idx", "--data-dir", own_dir, "--budgets", "1500,3000",
-            "--timeout", 30, "--final-seeds", 1, "--out", "fr", "--confirm", "--ship", "known",
+            "--timeout", 45, "--final-seeds", 1, "--out", "fr", "--confirm", "--ship", "known",
             *FAST,
         )
     )  # fmt: skip
