@@ -40,8 +40,8 @@ DEAD_BELOW = 15.0  # chance is 10%; the most common digit alone is 11.35%
 # A budget in parameters does not bound compute: at 25,000 parameters the space holds nets 5×
 # slower than their equals (wide blocks at full resolution). A candidate whose first epoch
 # would take more than this share of the search's time is stopped once its speed is known (the
-# same report as DEAD_AFTER), so one slow net cannot eat a short search: at 3 minutes a net may
-# train for 45 s, in the default run's 6-minute search for 90 s. An eighth stopped nets that
+# same report as DEAD_AFTER), so one slow net cannot eat a short search: at 3 minutes a net's
+# epoch may take 45 s, in the default run's 6-minute search 90 s. An eighth stopped nets that
 # finished in 22 s (the projection from the first reports runs high) and lowered the 3-minute
 # median. Time, not multiply-adds, so the rule follows the device. One epoch, not the whole
 # training: a search of longer trials (``--epochs 9 --pruner sha``) judges its nets after their
