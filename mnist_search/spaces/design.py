@@ -27,20 +27,12 @@ def latin_hypercube(n: int, d: int, seed: int) -> np.ndarray:
 
 class DesignTrial:
     """Answers ``suggest_*`` from one row of uniforms: the k-th new parameter name asked gets
-    column k. The answers are recorded in ``params``.
+    column k. The answers are recorded in ``params``."""
 
-    ``prefer`` names answers given instead of the row's wherever the question allows them (an
-    int inside its range, a category among its choices); the row's column is still spent, so
-    the other answers stay those of the same row."""
-
-    def __init__(self, row: Sequence[float], prefer: dict[str, Any] | None = None):
+    def __init__(self, row: Sequence[float]):
         self.row = row
-        self.prefer = prefer or {}
         self.params: dict[str, Any] = {}
         self._columns: dict[str, int] = {}
-
-    def _preferred(self, name: str, allowed: Any) -> bool:
-        return name in self.prefer and allowed(self.prefer[name])
 
     def uniform(self, name: str) -> float:
         if name not in self._columns:
@@ -51,16 +43,11 @@ class DesignTrial:
 
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
         value = choices[min(len(choices) - 1, int(self.uniform(name) * len(choices)))]
-        if self._preferred(name, lambda v: v in choices):
-            value = self.prefer[name]
         self.params[name] = value
         return value
 
     def suggest_int(self, name: str, low: int, high: int, *, log: bool = False, step: int = 1):
         u = self.uniform(name)
-        if self._preferred(name, lambda v: low <= v <= high and (v - low) % step == 0):
-            self.params[name] = self.prefer[name]
-            return self.prefer[name]
         if step > 1:  # one of low, low + step, ..., high, each as likely
             value = low + step * min((high - low) // step, int(u * ((high - low) // step + 1)))
             self.params[name] = value

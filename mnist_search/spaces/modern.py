@@ -374,13 +374,6 @@ PRIOR_SGD_WD = (2e-5, 5e-4)
 PRIOR_ADAMW_LR = (4e-3, 2e-2)
 PRIOR_ADAMW_WD = (2e-4, 2e-3)
 BUDGET_USED = (0.6, 1.0)  # the share of the budget a design net uses
-# The structure the design's nets share where the budget allows it: three stages and no hidden
-# dense layer. Every shipped net has both, and so did what the searches of the frontier run
-# (benchmarks/runs/2026-12-06-frontier) kept finishing at every budget: of its complete trials,
-# 135 of 143 had three stages and 125 no hidden layer, with the higher median validation at
-# each budget. A design is spent before the sampler has learnt this; the sampler then explores
-# two stages and hidden layers over the whole space.
-DESIGN_STRUCTURE = {"stages": 3, "hidden": 0}
 TAPER = (0.5, 2.0)  # the ratio of one stage's width to the one before
 # The design's nets run first, before the sampler knows what is slow, and a budget in parameters
 # does not bound compute: at 25,000 the design drew nets of 1.3-12.7 million multiply-adds per
@@ -429,8 +422,7 @@ def startup_design(budget: int, n: int, seed: int) -> list[dict[str, Any]]:
     for row in rows:
         if len(out) == n:
             break
-        trial = DesignTrial(row[:COLUMNS], prefer=DESIGN_STRUCTURE)
-        sampled = spec_params(suggest_spec(trial, budget))  # type: ignore[arg-type]
+        sampled = spec_params(suggest_spec(DesignTrial(row[:COLUMNS]), budget))  # type: ignore[arg-type]
         # Dropout only slows a short training down; the sampler may add it later.
         sampled |= {"dropout": 0.0, "conv_dropout": 0.0}
         params = dict(sampled)

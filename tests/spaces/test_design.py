@@ -24,23 +24,6 @@ def test_latin_hypercube_puts_one_point_in_each_slice_of_every_axis():
         assert sorted((column * 8).astype(int)) == list(range(8))
 
 
-def test_a_design_trial_gives_a_preferred_answer_only_where_the_question_allows_it():
-    t = DesignTrial([0.0, 0.0, 0.0, 0.0], prefer={"stages": 3, "hidden": 0, "head": "flatten"})
-    assert t.suggest_int("stages", 2, 3) == 3
-    assert t.suggest_int("hidden", 0, 32, step=8) == 0
-    assert t.suggest_categorical("head", ("gap", "flatten")) == "flatten"
-    assert t.params == {"stages": 3, "hidden": 0, "head": "flatten"}
-    # outside the range, off the step or not a choice: the row answers
-    t = DesignTrial([0.0, 0.999, 0.0], prefer={"stages": 3, "hidden": 4, "head": "mlp"})
-    assert t.suggest_int("stages", 1, 2) == 1
-    assert t.suggest_int("hidden", 0, 32, step=8) == 32
-    assert t.suggest_categorical("head", ("gap", "flatten")) == "gap"
-    # the preferred answer spends its column: the next question reads the next one
-    t = DesignTrial([0.0, 0.999], prefer={"stages": 3})
-    t.suggest_int("stages", 2, 3)
-    assert t.suggest_int("blocks1", 1, 4) == 4
-
-
 def test_a_design_trial_answers_inside_each_distribution():
     t = DesignTrial([0.0, 0.999, 0.5, 0.25])
     assert t.suggest_int("a", 4, 96, log=True) == 4
@@ -91,9 +74,7 @@ def test_the_design_fills_the_budget_as_its_compute_allows_and_covers_the_choice
                 full = top_up(p, budget, design_macs(budget)) == p
                 assert count_params(net) >= 0.6 * budget or full, (budget, seed, p)
     points = modern.startup_design(25_000, 8, seed=1)
-    for name in ("separable", "head", "optimizer", "padding"):
-        assert len({p[name] for p in points}) >= 2, name  # the choices are covered
-    # ...but for the structure the design prefers: three stages, no hidden dense layer
-    assert all(p["stages"] == 3 and p.get("hidden", 0) == 0 for p in points)
+    for name in ("stages", "separable", "head", "optimizer"):
+        assert len({p[name] for p in points}) == 2, name  # both options of each appear
     assert points == modern.startup_design(25_000, 8, seed=1)  # fixed by the seed
     assert points != modern.startup_design(25_000, 8, seed=2)
